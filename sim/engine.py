@@ -1,0 +1,239 @@
+"""The discrete-event engine: one device running op graphs phase after phase on SimPy.
+
+The compute units run ops in topological order, one at a time, as a stream does. Each op:
+dispatch overhead, then its transfers (one flow per source level, through the Fabric) and its
+compute. With overlap on (double buffering) compute starts once the first bytes of every
+operand have arrived and runs alongside the streams; with overlap off it waits for all reads,
+and writes start after it. When op i begins, the weights of ops i+1..i+depth are requested
+(prefetch); those flows share bandwidth with op i's own. Phases are barriers (a decode step
+needs the token sampled by the one before), so nothing crosses from one phase to the next.
+
+Attribution (every second of an op goes to exactly one cause; they add up to its elapsed time):
+    dispatch               the op's dispatch overhead
+    compute                the op's compute time
+    stall on a level       waiting for first bytes is charged to the level whose latency was
+                           still running; waiting for bytes after that (or, overlap off, for
+                           the transfer) to the level that limited the last transfer to finish
+    interconnect           a collective's time on the links
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+import networkx as nx
+import simpy
+
+from . import cost
+from .errors import MemwallError
+from .fabric import Fabric, Flow
+from .hierarchy import Hierarchy
+from .memory import Memory
+from .trace import OpRecord, level_bytes
+
+Sink = Callable[[OpRecord], None]
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    prefetch_depth: int | None = None  # None: the hierarchy's compute.prefetch_depth
+    overlap: bool = True  # stream operands while computing (double buffering)
+    tp: int = 1  # devices; collectives run over the hierarchy's interconnect
+
+
+DEFAULT_OPTIONS = EngineOptions()
+
+
+def topo_order(G: nx.DiGraph, _cache: dict[int, tuple[int, list[str]]] = {}) -> list[str]:  # noqa: B006
+    """Topological order of G, cached per graph object (decode steps reuse one template)."""
+    key = id(G)
+    hit = _cache.get(key)
+    if hit is not None and hit[0] == G.number_of_nodes():
+        return hit[1]
+    order = list(nx.topological_sort(G))
+    if len(_cache) > 64:
+        _cache.clear()
+    _cache[key] = (G.number_of_nodes(), order)
+    return order
+
+
+def check_tp(hier: Hierarchy, tp: int) -> None:
+    if tp <= 1:
+        return
+    ic = hier.interconnect
+    if ic is None:
+        raise MemwallError(f"{hier.name}: --tp {tp} needs an interconnect section in {hier.path}")
+    if tp > ic.max_devices:
+        raise MemwallError(
+            f"{hier.name}: --tp {tp} exceeds interconnect.max_devices = {ic.max_devices}"
+        )
+
+
+class _Device:
+    """State shared by the ops of a run: the memory system, the fabric and the options."""
+
+    def __init__(
+        self, env: simpy.Environment, hier: Hierarchy, footprint: Mapping[str, tuple[str, int]],
+        options: EngineOptions,
+    ) -> None:
+        self.env = env
+        self.hier = hier
+        self.levels = hier.levels
+        self.n = len(hier.levels)
+        self.lat = [lv.latency_s for lv in hier.levels]
+        self.mem = Memory(hier, footprint)
+        self.fabric = Fabric(env, [lv.sustained_bytes_per_s for lv in hier.levels], self.mem.paths)
+        depth = options.prefetch_depth
+        self.depth = hier.compute.prefetch_depth if depth is None else depth
+        self.overlap = options.overlap
+
+    def _flows(self, reads: dict[int, int], writes: dict[int, int]) -> list[Flow]:
+        """One flow per source level; reads pay that level's latency, pure writes none."""
+        start = self.fabric.start
+        flows = []
+        for lvl in sorted(reads.keys() | writes.keys()):
+            r = reads.get(lvl, 0)
+            flows.append(start(lvl, r + writes.get(lvl, 0), self.lat[lvl] if r else 0.0))
+        return flows
+
+    def run_phase(self, G: nx.DiGraph, sink: Sink):  # SimPy process body
+        env, mem, compute = self.env, self.mem, self.hier.compute
+        mem.begin_phase(G)
+        order = topo_order(G)
+        nodes = G.nodes
+        step, phase = G.graph.get("step", 0), G.graph.get("phase", "decode")
+        pre: dict[int, tuple[list[Flow], dict[int, int]]] = {}
+        issued = 0  # highest op index whose weights were requested
+        last = len(order) - 1
+        for i, name in enumerate(order):
+            a = nodes[name]
+            t0 = env.now
+            own = pre.pop(i, None)
+            issued = max(issued, i)
+            while issued < min(last, i + self.depth):
+                issued += 1
+                pre[issued] = self._weights(nodes[order[issued]])
+            d = compute.dispatch_s
+            if d > 0:
+                yield env.timeout(d)
+            td = env.now
+            w_flows, w_traffic = own if own is not None else self._weights(a)
+            if a["kind"] == "collective":
+                yield from self._collective(a, w_flows)
+                ic_s = env.now - td
+                stall = [0.0] * self.n
+                traffic = w_traffic
+            else:
+                ic_s = 0.0
+                stall, traffic = yield from self._op(a, w_flows, w_traffic, td)
+            sink(OpRecord(
+                step, phase, name, a["op"], a["kind"], a["layer"], t0, env.now, d,
+                cost.compute_s(a["kind"], a["flops"], a["dtype"], compute), ic_s, tuple(stall),
+                level_bytes(traffic, self.mem.paths, self.n), a["flops"],
+                sum(t.nbytes for t in a["reads"]) + sum(t.nbytes for t in a["writes"]),
+            ))
+
+    def _weights(self, a: dict) -> tuple[list[Flow], dict[int, int]]:
+        traffic = self.mem.reads(t for t in a["reads"] if t.cls == "weight")
+        return self._flows(traffic, {}), traffic
+
+    def _op(self, a: dict, w_flows: list[Flow], w_traffic: dict[int, int], td: float):
+        env, mem = self.env, self.mem
+        C = cost.compute_s(a["kind"], a["flops"], a["dtype"], self.hier.compute)
+        reads = mem.reads(t for t in a["reads"] if t.cls != "weight")
+        writes: dict[int, int] = {}
+        for t in a["writes"]:
+            mem.write(t, writes)
+        stall = [0.0] * self.n
+        if self.overlap:
+            flows = w_flows + self._flows(reads, writes)
+            cs, blame = td, -1
+            for f in flows:
+                if f.t_first > cs:
+                    cs, blame = f.t_first, f.source
+            if cs > td:
+                stall[blame] += cs - td
+            if cs + C > env.now:
+                yield env.timeout(cs + C - env.now)
+            yield from _drain(env, flows)
+            _charge(stall, flows, cs + C, env.now)
+        else:
+            flows = w_flows + self._flows(reads, {})
+            yield from _drain(env, flows)
+            _charge(stall, flows, td, env.now)
+            if C > 0:
+                yield env.timeout(C)
+            ce = env.now
+            wf = self._flows({}, writes)
+            yield from _drain(env, wf)
+            _charge(stall, wf, ce, env.now)
+        traffic = dict(w_traffic)
+        for src in (reads, writes):
+            for lvl, b in src.items():
+                traffic[lvl] = traffic.get(lvl, 0) + b
+        return stall, traffic
+
+    def _collective(self, a: dict, w_flows: list[Flow]):
+        ic = self.hier.interconnect
+        payload = sum(t.nbytes for t in a["reads"])
+        if ic is not None:
+            yield self.env.timeout(cost.all_reduce_s(payload, a.get("group", 1), ic))
+        yield from _drain(self.env, w_flows)
+
+
+def _drain(env: simpy.Environment, flows: list[Flow]):
+    """Wait until the last byte of every flow has reached the compute units."""
+    pending = [f for f in flows if not f.drained]
+    if pending:
+        ev = env.event()
+        left = [len(pending)]
+
+        def one_done(_f: Flow) -> None:
+            left[0] -= 1
+            if left[0] == 0:
+                ev.succeed()
+
+        for f in pending:
+            f.on_done = one_done
+        yield ev
+    t_last = max((f.t_last for f in flows), default=env.now)
+    if t_last > env.now:
+        yield env.timeout(t_last - env.now)
+
+
+def _charge(stall: list[float], flows: list[Flow], t_from: float, t_to: float) -> None:
+    """Charge the wait [t_from, t_to), which ended with the last byte of the latest flow, to
+    that flow: its final latency to its source level, the rest to its bottleneck level."""
+    wait = t_to - t_from
+    if wait <= 0 or not flows:
+        return
+    f = max(flows, key=_t_last)
+    latency = min(wait, max(0.0, t_to - max(t_from, f.t_end)))
+    stall[f.source] += latency
+    stall[f.bottleneck] += wait - latency
+
+
+def _t_last(f: Flow) -> float:
+    return f.t_last
+
+
+def simulate(
+    phases: Iterable[nx.DiGraph], hier: Hierarchy, footprint: Mapping[str, tuple[str, int]],
+    sink: Sink, options: EngineOptions = DEFAULT_OPTIONS,
+    on_phase: Callable[[nx.DiGraph], None] | None = None,
+) -> None:
+    """Run every phase in order on one device (the others of a tensor-parallel group are
+    identical), calling `sink` with one OpRecord per op as it finishes."""
+    check_tp(hier, options.tp)
+    env = simpy.Environment()
+    dev = _Device(env, hier, footprint, options)
+
+    def driver():
+        for G in phases:
+            yield from dev.run_phase(G, sink)
+            if on_phase is not None:
+                on_phase(G)
+
+    env.process(driver())
+    env.run()

@@ -1,0 +1,219 @@
+"""Where every tensor lives and which level serves each byte an op reads or writes.
+
+Homes: weights are placed first, in the order ops first use them, each in the first level of
+`placement.weights` with room (a tensor that straddles a full level is split, its first bytes
+in the inner level). The KV cache comes next at its final size and spills the way it grows: the
+first positions of every layer stay in the first level of `placement.kv_cache` and, once that is
+full, later positions go to the next. Activations are homed per phase, whole, in the first level
+of `placement.activations` with room for the phase's largest op. What is left of a level with a
+cache policy caches tensors homed further out (see cache.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import networkx as nx
+
+from .cache import Cache
+from .errors import MemwallError
+from .hierarchy import Hierarchy
+from .opgraph import Tensor
+
+Chunk = tuple[int, int, int]  # (level index, first byte, end byte) of a tensor's home
+
+
+def tensor_footprint(G: nx.DiGraph) -> dict[str, tuple[str, int]]:
+    """name -> (class, bytes) of the weights and KV cache of the largest phase `G`,
+    in order of first use. KV bytes are what the last op reads (every position so far)."""
+    out: dict[str, tuple[str, int]] = {}
+    for _, a in G.nodes(data=True):
+        for t in a["reads"]:
+            if t.cls != "activation" and t.nbytes > out.get(t.name, ("", -1))[1]:
+                out[t.name] = (t.cls, t.nbytes)
+    return out
+
+
+def activation_pool_bytes(G: nx.DiGraph) -> int:
+    """Activation bytes the largest op of a phase reads and writes: the buffer activations need."""
+    return max(
+        (
+            sum(t.nbytes for t in (*a["reads"], *a["writes"]) if t.cls == "activation")
+            for _, a in G.nodes(data=True)
+        ),
+        default=0,
+    )
+
+
+def crossing_paths(hier: Hierarchy) -> list[tuple[int, ...]]:
+    """For each source level s, the levels a byte from s crosses on its way to the compute units:
+    s and every level inside it, except a sibling tier: a level with no cache policy that some
+    placement list names together with s (an LPDDR tier filled after HBM reaches L2 without
+    crossing HBM). Registers, L1, caches and scratchpads in front of s are crossed."""
+    names = [lv.name for lv in hier.levels]
+    p = hier.placement
+    lists = [{names.index(n) for n in order} for order in (p.weights, p.kv_cache, p.activations)]
+
+    def sibling(i: int, s: int) -> bool:
+        return hier.levels[i].policy == "none" and any(i in x and s in x for x in lists)
+
+    return [
+        tuple(i for i in range(s + 1) if not (i < s and sibling(i, s))) for s in range(len(names))
+    ]
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.3g} GB"
+
+
+class Memory:
+    """Homes, caches and the byte-level routing of reads and writes for one device."""
+
+    def __init__(self, hier: Hierarchy, footprint: Mapping[str, tuple[str, int]]) -> None:
+        self.hier = hier
+        self.levels = hier.levels
+        names = [lv.name for lv in self.levels]
+        self.free = [lv.capacity_bytes for lv in self.levels]  # bytes not homed
+        self.homes: dict[str, tuple[Chunk, ...]] = {}
+        need = {"weight": 0, "kv_cache": 0}
+        for cls, nbytes in footprint.values():
+            need[cls] = need.get(cls, 0) + nbytes
+        weights = [(n, b) for n, (c, b) in footprint.items() if c == "weight"]
+        kv = [(n, b) for n, (c, b) in footprint.items() if c == "kv_cache"]
+        w_levels = [names.index(n) for n in hier.placement.weights]
+        kv_levels = [names.index(n) for n in hier.placement.kv_cache]
+        self.act_levels = [names.index(n) for n in hier.placement.activations]
+        if need["weight"] > sum(self.free[i] for i in w_levels):
+            raise self._does_not_fit("weights", need["weight"], w_levels)
+        for name, nbytes in weights:
+            self.homes[name] = self._fill(nbytes, w_levels)
+        if need["kv_cache"] > sum(self.free[i] for i in kv_levels):
+            raise self._does_not_fit("KV cache", need["kv_cache"], kv_levels, need["weight"])
+        self._place_kv(kv, kv_levels)
+        self.caches: dict[int, Cache] = {
+            i: Cache(self.free[i], lv.policy)
+            for i, lv in enumerate(self.levels)
+            if lv.policy != "none"
+        }
+        self.act_level = self.act_levels[0]
+        self.paths = crossing_paths(hier)
+        self.kv_written: dict[str, int] = {}
+
+    # -- placement ---------------------------------------------------------------------------
+    def _fill(self, nbytes: int, order: list[int]) -> tuple[Chunk, ...]:
+        chunks: list[Chunk] = []
+        at = 0
+        for i in order:
+            take = min(nbytes - at, self.free[i])
+            if take > 0:
+                chunks.append((i, at, at + take))
+                self.free[i] -= take
+                at += take
+            if at >= nbytes:
+                break
+        return tuple(chunks) or ((order[-1], 0, 0),)
+
+    def _place_kv(self, kv: list[tuple[str, int]], order: list[int]) -> None:
+        total = sum(b for _, b in kv)
+        shares: dict[str, list[Chunk]] = {n: [] for n, _ in kv}
+        at = {n: 0 for n, _ in kv}
+        left = total
+        for i in order:
+            if left <= 0:
+                break
+            frac = min(1.0, self.free[i] / left)  # same share of positions for every layer
+            used = 0
+            for n, b in kv:
+                take = b - at[n] if frac >= 1.0 else int((b - at[n]) * frac)
+                if take > 0:
+                    shares[n].append((i, at[n], at[n] + take))
+                    at[n] += take
+                    used += take
+            self.free[i] -= used
+            left -= used
+        for n, _ in kv:
+            self.homes[n] = tuple(shares[n]) or ((order[0], 0, 0),)
+
+    def _does_not_fit(
+        self, what: str, nbytes: int, order: list[int], already: int = 0
+    ) -> MemwallError:
+        lv = self.levels
+        offers = ", ".join(
+            f"{lv[i].name} {_gb(self.free[i])} free of {_gb(lv[i].capacity_bytes)}" for i in order
+        )
+        extra = f" after {_gb(already)} of weights" if already else ""
+        return MemwallError(
+            f"{self.hier.name}: {what} need {_gb(nbytes)} ({nbytes} bytes){extra} but the levels "
+            f"placement allows offer {offers}; use more devices (--tp), a lower precision, or a "
+            f"hierarchy with more memory"
+        )
+
+    def begin_phase(self, G: nx.DiGraph) -> None:
+        """Home this phase's activations and shrink caches that share their level."""
+        pool = activation_pool_bytes(G)
+        for i in self.act_levels:
+            if pool <= self.free[i]:
+                self.act_level = i
+                break
+        else:
+            raise self._does_not_fit("activations", pool, self.act_levels)
+        for i, c in self.caches.items():
+            c.resize(self.free[i] - (pool if i == self.act_level else 0))
+
+    # -- routing -----------------------------------------------------------------------------
+    def read(self, t: Tensor, out: dict[int, int]) -> None:
+        """Add to `out` (level -> bytes) where each byte of a read of `t` comes from."""
+        b = t.nbytes
+        if b <= 0:
+            return
+        home = self.homes.get(t.name) if t.cls != "activation" else None
+        if home is None:
+            home = ((self.act_level, 0, b),)
+        inner = home[0][0]
+        covered = 0
+        caches = [(i, c) for i, c in self.caches.items() if i < inner]
+        for i, c in caches:
+            r = c.resident(t.name)
+            if r > covered:
+                hit = min(b, r) - covered
+                out[i] = out.get(i, 0) + hit
+                covered += hit
+                if covered >= b:
+                    break
+        if covered < b:
+            _spread(covered, b, home, out)
+        for _, c in caches:
+            c.fill(t.name, b)
+
+    def write(self, t: Tensor, out: dict[int, int]) -> None:
+        """Add to `out` where each byte of a write of `t` lands (write-through, no allocate)."""
+        b = t.nbytes
+        if b <= 0:
+            return
+        if t.cls == "kv_cache":
+            start = self.kv_written.get(t.name, 0)
+            self.kv_written[t.name] = start + b
+            _spread(start, start + b, self.homes.get(t.name, ((self.act_level, 0, 0),)), out)
+        elif t.cls == "weight":
+            _spread(0, b, self.homes[t.name], out)
+        else:
+            out[self.act_level] = out.get(self.act_level, 0) + b
+
+    def reads(self, tensors: Iterable[Tensor]) -> dict[int, int]:
+        out: dict[int, int] = {}
+        for t in tensors:
+            self.read(t, out)
+        return out
+
+
+def _spread(lo: int, hi: int, home: tuple[Chunk, ...], out: dict[int, int]) -> None:
+    """Add bytes [lo, hi) of a tensor to the levels of its home chunks; bytes past the last
+    chunk (a KV cache read beyond its planned size) land in the last chunk's level."""
+    for i, start, end in home:
+        n = min(hi, end) - max(lo, start)
+        if n > 0:
+            out[i] = out.get(i, 0) + n
+    last_level, _, last_end = home[-1]
+    if hi > last_end:
+        n = hi - max(lo, last_end)
+        out[last_level] = out.get(last_level, 0) + n

@@ -1,0 +1,69 @@
+"""The op-graph contract between `workloads` (which builds graphs) and the engine (which runs them).
+
+A phase of inference (an encoder pass, a prefill, or one decode step) is a networkx DiGraph.
+Nodes are op names (str, unique in the graph); edges are data dependencies. Node attributes:
+
+    kind    "matmul" | "vector" | "collective"
+    op      op type used for grouping in reports ("qkv", "attn_score", "softmax", "ffn_up", ...)
+    layer   int, -1 for ops outside the layer stack (embedding, final norm, LM head)
+    flops   int, FLOPs of the op (a multiply-accumulate is 2 FLOPs)
+    dtype   compute precision: one of DTYPES (matmul at that peak; vector ops at the vector rate)
+    reads   tuple[Tensor, ...], every operand, each counted once at the op boundary
+    writes  tuple[Tensor, ...], every result
+    group   int, devices taking part (collective ops only; payload = bytes of `reads`)
+
+Graph attributes: phase ("encode" | "prefill" | "decode"), step (0 for the first phase, then
+1, 2, ... per decode step), batch, tokens (positions processed in this phase), kv_len (positions
+in the KV cache after this phase), tp (devices), and model (str).
+
+A weight tensor keeps its `name` in every step so the engine can tell it is already cached. A KV
+cache tensor is named per layer; its reads carry the bytes of every position so far, its writes
+the bytes of the positions this phase appends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import networkx as nx
+
+#: Storage bits per element for each precision. int4 adds group-wise scales (see workloads).
+DTYPE_BITS: dict[str, int] = {"fp32": 32, "bf16": 16, "fp16": 16, "fp8": 8, "int8": 8, "int4": 4}
+DTYPES: tuple[str, ...] = tuple(DTYPE_BITS)
+
+TensorClass = Literal["weight", "activation", "kv_cache"]
+TENSOR_CLASSES: tuple[str, ...] = ("weight", "activation", "kv_cache")
+OP_KINDS: tuple[str, ...] = ("matmul", "vector", "collective")
+
+
+@dataclass(frozen=True, slots=True)
+class Tensor:
+    """One operand or result as an op sees it at its boundary."""
+
+    name: str  # identity across ops and steps (e.g. "h3.attn.c_attn.weight", "h3.k_cache")
+    cls: TensorClass
+    shape: tuple[int, ...]
+    dtype: str
+    nbytes: int  # bytes touched at the op boundary, quantization scales included
+
+
+class OpGraphError(ValueError):
+    """An op graph that breaks the contract above (a bug in the builder, not user input)."""
+
+
+def check_op_graph(G: nx.DiGraph) -> None:
+    """Raise OpGraphError unless G honours the contract: a DAG of well-formed ops."""
+    if not nx.is_directed_acyclic_graph(G):
+        cycle = nx.find_cycle(G)
+        raise OpGraphError(f"op graph has a cycle: {cycle}")
+    for name, a in G.nodes(data=True):
+        if a.get("kind") not in OP_KINDS:
+            raise OpGraphError(f"op {name!r}: kind {a.get('kind')!r} is not one of {OP_KINDS}")
+        if a.get("dtype") not in DTYPE_BITS:
+            raise OpGraphError(f"op {name!r}: dtype {a.get('dtype')!r} is not one of {DTYPES}")
+        if not isinstance(a.get("flops"), int) or a["flops"] < 0:
+            raise OpGraphError(f"op {name!r}: flops must be a non-negative int")
+        for t in (*a.get("reads", ()), *a.get("writes", ())):
+            if t.cls not in TENSOR_CLASSES or t.nbytes < 0:
+                raise OpGraphError(f"op {name!r}: bad tensor {t}")

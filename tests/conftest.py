@@ -1,0 +1,15 @@
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def hierarchies_dir() -> Path:
+    """The bundled hierarchy files (hierarchies/*.yaml)."""
+    return ROOT / "hierarchies"

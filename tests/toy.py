@@ -1,0 +1,42 @@
+"""A toy two-level device and toy op chains, with numbers chosen so times work out by hand."""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from sim.hierarchy import Compute, Hierarchy, Level, Placement
+from sim.opgraph import Tensor
+
+KB = 1000
+
+
+def toy_hierarchy(
+    sram_bytes: int = 1_000_000, sram_policy: str = "lru", dram_bw: float = 1e11,
+    sram_bw: float = 1e12, dispatch_s: float = 1e-6, prefetch_depth: int = 0,
+) -> Hierarchy:
+    """sram: 1 MB, 1 TB/s, 10 ns; dram: 10 GB, 100 GB/s, 100 ns; 1 TFLOP/s fp32; 1 us dispatch."""
+    return Hierarchy(
+        "toy",
+        Compute(1e9, {"fp32": 1e12}, 1e11, dispatch_s, prefetch_depth=prefetch_depth),
+        (
+            Level("sram", sram_bytes, sram_bw, 10e-9, 1.0, sram_policy),
+            Level("dram", 10**10, dram_bw, 100e-9),
+        ),
+        Placement(("dram",), ("dram",), ("sram", "dram")),
+    )
+
+
+def chain(n: int = 3, step: int = 0, w_bytes: int = 400 * KB, x_bytes: int = KB,
+          flops: int = 2_000_000) -> nx.DiGraph:
+    """n matmuls in a row: op i reads x_i (activation) and w_i (weight), writes x_{i+1}."""
+    G = nx.DiGraph(phase="prefill" if step == 0 else "decode", step=step)
+    for i in range(n):
+        G.add_node(
+            f"op{i}", kind="matmul", op="mm", layer=i, flops=flops, dtype="fp32",
+            reads=(Tensor(f"x{i}", "activation", (1,), "fp32", x_bytes),
+                   Tensor(f"w{i}", "weight", (1,), "fp32", w_bytes)),
+            writes=(Tensor(f"x{i + 1}", "activation", (1,), "fp32", x_bytes),),
+        )
+        if i:
+            G.add_edge(f"op{i - 1}", f"op{i}")
+    return G
