@@ -14,7 +14,9 @@ Nodes are op names (str, unique in the graph); edges are data dependencies. Node
 
 Graph attributes: phase ("encode" | "prefill" | "decode"), step (0 for the first phase, then
 1, 2, ... per decode step), batch, tokens (positions processed in this phase), kv_len (positions
-in the KV cache after this phase), tp (devices), and model (str).
+in the KV cache after this phase), tp (devices), model (str), and weight_bytes (dict[str, int]:
+every weight tensor the device stores -> its stored bytes; an op may read only part of one,
+e.g. the embedding gather reads only its rows, so size placement from this, not from reads).
 
 A weight tensor keeps its `name` in every step so the engine can tell it is already cached. A KV
 cache tensor is named per layer; its reads carry the bytes of every position so far, its writes

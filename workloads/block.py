@@ -1,0 +1,279 @@
+"""The ops of one phase: embeddings, each Transformer block, final norm, LM head or pooler.
+
+`PhaseBuilder` writes nodes and edges into a networkx DiGraph following sim/opgraph.py. Shapes
+are those of one device of `tp` (Megatron split, see model.parameter_shapes). Activations are
+(B, T, features); queries (B, heads, T, d_head); keys and values (B, kv_heads, positions,
+d_head); scores and probabilities (B, heads, T, positions).
+
+FLOPs. A multiply-accumulate is 2 FLOPs; a bias adds 1 per output element. Vector ops count
+FLOPS_PER_ELEMENT of the output: layernorm 7 (mean 1, centre 1, square and sum 2, scale 1,
+gain 1, shift 1; the per-row rsqrt is not counted), rmsnorm 4 (square and sum 2, scale 1,
+gain 1), softmax 5 (max, subtract, exp, sum, divide; the 1/sqrt(d_head) scale is folded into
+the subtract), gelu 8 (tanh approximation, tanh counted as 1), relu 1, swiglu 5 (silu 4:
+negate, exp, add, divide; times the up projection 1), tanh 1 (BERT pooler), rotary 3 per
+rotated element of q and k (x cos + rotate_half(x) sin), add 1 (residual, position and type
+embeddings). Attention is dense: a prefill of T tokens computes all T x kv_len scores (a
+causal kernel that skips the masked half would do about half). The embedding gather does no
+arithmetic; it reads only the gathered rows of its table. Token ids (int) are not counted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import networkx as nx
+
+from sim.opgraph import Tensor
+from workloads.model import compute_dtype, parameter_shapes, tensor_bytes
+from workloads.spec import RunSpec
+
+FLOPS_PER_ELEMENT: dict[str, int] = {
+    "layernorm": 7, "rmsnorm": 4, "softmax": 5, "gelu": 8, "relu": 1, "swiglu": 5,
+    "tanh": 1, "rotary": 3, "add": 1,
+}
+
+OpAttrs = tuple[int, tuple[Tensor, ...], tuple[Tensor, ...]]  # flops, reads, writes
+
+
+@dataclass(frozen=True, slots=True)
+class Dims:
+    """Per-device sizes and dtypes of one phase."""
+
+    B: int  # batch
+    T: int  # tokens per sequence in this phase
+    H: int  # query heads on this device
+    Hkv: int  # KV heads on this device
+    dh: int  # d_head
+    adt: str  # activation dtype
+    kdt: str  # K/V dtype: the KV cache's (decoder) or the activations' (encoder)
+    sdt: str  # attention matmul compute dtype
+    cached: bool  # decoder: K and V live in a per-layer KV cache
+
+    @classmethod
+    def of(cls, spec: RunSpec, step: int) -> Dims:
+        m, p = spec.model, spec.precision
+        cached = m.arch == "decoder"
+        kdt = p.kv_cache if cached else p.activations
+        return cls(spec.batch, spec.tokens(step), m.n_heads // spec.tp, m.n_kv_heads // spec.tp,
+                   m.d_head, p.activations, kdt, compute_dtype(p.activations, kdt), cached)
+
+
+def attention_core(d: Dims, layer: int, q: Tensor, kv_len: int) -> tuple[OpAttrs, ...]:
+    """attn_score, softmax and attn_value of `layer` attending over `kv_len` positions.
+
+    The only ops whose attributes change from one decode step to the next.
+    """
+    B, H, Hkv, dh, T = d.B, d.H, d.Hkv, d.dh, d.T
+    kv_shape = (B, Hkv, kv_len, dh)
+    kv_bytes = tensor_bytes(kv_shape, d.kdt)
+    cls = "kv_cache" if d.cached else "activation"
+    kname, vname = ((f"h{layer}.k_cache", f"h{layer}.v_cache") if d.cached
+                    else (f"h{layer}.attn.k", f"h{layer}.attn.v"))
+    k = Tensor(kname, cls, kv_shape, d.kdt, kv_bytes)
+    v = Tensor(vname, cls, kv_shape, d.kdt, kv_bytes)
+    s_shape = (B, H, T, kv_len)
+    s_bytes = tensor_bytes(s_shape, d.adt)
+    scores = Tensor(f"h{layer}.attn.score.out", "activation", s_shape, d.adt, s_bytes)
+    probs = Tensor(f"h{layer}.attn.softmax.out", "activation", s_shape, d.adt, s_bytes)
+    o_shape = (B, T, H * dh)
+    out = Tensor(f"h{layer}.attn.value.out", "activation", o_shape, d.adt,
+                 tensor_bytes(o_shape, d.adt))
+    mac = 2 * B * H * T * kv_len * dh
+    return ((mac, (q, k), (scores,)),
+            (FLOPS_PER_ELEMENT["softmax"] * B * H * T * kv_len, (scores,), (probs,)),
+            (mac, (probs, v), (out,)))
+
+
+class PhaseBuilder:
+    """Adds the ops of one phase (`step` of `spec`) to a fresh DiGraph, `self.G`."""
+
+    def __init__(self, spec: RunSpec, step: int) -> None:
+        m, p = spec.model, spec.precision
+        self.spec, self.m, self.step = spec, m, step
+        self.d = Dims.of(spec, step)
+        self.kv_len = spec.kv_len(step)
+        self.attend = self.kv_len if m.arch == "decoder" else self.d.T
+        self.rows = spec.batch * self.d.T  # token rows in this phase
+        self.adt, self.wdt = p.activations, p.weights
+        self.mdt = compute_dtype(p.activations, p.weights)  # weight matmuls
+        self.shapes = parameter_shapes(m, spec.tp)
+        phase = "encode" if m.arch == "encoder" else ("prefill" if step == 0 else "decode")
+        self.G = nx.DiGraph(
+            phase=phase, step=step, batch=spec.batch, tokens=self.d.T, kv_len=self.kv_len,
+            tp=spec.tp, model=m.name,
+            weight_bytes={n: tensor_bytes(s, self.wdt) for n, s in self.shapes.items()})
+
+    # -- tensors and nodes ------------------------------------------------------------
+    def weight(self, name: str, rows: int | None = None) -> Tensor:
+        """Weight `name`, or `rows` of its rows (a gather or a vocab shard)."""
+        shape = self.shapes[name]
+        if rows is not None:
+            shape = (rows, *shape[1:])
+        return Tensor(name, "weight", shape, self.wdt, tensor_bytes(shape, self.wdt))
+
+    def params(self, prefix: str) -> tuple[Tensor, ...]:
+        """The weight and, if the model has one, the bias of module `prefix`."""
+        return tuple(self.weight(prefix + s) for s in (".weight", ".bias")
+                     if prefix + s in self.shapes)
+
+    def act(self, name: str, shape: tuple[int, ...], dtype: str | None = None) -> Tensor:
+        dtype = dtype or self.adt
+        return Tensor(name, "activation", shape, dtype, tensor_bytes(shape, dtype))
+
+    def add(self, name: str, kind: str, op: str, layer: int, flops: int, dtype: str,
+            reads: tuple[Tensor, ...], writes: tuple[Tensor, ...], after: tuple[str, ...],
+            **extra: int) -> Tensor:
+        self.G.add_node(name, kind=kind, op=op, layer=layer, flops=flops, dtype=dtype,
+                        reads=reads, writes=writes, **extra)
+        self.G.add_edges_from((a, name) for a in after)
+        return writes[0]
+
+    def vector(self, name: str, op: str, layer: int, per_element: str,
+               reads: tuple[Tensor, ...], shape: tuple[int, ...], after: tuple[str, ...]) -> Tensor:
+        out = self.act(name + ".out", shape)
+        flops = FLOPS_PER_ELEMENT[per_element] * math.prod(shape)
+        return self.add(name, "vector", op, layer, flops, self.adt, reads, (out,), after)
+
+    def linear(self, name: str, op: str, layer: int, x: Tensor, module: str,
+               after: tuple[str, ...], rows: int | None = None) -> Tensor:
+        """x @ W.T (+ b) for the weight(s) of `module`; rows = token rows (default all)."""
+        w = self.params(module)
+        n_out, k = w[0].shape
+        rows = self.rows if rows is None else rows
+        flops = 2 * rows * n_out * k + (rows * n_out if len(w) > 1 else 0)
+        out = self.act(name + ".out", (self.spec.batch, rows // self.spec.batch, n_out))
+        return self.add(name, "matmul", op, layer, flops, self.mdt, (x, *w), (out,), after)
+
+    def norm(self, name: str, layer: int, x: Tensor, after: tuple[str, ...]) -> Tensor:
+        return self.vector(name, "norm", layer, self.m.norm, (x, *self.params(name)),
+                           x.shape, after)
+
+    def all_reduce(self, name: str, layer: int, x: Tensor, after: str) -> tuple[Tensor, str]:
+        """Sum `x` over the tp devices; a no-op (nothing added) when tp = 1."""
+        if self.spec.tp == 1:
+            return x, after
+        out = self.act(name + ".out", x.shape)
+        self.add(name, "collective", "all_reduce", layer, 0, self.adt, (x,), (out,), (after,),
+                 group=self.spec.tp)
+        return out, name
+
+    # -- the model --------------------------------------------------------------------
+    def build(self) -> nx.DiGraph:
+        x, src = self.embeddings()
+        for i in range(self.m.n_layers):
+            x, src = self.layer(i, x, src)
+        m, B, D = self.m, self.spec.batch, self.m.d_model
+        if m.final_norm:
+            x = self.norm("final_norm", -1, x, (src,))
+            src = "final_norm"
+        if m.arch == "decoder" and (self.step > 0 or self.spec.gen_len > 0):
+            last = self.act(x.name, (B, 1, D))  # LM head reads the last position only
+            w_name = "embed.weight" if m.tied_embeddings else "lm_head.weight"
+            w = (self.weight(w_name, -(-m.vocab // self.spec.tp)),
+                 *((self.weight("lm_head.bias"),) if m.lm_head_bias else ()))
+            vocab = w[0].shape[0]
+            flops = 2 * B * D * vocab + (B * vocab if m.lm_head_bias else 0)
+            self.add("lm_head", "matmul", "lm_head", -1, flops, self.mdt, (last, *w),
+                     (self.act("lm_head.out", (B, 1, vocab)),), (src,))
+        if m.pooler:
+            first = self.act(x.name, (B, 1, D))  # [CLS], the first position
+            y = self.linear("pooler", "pooler", -1, first, "pooler", (src,), rows=B)
+            self.vector("pooler.tanh", "activation", -1, "tanh", (y,), y.shape, ("pooler",))
+        return self.G
+
+    def embeddings(self) -> tuple[Tensor, str]:
+        m, B, T, D = self.m, self.spec.batch, self.d.T, self.m.d_model
+        shape = (B, T, D)
+        x = self.add("embed", "vector", "embedding", -1, 0, self.adt,
+                     (self.weight("embed.weight", self.rows),),
+                     (self.act("embed.out", shape),), ())
+        src = "embed"
+        if m.positions == "learned":  # T rows, broadcast over the batch
+            x = self.vector("pos_embed", "pos_embedding", -1, "add",
+                            (x, self.weight("pos_embed.weight", T)), shape, (src,))
+            src = "pos_embed"
+        if m.type_vocab:  # one row per token
+            x = self.vector("type_embed", "pos_embedding", -1, "add",
+                            (x, self.weight("type_embed.weight", self.rows)), shape, (src,))
+            src = "type_embed"
+        if m.embed_norm:
+            x = self.norm("embed_norm", -1, x, (src,))
+            src = "embed_norm"
+        return x, src
+
+    def layer(self, i: int, x: Tensor, src: str) -> tuple[Tensor, str]:
+        """Block i reading residual stream x (written by node src); returns its output."""
+        m, p = self.m, f"h{i}."
+        if m.block == "post_norm":  # BERT: x + attn -> norm1 -> x + ffn -> norm2
+            a, a_src = self.attention(i, x, (src,))
+            r = self.vector(p + "attn.residual", "residual", i, "add", (x, a), x.shape,
+                            (src, a_src))
+            n = self.norm(p + "norm1", i, r, (p + "attn.residual",))
+            f, f_src = self.mlp(i, n, (p + "norm1",))
+            r = self.vector(p + "mlp.residual", "residual", i, "add", (n, f), x.shape,
+                            (p + "norm1", f_src))
+            return self.norm(p + "norm2", i, r, (p + "mlp.residual",)), p + "norm2"
+        n = self.norm(p + "norm1", i, x, (src,))
+        a, a_src = self.attention(i, n, (p + "norm1",))
+        if m.block == "parallel":  # GPT-J: x + attn(norm1(x)) + ffn(norm1(x))
+            f, f_src = self.mlp(i, n, (p + "norm1",))
+            out = self.act(p + "residual.out", x.shape)
+            self.add(p + "residual", "vector", "residual", i, 2 * math.prod(x.shape),
+                     self.adt, (x, a, f), (out,), (src, a_src, f_src))
+            return out, p + "residual"
+        r = self.vector(p + "attn.residual", "residual", i, "add", (x, a), x.shape, (src, a_src))
+        n = self.norm(p + "norm2", i, r, (p + "attn.residual",))
+        f, f_src = self.mlp(i, n, (p + "norm2",))
+        r = self.vector(p + "mlp.residual", "residual", i, "add", (r, f), x.shape,
+                        (p + "attn.residual", f_src))
+        return r, p + "mlp.residual"
+
+    def attention(self, i: int, x: Tensor, after: tuple[str, ...]) -> tuple[Tensor, str]:
+        m, d, p = self.m, self.d, f"h{i}.attn."
+        B, T = d.B, d.T
+        q = self.act(p + "q", (B, d.H, T, d.dh))
+        new_kv = (B, d.Hkv, T, d.dh)  # positions appended by this phase
+        rotary = m.positions == "rotary"
+        if d.cached:
+            k = (self.act(p + "k_new", new_kv) if rotary
+                 else Tensor(f"h{i}.k_cache", "kv_cache", new_kv, d.kdt,
+                             tensor_bytes(new_kv, d.kdt)))
+            v = Tensor(f"h{i}.v_cache", "kv_cache", new_kv, d.kdt, tensor_bytes(new_kv, d.kdt))
+        else:
+            k, v = self.act(p + "k", new_kv), self.act(p + "v", new_kv)
+        modules = ("qkv",) if m.fused_qkv else ("q", "k", "v")
+        w = tuple(t for mod in modules for t in self.params(p + mod))
+        n_out = (d.H + 2 * d.Hkv) * d.dh
+        flops = 2 * self.rows * n_out * m.d_model + (self.rows * n_out if m.attn_bias else 0)
+        self.add(p + "qkv", "matmul", "qkv", i, flops, self.mdt, (x, *w), (q, k, v), after)
+        qkv_src = src = p + "qkv"
+        if rotary:
+            rot = FLOPS_PER_ELEMENT["rotary"] * B * T * (d.H + d.Hkv) * m.rotated_dims
+            q_rot = self.act(p + "q_rot", q.shape)
+            k_cache = Tensor(f"h{i}.k_cache", "kv_cache", new_kv, d.kdt,
+                             tensor_bytes(new_kv, d.kdt))  # ModelConfig: rotary => decoder
+            self.add(p + "rotary", "vector", "rotary", i, rot, self.adt, (q, k), (q_rot, k_cache),
+                     (src,))
+            q, src = q_rot, p + "rotary"
+        (fs, rs, ws), (fm, rm, wm), (fv, rv, wv) = attention_core(d, i, q, self.attend)
+        self.add(p + "score", "matmul", "attn_score", i, fs, d.sdt, rs, ws, (src,))
+        self.add(p + "softmax", "vector", "softmax", i, fm, self.adt, rm, wm, (p + "score",))
+        o = self.add(p + "value", "matmul", "attn_value", i, fv, d.sdt, rv, wv,
+                     (p + "softmax", qkv_src))
+        y = self.linear(p + "out", "attn_out", i, o, p + "out", (p + "value",))
+        return self.all_reduce(p + "all_reduce", i, y, p + "out")
+
+    def mlp(self, i: int, x: Tensor, after: tuple[str, ...]) -> tuple[Tensor, str]:
+        p = f"h{i}.mlp."
+        u = self.linear(p + "up", "ffn_up", i, x, p + "up", after)
+        if self.m.activation == "swiglu":
+            g = self.linear(p + "gate", "ffn_gate", i, x, p + "gate", after)
+            a = self.vector(p + "act", "activation", i, "swiglu", (g, u), u.shape,
+                            (p + "gate", p + "up"))
+        else:
+            a = self.vector(p + "act", "activation", i, self.m.activation, (u,), u.shape,
+                            (p + "up",))
+        y = self.linear(p + "down", "ffn_down", i, a, p + "down", (p + "act",))
+        return self.all_reduce(p + "all_reduce", i, y, p + "down")
+

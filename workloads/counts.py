@@ -1,0 +1,192 @@
+"""FLOPs, MOPs and arithmetic intensity of ops, phases and whole runs (the paper's conventions).
+
+A multiply-accumulate is 2 FLOPs. MOPs are the bytes an op reads and writes at its boundary:
+every operand once, every result once (`Tensor.nbytes`), whatever the memory hierarchy would
+cache. Arithmetic intensity = FLOPs / MOPs. A tp > 1 spec counts the graph of one device.
+
+Whole-run totals do not walk every decode graph: a decode step differs from the next only in
+its attention core (block.attention_core), so run_counts sums the rest of one decode graph once,
+times the number of steps, and the attention core once per step, times the layers (all layers
+are alike). tests/test_counts.py checks this against the sum over every graph of phases().
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from workloads.block import Dims, attention_core
+from workloads.graph import build_phase
+from workloads.model import parameter_shapes, tensor_bytes
+from workloads.spec import RunSpec
+
+_DYNAMIC = (("score", "attn_score", "matmul"), ("softmax", "softmax", "vector"),
+            ("value", "attn_value", "matmul"))  # node suffix, op type, kind
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    flops: int = 0  # FLOPs
+    mops_bytes: int = 0  # bytes read and written at op boundaries
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(self.flops + other.flops, self.mops_bytes + other.mops_bytes)
+
+    def __mul__(self, n: int) -> Counts:
+        return Counts(self.flops * n, self.mops_bytes * n)
+
+    @property
+    def arithmetic_intensity(self) -> float:  # FLOP / byte
+        return self.flops / self.mops_bytes if self.mops_bytes else 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {"flops": self.flops, "mops_bytes": self.mops_bytes,
+                "arithmetic_intensity": self.arithmetic_intensity}
+
+
+def op_counts(G: nx.DiGraph) -> dict[str, Counts]:
+    """Counts of every op of G, by node name."""
+    return {n: Counts(a["flops"], sum(t.nbytes for t in a["reads"])
+                      + sum(t.nbytes for t in a["writes"]))
+            for n, a in G.nodes(data=True)}
+
+
+def graph_counts(G: nx.DiGraph) -> Counts:
+    """Total counts of one phase graph."""
+    total = Counts()
+    for c in op_counts(G).values():
+        total += c
+    return total
+
+
+@dataclass(frozen=True)
+class RunCounts:
+    """Counts of a whole run (phase 0 plus every decode step) of one device."""
+
+    total: Counts
+    by_op_type: dict[str, Counts]
+    by_kind: dict[str, Counts]
+    by_layer: dict[int, Counts]  # -1: embeddings, final norm, LM head, pooler
+    phases: tuple[Counts, ...] = field(repr=False)  # index = step
+
+
+def run_counts(spec: RunSpec) -> RunCounts:
+    """Counts of every phase of `spec`, grouped by op type, kind and layer (see module doc)."""
+    by_op: dict[str, Counts] = defaultdict(Counts)
+    by_kind: dict[str, Counts] = defaultdict(Counts)
+    by_layer: dict[int, Counts] = defaultdict(Counts)
+
+    def add(G: nx.DiGraph, times: int, skip: frozenset[str] = frozenset()) -> Counts:
+        """Add `times` x the ops of G (but `skip`) to the groups; return one time's total."""
+        once = Counts()
+        for n, c in op_counts(G).items():
+            if n in skip:
+                continue
+            a = G.nodes[n]
+            by_op[a["op"]] += c * times
+            by_kind[a["kind"]] += c * times
+            by_layer[a["layer"]] += c * times
+            once += c
+        return once
+
+    per_phase = [add(build_phase(spec, 0, check=False), 1)]
+    n_decode = spec.n_phases - 1
+    if n_decode:
+        G = build_phase(spec, 1, check=False)
+        L = spec.model.n_layers
+        dynamic = frozenset(f"h{i}.attn.{s}" for i in range(L) for s, _, _ in _DYNAMIC)
+        static_step = add(G, n_decode, dynamic)  # everything but the attention cores
+        d, q = Dims.of(spec, 1), G.nodes["h0.attn.score"]["reads"][0]
+        core_sum = [Counts(), Counts(), Counts()]
+        for step in range(1, spec.n_phases):
+            step_total = static_step
+            for j, (flops, reads, writes) in enumerate(attention_core(d, 0, q, spec.kv_len(step))):
+                c = Counts(flops, sum(t.nbytes for t in reads) + sum(t.nbytes for t in writes))
+                core_sum[j] += c
+                step_total += c * L
+            per_phase.append(step_total)
+        for (_, op, kind), c in zip(_DYNAMIC, core_sum, strict=True):
+            by_op[op] += c * L
+            by_kind[kind] += c * L
+            for i in range(L):
+                by_layer[i] += c
+    total = Counts()
+    for c in per_phase:
+        total += c
+    return RunCounts(total, dict(by_op), dict(by_kind), dict(sorted(by_layer.items())),
+                     tuple(per_phase))
+
+
+def describe(spec: RunSpec) -> dict:
+    """JSON-ready counts of a run, SI units (FLOPs, bytes, FLOP/byte), one device of tp."""
+    m, p, rc = spec.model, spec.precision, run_counts(spec)
+    shapes = parameter_shapes(m, spec.tp)
+    d = Dims.of(spec, spec.n_phases - 1)
+    kv_bytes = (2 * m.n_layers * tensor_bytes((d.B, d.Hkv, spec.positions, d.dh), d.kdt)
+                if m.arch == "decoder" else 0)
+    out: dict = {
+        "workload": m.name, "arch": m.arch, "batch": spec.batch, "prompt_len": spec.prompt_len,
+        "gen_len": spec.gen_len, "tp": spec.tp,
+        "precision": {"weights": p.weights, "activations": p.activations,
+                      "kv_cache": p.kv_cache},
+        "params": m.n_params,
+        "params_per_device": sum(math.prod(s) for s in shapes.values()),
+        "weight_bytes_per_device": sum(tensor_bytes(s, p.weights) for s in shapes.values()),
+        "kv_cache_bytes_per_device": kv_bytes,
+        **rc.total.as_dict(),
+        "by_op_type": {k: c.as_dict() for k, c in sorted(rc.by_op_type.items(),
+                                                         key=lambda kv: -kv[1].flops)},
+        "by_kind": {k: c.as_dict() for k, c in rc.by_kind.items()},
+        "by_layer": [{"layer": i, **c.as_dict()} for i, c in rc.by_layer.items()],
+    }
+    first = "encode" if m.arch == "encoder" else "prefill"
+    phases = {first: {"tokens": spec.prompt_len, **rc.phases[0].as_dict()}}
+    if len(rc.phases) > 1:
+        dec = Counts()
+        for c in rc.phases[1:]:
+            dec += c
+        phases["decode"] = {"steps": len(rc.phases) - 1, **dec.as_dict(),
+                            "first_step": rc.phases[1].as_dict(),
+                            "last_step": rc.phases[-1].as_dict()}
+    out["phases"] = phases
+    return out
+
+
+def format_describe(d: dict) -> str:
+    """A compact text table of `describe`'s output."""
+    p = d["precision"]
+    lines = [
+        f"{d['workload']} ({d['arch']})  batch {d['batch']}  prompt {d['prompt_len']}  "
+        f"gen {d['gen_len']}  tp {d['tp']}  weights {p['weights']}  activations "
+        f"{p['activations']}  kv {p['kv_cache']}",
+        f"params {_si(d['params'])}  per device {_si(d['params_per_device'])} "
+        f"({_si(d['weight_bytes_per_device'])}B)  KV cache {_si(d['kv_cache_bytes_per_device'])}B",
+        f"{'':24s}{'FLOPs':>12s}{'MOPs (B)':>12s}{'FLOP/B':>10s}",
+        _row("total", d),
+    ]
+    for name, ph in d["phases"].items():
+        label = f"{name} ({ph['steps']} steps)" if "steps" in ph else f"{name} ({ph['tokens']} tok)"
+        lines.append(_row(label, ph))
+        if "steps" in ph:
+            lines += [_row("  first step", ph["first_step"]), _row("  last step", ph["last_step"])]
+    lines.append("by kind")
+    lines += [_row("  " + k, c) for k, c in d["by_kind"].items()]
+    lines.append("by op type")
+    lines += [_row("  " + k, c) for k, c in d["by_op_type"].items()]
+    return "\n".join(lines)
+
+
+def _row(label: str, c: dict) -> str:
+    return (f"{label:24s}{_si(c['flops']):>12s}{_si(c['mops_bytes']):>12s}"
+            f"{c['arithmetic_intensity']:>10.3g}")
+
+
+def _si(x: float) -> str:
+    for div, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            return f"{x / div:.3g} {prefix}"
+    return f"{x:.3g} "
+
