@@ -108,6 +108,7 @@ class _Device:
         last = len(order) - 1
         for i, name in enumerate(order):
             a = nodes[name]
+            C = cost.compute_s(a["kind"], a["flops"], a["dtype"], compute)
             t0 = env.now
             own = pre.pop(i, None)
             issued = max(issued, i)
@@ -126,10 +127,10 @@ class _Device:
                 traffic = w_traffic
             else:
                 ic_s = 0.0
-                stall, traffic = yield from self._op(a, w_flows, w_traffic, td)
+                stall, traffic = yield from self._op(a, w_flows, w_traffic, td, C)
             sink(OpRecord(
-                step, phase, name, a["op"], a["kind"], a["layer"], t0, env.now, d,
-                cost.compute_s(a["kind"], a["flops"], a["dtype"], compute), ic_s, tuple(stall),
+                step, phase, name, a["op"], a["kind"], a["layer"], t0, env.now, d, C, ic_s,
+                tuple(stall),
                 level_bytes(traffic, self.mem.paths, self.n), a["flops"],
                 sum(t.nbytes for t in a["reads"]) + sum(t.nbytes for t in a["writes"]),
             ))
@@ -138,9 +139,8 @@ class _Device:
         traffic = self.mem.reads(t for t in a["reads"] if t.cls == "weight")
         return self._flows(traffic, {}), traffic
 
-    def _op(self, a: dict, w_flows: list[Flow], w_traffic: dict[int, int], td: float):
+    def _op(self, a: dict, w_flows: list[Flow], w_traffic: dict[int, int], td: float, C: float):
         env, mem = self.env, self.mem
-        C = cost.compute_s(a["kind"], a["flops"], a["dtype"], self.hier.compute)
         reads = mem.reads(t for t in a["reads"] if t.cls != "weight")
         writes: dict[int, int] = {}
         for t in a["writes"]:

@@ -24,13 +24,19 @@ Chunk = tuple[int, int, int]  # (level index, first byte, end byte) of a tensor'
 
 
 def tensor_footprint(G: nx.DiGraph) -> dict[str, tuple[str, int]]:
-    """name -> (class, bytes) of the weights and KV cache of the largest phase `G`,
-    in order of first use. KV bytes are what the last op reads (every position so far)."""
+    """name -> (class, bytes) of the weights and KV cache of the largest phase `G`, in order
+    of first use. Weights take their stored size from G.graph["weight_bytes"] where the builder
+    gives it (an embedding table is stored whole though an op reads only the gathered rows),
+    else the largest read; KV bytes are what the last op reads (every position so far)."""
+    stored: dict[str, int] = G.graph.get("weight_bytes", {})
     out: dict[str, tuple[str, int]] = {}
     for _, a in G.nodes(data=True):
         for t in a["reads"]:
-            if t.cls != "activation" and t.nbytes > out.get(t.name, ("", -1))[1]:
-                out[t.name] = (t.cls, t.nbytes)
+            if t.cls == "activation":
+                continue
+            size = stored.get(t.name, t.nbytes) if t.cls == "weight" else t.nbytes
+            if size > out.get(t.name, ("", -1))[1]:
+                out[t.name] = (t.cls, size)
     return out
 
 
@@ -97,6 +103,9 @@ class Memory:
         }
         self.act_level = self.act_levels[0]
         self.paths = crossing_paths(hier)
+        self._inside = [  # caches inside each level, innermost first
+            [(i, c) for i, c in self.caches.items() if i < lvl] for lvl in range(len(self.levels))
+        ]
         self.kv_written: dict[str, int] = {}
 
     # -- placement ---------------------------------------------------------------------------
@@ -169,9 +178,14 @@ class Memory:
         home = self.homes.get(t.name) if t.cls != "activation" else None
         if home is None:
             home = ((self.act_level, 0, b),)
-        inner = home[0][0]
+        caches = self._inside[home[0][0]]
+        if not caches:  # nothing can hold it closer: all from home
+            if len(home) == 1:
+                out[home[0][0]] = out.get(home[0][0], 0) + b
+            else:
+                _spread(0, b, home, out)
+            return
         covered = 0
-        caches = [(i, c) for i, c in self.caches.items() if i < inner]
         for i, c in caches:
             r = c.resident(t.name)
             if r > covered:

@@ -26,42 +26,41 @@ class Summary:
         self.phase_s: dict[str, float] = defaultdict(float)
         self.steps: dict[int, list[float]] = {}  # step -> [start, end, compute, wait]
         self.by_op: dict[str, list[float]] = {}  # op name -> [calls, elapsed, compute, wait]
-        self.by_type: dict[str, list[float]] = {}
+        self.op_type: dict[str, str] = {}  # op name -> op type
 
     def add(self, r: OpRecord) -> None:
-        el = r.end_s - r.start_s
-        wait = el - r.compute_s
+        (step, phase, op, op_type, _, _, start, end, dispatch, compute, ic, stall, nbytes,
+         flops, mops) = r
+        el = end - start
+        wait = el - compute
         self.n_ops += 1
         if self.start_s is None:
-            self.start_s = r.start_s
-        self.end_s = r.end_s
-        self.compute_s += r.compute_s
-        self.dispatch_s += r.dispatch_s
-        self.interconnect_s += r.interconnect_s
-        st, by = self.stall_s, self.bytes
-        for i, s in enumerate(r.stall_s):
-            st[i] += s
-        for i, b in enumerate(r.bytes):
-            by[i] += b
-        self.flops += r.flops
-        self.mops_bytes += r.mops_bytes
-        self.phase_s[r.phase] += el
-        s = self.steps.get(r.step)
+            self.start_s = start
+        self.end_s = end
+        self.compute_s += compute
+        self.dispatch_s += dispatch
+        self.interconnect_s += ic
+        self.stall_s = [a + b for a, b in zip(self.stall_s, stall)]
+        self.bytes = [a + b for a, b in zip(self.bytes, nbytes)]
+        self.flops += flops
+        self.mops_bytes += mops
+        self.phase_s[phase] += el
+        s = self.steps.get(step)
         if s is None:
-            self.steps[r.step] = [r.start_s, r.end_s, r.compute_s, wait]
+            self.steps[step] = [start, end, compute, wait]
         else:
-            s[1] = r.end_s
-            s[2] += r.compute_s
+            s[1] = end
+            s[2] += compute
             s[3] += wait
-        for key, table in ((r.op, self.by_op), (r.op_type, self.by_type)):
-            row = table.get(key)
-            if row is None:
-                table[key] = [1, el, r.compute_s, wait]
-            else:
-                row[0] += 1
-                row[1] += el
-                row[2] += r.compute_s
-                row[3] += wait
+        row = self.by_op.get(op)
+        if row is None:
+            self.by_op[op] = [1, el, compute, wait]
+            self.op_type[op] = op_type
+        else:
+            row[0] += 1
+            row[1] += el
+            row[2] += compute
+            row[3] += wait
 
     # -- results ---------------------------------------------------------------------------
     def busy_s(self) -> dict[str, float]:
@@ -83,6 +82,11 @@ class Summary:
         stall = {n: s for n, s in zip(self.names, self.stall_s, strict=True)}
         stall["dispatch"] = self.dispatch_s
         stall["interconnect"] = self.interconnect_s
+        by_type: dict[str, list[float]] = {}
+        for op, row in self.by_op.items():
+            acc = by_type.setdefault(self.op_type[op], [0, 0.0, 0.0, 0.0])
+            for i, v in enumerate(row):
+                acc[i] += v
         ranked = sorted(self.by_op.items(), key=lambda kv: (-kv[1][3], kv[0]))[:top]
         out = dict(meta)
         out.update(
@@ -108,7 +112,7 @@ class Summary:
             ],
             by_op_type={
                 k: {"calls": int(v[0]), "elapsed_s": v[1], "compute_s": v[2], "stall_s": v[3]}
-                for k, v in sorted(self.by_type.items())
+                for k, v in sorted(by_type.items())
             },
         )
         return out
