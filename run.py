@@ -1,0 +1,207 @@
+"""memwall command line: parse, load, build, run, write.
+
+    python run.py --workload gpt2 --hier hbm_accel.yaml [--json out.json]
+    python run.py describe --workload gpt2 [--json -]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+HIER_DIR = Path(__file__).resolve().parent / "hierarchies"
+DTYPE_CHOICES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4")
+
+
+def _workload_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workload", required=True,
+                   help="preset name (gpt2, llama2-7b, ...) or path to a Hugging Face config.json")
+    p.add_argument("--batch", type=int, default=1, help="sequences per batch (default 1)")
+    p.add_argument("--prompt-len", type=int, default=128, help="prompt tokens (default 128)")
+    p.add_argument("--gen-len", type=int, default=None,
+                   help="tokens to generate (default 128 for decoders, 0 for encoders)")
+    p.add_argument("--weight-dtype", choices=DTYPE_CHOICES, default="bf16")
+    p.add_argument("--act-dtype", choices=DTYPE_CHOICES, default="bf16")
+    p.add_argument("--kv-dtype", choices=DTYPE_CHOICES, default="bf16")
+    p.add_argument("--tp", type=int, default=1, help="tensor-parallel devices (default 1)")
+    p.add_argument("--json", metavar="PATH", help="write the summary as JSON ('-' for stdout)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="memwall",
+        description="Simulate Transformer inference on a memory hierarchy; show where it stalls.",
+        epilog="subcommands: describe (counts only). 'memwall describe -h' for its flags.",
+    )
+    _workload_args(p)
+    p.add_argument("--hier", required=True,
+                   help="hierarchy file: a bundled name (hbm_accel.yaml) or a path")
+    p.add_argument("--engine", choices=("des", "analytic"), default="des",
+                   help="des: discrete-event (default); analytic: per-op roofline")
+    p.add_argument("--prefetch-depth", type=int, default=None, metavar="N",
+                   help="ops ahead whose weights are fetched early (default: the hierarchy's)")
+    p.add_argument("--no-overlap", action="store_true",
+                   help="what-if: no streaming under compute (reads, then compute, then writes)")
+    p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", dest="overrides",
+                   help="override a hierarchy value, e.g. --set 'memory.l2.capacity=256 MiB'")
+    p.add_argument("--top", type=int, default=5, help="ops listed in the report (default 5)")
+    return p
+
+
+def build_describe_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="memwall describe",
+                                description="Parameters, FLOPs, MOPs and arithmetic intensity.")
+    _workload_args(p)
+    return p
+
+
+def make_spec(args: argparse.Namespace) -> Any:
+    import workloads
+
+    model = workloads.load_workload(args.workload)
+    gen = args.gen_len if args.gen_len is not None else (0 if model.arch == "encoder" else 128)
+    return workloads.RunSpec(
+        model, batch=args.batch, prompt_len=args.prompt_len, gen_len=gen,
+        precision=workloads.Precision(args.weight_dtype, args.act_dtype, args.kv_dtype),
+        tp=args.tp,
+    )
+
+
+def simulate_run(spec: Any, hier: Any, engine: str = "des", prefetch_depth: int | None = None,
+                 overlap: bool = True, sinks: tuple = (), progress: bool = False) -> dict[str, Any]:
+    """Simulate one run end to end and return its JSON summary (computed from the trace)."""
+    import workloads
+    from sim import EngineOptions, Summary, cost, simulate, simulate_analytic, tensor_footprint
+
+    options = EngineOptions(prefetch_depth=prefetch_depth, overlap=overlap, tp=spec.tp)
+    footprint = tensor_footprint(workloads.final_phase(spec))
+    summary = Summary(hier)
+
+    def sink(record: Any) -> None:
+        summary.add(record)
+        for s in sinks:
+            s(record)
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=spec.n_phases, unit="step", delay=2.0, file=sys.stderr, leave=False)
+    run = simulate if engine == "des" else simulate_analytic
+    try:
+        run(workloads.phases(spec), hier, footprint, sink, options,
+            on_phase=(lambda G: bar.update()) if bar else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    p = spec.precision
+    mm_dtype = workloads.compute_dtype(p.weights, p.activations)
+    home = hier.level(hier.placement.weights[0])
+    meta = {
+        "workload": spec.model.name,
+        "hierarchy": hier.name,
+        "engine": engine,
+        "arch": spec.model.arch,
+        "batch": spec.batch,
+        "prompt_len": spec.prompt_len,
+        "gen_len": spec.gen_len,
+        "tp": spec.tp,
+        "precision": {"weights": p.weights, "activations": p.activations, "kv_cache": p.kv_cache},
+        "prefetch_depth": hier.compute.prefetch_depth if prefetch_depth is None else prefetch_depth,
+        "overlap": overlap,
+        "params": spec.model.n_params,
+        "machine_balance": cost.matmul_rate(mm_dtype, hier.compute) / home.sustained_bytes_per_s,
+    }
+    out = summary.result(meta)
+    out["verdict"] = _verdict(out["bound_by"], [lv.name for lv in hier.levels])
+    return out
+
+
+def _verdict(bound_by: str, levels: list[str]) -> str:
+    if bound_by in levels:
+        return f"memory-bound ({bound_by})"
+    return f"{bound_by}-bound"
+
+
+def write_json(data: dict[str, Any], path: str) -> None:
+    text = json.dumps(data, indent=2) + "\n"
+    if path == "-":
+        sys.stdout.write(text)
+        return
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def cmd_run(argv: list[str]) -> int:
+    from sim import format_report, load_hierarchy
+
+    args = build_parser().parse_args(argv)
+    spec = make_spec(args)
+    hier = load_hierarchy(args.hier, search_dirs=[HIER_DIR], overrides=args.overrides)
+    summary = simulate_run(spec, hier, args.engine, args.prefetch_depth, not args.no_overlap,
+                           progress=sys.stderr.isatty())
+    if args.json:
+        write_json(summary, args.json)
+    if args.json != "-":
+        print(format_report(summary, hier, top=args.top))
+    return 0
+
+
+def cmd_describe(argv: list[str]) -> int:
+    import workloads
+
+    args = build_describe_parser().parse_args(argv)
+    d = workloads.describe(make_spec(args))
+    if args.json:
+        write_json(d, args.json)
+    if args.json != "-":
+        print(workloads.format_describe(d))
+    return 0
+
+
+COMMANDS = {"describe": cmd_describe}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from sim import MemwallError
+
+    argv = sys.argv[1:] if argv is None else argv
+    command = COMMANDS.get(argv[0], cmd_run) if argv else cmd_run
+    if argv and argv[0] in COMMANDS:
+        argv = argv[1:]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            code = command(argv)
+        except MemwallError as e:
+            code = _fail(str(e))
+        except OSError as e:
+            code = _fail(f"{e.filename or ''}: {e.strerror or e}")
+        except KeyboardInterrupt:
+            code = _fail("interrupted")
+    for w in caught:
+        if issubclass(w.category, UserWarning):
+            print(f"memwall: warning: {w.message}", file=sys.stderr)
+    return code
+
+
+def _fail(message: str) -> int:
+    print(f"memwall: error: {message}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

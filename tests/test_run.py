@@ -1,0 +1,162 @@
+"""The command line and whole runs on bundled hierarchies: what a user sees."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import run
+import workloads
+from sim import load_hierarchy
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = Path(__file__).resolve().parent / "golden" / "gpt2_hbm_accel.json"
+SHORT = ["--prompt-len", "16", "--gen-len", "8"]
+
+
+def summary(capsys, *argv: str) -> dict:
+    assert run.main([*argv, "--json", "-"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def sim_gpt2(hier: str, *overrides: str, **spec) -> dict:
+    h = load_hierarchy(hier, search_dirs=[run.HIER_DIR], overrides=overrides)
+    s = workloads.RunSpec(workloads.load_workload(spec.pop("workload", "gpt2")),
+                          **{"prompt_len": 16, "gen_len": 8, **spec})
+    return run.simulate_run(s, h)
+
+
+def test_json_summary_has_every_key_scripts_rely_on(capsys):
+    s = summary(capsys, "--workload", "gpt2", "--hier", "hbm_accel.yaml", *SHORT)
+    for key in ("workload", "hierarchy", "batch", "prompt_len", "gen_len", "tp", "params",
+                "flops", "mops_bytes", "arithmetic_intensity", "prefill_s",
+                "decode_s_per_token", "tokens_per_s", "total_s", "compute_s", "stall_s",
+                "bytes_by_level", "bound_s"):
+        assert key in s, key
+    assert s["params"] == 124_439_808
+    assert set(s["stall_s"]) == {"registers", "l1", "l2", "hbm", "dispatch", "interconnect"}
+    assert set(s["bytes_by_level"]) == {"registers", "l1", "l2", "hbm"}
+    assert s["compute_s"] + sum(s["stall_s"].values()) == pytest.approx(s["total_s"], rel=1e-3)
+    assert s["total_s"] >= s["bound_s"]
+
+
+def test_golden_gpt2_on_hbm_accel():
+    """The end-to-end figures of a short gpt2 run, against a stored summary (rel 1e-6)."""
+    got = sim_gpt2("hbm_accel.yaml")
+    want = json.loads(GOLDEN.read_text())
+    for key in ("total_s", "prefill_s", "decode_s_per_token", "compute_s", "bound_s", "flops",
+                "mops_bytes"):
+        assert got[key] == pytest.approx(want[key], rel=1e-6), key
+    for key in ("stall_s", "bytes_by_level"):
+        for level, v in want[key].items():
+            assert got[key][level] == pytest.approx(v, rel=1e-6, abs=1e-12), (key, level)
+
+
+def test_identical_inputs_give_byte_identical_json(tmp_path):
+    out = [tmp_path / "a.json", tmp_path / "b.json"]
+    for p in out:
+        assert run.main(["--workload", "gpt2", "--hier", "hbm_accel.yaml", *SHORT,
+                         "--json", str(p)]) == 0
+    assert out[0].read_bytes() == out[1].read_bytes()
+
+
+def test_big_l2_keeps_gpt2_weights_resident_across_tokens():
+    base = sim_gpt2("hbm_accel.yaml")
+    big = sim_gpt2("hbm_accel_big_l2.yaml")
+    weights = 2 * 124_439_808  # bf16
+    # hbm_accel streams every weight from HBM every token; big L2 only on the first pass
+    assert base["bytes_by_level"]["hbm"] > 7 * weights  # 8 passes (the gather reads few rows)
+    assert big["bytes_by_level"]["hbm"] < 1.1 * weights
+    assert big["stall_s"]["hbm"] < 0.5 * base["stall_s"]["hbm"]  # only the first pass
+    assert big["decode_s_per_token"] < base["decode_s_per_token"]
+    # with kernel dispatch out of the way (fused kernels), decode is markedly faster
+    base0 = sim_gpt2("hbm_accel.yaml", "compute.dispatch=0 us")
+    big0 = sim_gpt2("hbm_accel_big_l2.yaml", "compute.dispatch=0 us")
+    assert big0["decode_s_per_token"] < base0["decode_s_per_token"] / 1.4
+
+
+@pytest.mark.parametrize("wide,narrow", [("fp32", "bf16"), ("bf16", "int8"), ("int8", "int4")])
+def test_lower_precision_is_never_slower(wide, narrow):
+    def t(dtype: str) -> float:
+        h = load_hierarchy("hbm_accel.yaml", search_dirs=[run.HIER_DIR])
+        spec = workloads.RunSpec(workloads.load_workload("gpt2"), prompt_len=16, gen_len=4,
+                                 precision=workloads.Precision(dtype, "bf16", dtype))
+        return run.simulate_run(spec, h)["total_s"]
+
+    assert t(narrow) <= t(wide)
+
+
+def test_more_hbm_bandwidth_is_never_slower_on_llama():
+    kw = dict(workload="llama2-7b", prompt_len=8, gen_len=3)
+    slow = sim_gpt2("hbm_accel.yaml", **dict(kw))
+    fast = sim_gpt2("hbm_accel.yaml", "memory.hbm.bandwidth=4.5 TB/s", **dict(kw))
+    assert fast["total_s"] < slow["total_s"]
+
+
+def test_analytic_engine_matches_des_without_prefetch(capsys):
+    des = summary(capsys, "--workload", "gpt2", "--hier", "hbm_accel.yaml", *SHORT,
+                  "--prefetch-depth", "0")
+    ana = summary(capsys, "--workload", "gpt2", "--hier", "hbm_accel.yaml", *SHORT,
+                  "--engine", "analytic")
+    assert des["total_s"] == pytest.approx(ana["total_s"], rel=0.01)
+    assert des["bytes_by_level"] == ana["bytes_by_level"]
+    assert des["total_s"] >= des["bound_s"] and ana["total_s"] >= ana["bound_s"]
+
+
+def test_encoder_runs_one_pass(capsys):
+    s = summary(capsys, "--workload", "bert-base", "--hier", "hbm_accel.yaml")
+    assert s["gen_len"] == 0 and s["decode_s_per_token"] is None and s["prefill_s"] > 0
+
+
+def test_report_names_every_level_and_the_verdict(capsys):
+    assert run.main(["--workload", "gpt2", "--hier", "hbm_accel.yaml", *SHORT]) == 0
+    out = capsys.readouterr().out
+    for word in ("decode", "tokens/s", "where the time went", "compute", "stall hbm", "hbm",
+                 "arithmetic intensity", "ops that stall most"):
+        assert word in out
+
+
+def test_model_that_fits_nowhere_is_one_line_with_bytes(capsys):
+    assert run.main(["--workload", "llama2-70b", "--hier", "hbm_accel.yaml", *SHORT]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err
+    assert "weights need" in err and "bytes" in err and "hbm" in err and "free of 80 GB" in err
+
+
+def test_tiered_dram_holds_a_70b_model():
+    s = sim_gpt2("hbm_accel_tiered.yaml", workload="llama2-70b", prompt_len=4, gen_len=2)
+    assert s["bytes_by_level"]["lpddr"] > 0
+    assert s["stall_s"]["lpddr"] > s["stall_s"]["hbm"]
+
+
+def test_bad_override_exits_2_with_the_key(capsys):
+    code = run.main(["--workload", "gpt2", "--hier", "hbm_accel.yaml",
+                     "--set", "memory.l2.bandwidth=3 GHz"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "memory.l2.bandwidth" in err and "3 GHz" in err
+
+
+def test_bad_input_never_prints_a_traceback(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("schema_version: 1\ncompute: [\n")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "--workload", "gpt2", "--hier", str(bad)],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert str(bad) in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_describe_prints_counts(capsys):
+    assert run.main(["describe", "--workload", "gpt2", "--weight-dtype", "int8",
+                     "--act-dtype", "int8", "--kv-dtype", "int8", "--prompt-len", "1",
+                     "--gen-len", "128", "--json", "-"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["params"] == 124_439_808
+    assert 1.5 < d["arithmetic_intensity"] < 2.5
