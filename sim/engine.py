@@ -84,6 +84,7 @@ class _Device:
         self.lat = [lv.latency_s for lv in hier.levels]
         self.mem = Memory(hier, footprint)
         self.fabric = Fabric(env, [lv.sustained_bytes_per_s for lv in hier.levels], self.mem.paths)
+        self.links = simpy.Resource(env, capacity=1)  # this device's interconnect ports
         depth = options.prefetch_depth
         self.depth = hier.compute.prefetch_depth if depth is None else depth
         self.overlap = options.overlap
@@ -175,10 +176,14 @@ class _Device:
         return stall, traffic
 
     def _collective(self, a: dict, w_flows: list[Flow]):
+        """A collective holds the links for the time its topology implies (cost.all_reduce_s);
+        the other devices run the same op at the same time, so one device stands for all."""
         ic = self.hier.interconnect
         payload = sum(t.nbytes for t in a["reads"])
         if ic is not None:
-            yield self.env.timeout(cost.all_reduce_s(payload, a.get("group", 1), ic))
+            with self.links.request() as req:
+                yield req
+                yield self.env.timeout(cost.all_reduce_s(payload, a.get("group", 1), ic))
         yield from _drain(self.env, w_flows)
 
 
