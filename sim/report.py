@@ -52,7 +52,7 @@ def format_report(s: dict[str, Any], hier: Hierarchy, top: int = 5) -> str:
     ]
     for name, v in rows:
         lines.append(f"    {name:<20} {100 * v / total:5.1f}%  {_bar(v / total)} {si(v, 's'):>9}")
-    lines += ["", "  bytes moved per level          bytes   achieved       peak   busy"]
+    lines += ["", "  bytes moved per level          bytes   achieved       peak  of peak"]
     for lv in hier.levels:
         b = s["bytes_by_level"][lv.name]
         ach, peak = b / total, lv.bandwidth_bytes_per_s
@@ -62,17 +62,35 @@ def format_report(s: dict[str, Any], hier: Hierarchy, top: int = 5) -> str:
         )
     ai = s.get("arithmetic_intensity")
     balance = s.get("machine_balance")
-    verdict = s.get("verdict", "")
-    lines += [
-        "",
-        f"  arithmetic intensity {ai:.3g} FLOP/B (FLOPs/MOPs); machine balance "
-        f"{balance:.3g} FLOP/B -> {verdict}" if ai and balance else "",
-        "",
-        f"  ops that stall most (of {s['n_ops']} op executions)",
-    ]
-    for row in s["top_stalls"][:top]:
+    if ai and balance:
+        lines += ["", f"  arithmetic intensity {ai:.3g} FLOP/B (FLOPs / MOPs) against a machine "
+                      f"balance of {balance:.3g} FLOP/B"]
+    lines += [f"  verdict: {s.get('verdict', s['bound_by'])}", f"    {_why(s)}"]
+    lines += ["", "  op types that stall most          calls    stalled   share of total"]
+    ranked = sorted(s["by_op_type"].items(), key=lambda kv: -kv[1]["stall_s"])[:top]
+    for name, row in ranked:
         lines.append(
-            f"    {row['op']:<28} x{row['calls']:<6} stalled {si(row['stall_s'], 's'):>9}"
-            f"  ({100 * row['stall_s'] / total:4.1f}% of total)"
+            f"    {name:<28} {row['calls']:>8} {si(row['stall_s'], 's'):>10}"
+            f"   {100 * row['stall_s'] / total:5.1f}%"
         )
-    return "\n".join(line for line in lines)
+    worst = s["top_stalls"][0] if s["top_stalls"] else None
+    if worst:
+        lines.append(f"  worst single op: {worst['op']} ({si(worst['stall_s'], 's')} stalled "
+                     f"over {worst['calls']} calls)")
+    return "\n".join(lines)
+
+
+def _why(s: dict[str, Any]) -> str:
+    """One sentence on why the busiest resource is what it is."""
+    steps = 1 + max(int(s.get("gen_len") or 0) - 1, 0)
+    by, busy = s["bound_by"], s["busy_s"][s["bound_by"]]
+    if by == "dispatch":
+        ops = s["n_ops"] / steps
+        return (f"about {ops:.0f} kernels per token, each paying {si(busy / s['n_ops'], 's')} "
+                f"of launch overhead; fewer or fused kernels would help most")
+    if by == "compute":
+        return "the compute units are the busiest resource; more FLOP/s or lower precision helps"
+    if by == "interconnect":
+        return "collectives between devices take the longest; fewer devices or faster links help"
+    return (f"{si(s['bytes_by_level'][by], 'B')} crossed {by}: {si(busy, 's')} at its sustained "
+            f"bandwidth; more bandwidth, a cache in front of it or fewer bytes would help")

@@ -116,7 +116,7 @@ def test_report_names_every_level_and_the_verdict(capsys):
     assert run.main(["--workload", "gpt2", "--hier", "hbm_accel.yaml", *SHORT]) == 0
     out = capsys.readouterr().out
     for word in ("decode", "tokens/s", "where the time went", "compute", "stall hbm", "hbm",
-                 "arithmetic intensity", "ops that stall most"):
+                 "arithmetic intensity", "verdict", "stall most"):
         assert word in out
 
 
