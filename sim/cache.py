@@ -1,10 +1,14 @@
 """Residency of tensors in a level with a cache policy.
 
-A tensor is resident as a prefix of its bytes (a KV cache grows at its end; a gather of
-embedding rows touches its beginning). Policies:
-    lru  admit every tensor that fits, evict whole least-recently-used tensors to make room; a
-         tensor larger than the whole cache is not kept (streaming it would evict itself), so a
-         cyclic working set larger than the cache thrashes, as a real LRU does.
+A tensor is read as a sequential scan of a prefix of its bytes (a KV cache grows at its end; a
+gather of embedding rows touches its beginning). Policies:
+
+    lru  fully associative, line-granular LRU in the fluid limit, by Mattson's stack distance:
+         a rescan of a tensor hits its previously read prefix r entirely iff r plus the bytes of
+         other tensors touched since its last use fit in the capacity, and misses entirely
+         otherwise (a sequential rescan's bytes all share one stack distance). So a cyclic
+         working set larger than the cache thrashes, as a real LRU does, and because hits are
+         decided by stack distance a bigger cache never hits less (LRU is a stack algorithm).
     pin  admit while free space lasts, never evict: a fixed share of a large working set stays.
 """
 
@@ -14,52 +18,82 @@ from collections import OrderedDict
 
 
 class Cache:
-    __slots__ = ("capacity_bytes", "policy", "used_bytes", "_resident")
+    __slots__ = ("capacity_bytes", "policy", "used_bytes", "_stack", "_extent")
 
     def __init__(self, capacity_bytes: int, policy: str) -> None:
         if policy not in ("lru", "pin"):
             raise ValueError(f"cache policy must be 'lru' or 'pin', not {policy!r}")
         self.capacity_bytes = max(0, capacity_bytes)
         self.policy = policy
-        self.used_bytes = 0
-        self._resident: OrderedDict[str, int] = OrderedDict()  # name -> resident prefix, bytes
+        self.used_bytes = 0  # pin: bytes pinned
+        # lru: name -> its extent, least recent first; pin: name -> pinned bytes
+        self._stack: OrderedDict[str, int] = OrderedDict()
+        # lru: the most bytes of each tensor ever scanned; a scan touches the whole extent, so
+        # what the stack records never depends on the capacity (that keeps LRU a stack algorithm)
+        self._extent: dict[str, int] = {}
 
-    def resident(self, name: str) -> int:
-        """Resident prefix of `name` (bytes); a lookup counts as a use for LRU."""
-        r = self._resident.get(name, 0)
-        if r and self.policy == "lru":
-            self._resident.move_to_end(name)
-        return r
-
-    def fill(self, name: str, upto: int) -> None:
-        """Make the first `upto` bytes of `name` resident, as far as the policy allows."""
-        have = self._resident.get(name, 0)
-        if upto <= have:
-            return
+    def lookup(self, name: str, nbytes: int) -> int:
+        """Scan the first `nbytes` of `name`; return how many of them hit (a prefix)."""
         if self.policy == "pin":
-            grow = min(upto - have, self.capacity_bytes - self.used_bytes)
+            have = self._stack.get(name, 0)
+            grow = min(nbytes - have, self.capacity_bytes - self.used_bytes)
             if grow > 0:
-                self._resident[name] = have + grow
+                self._stack[name] = have + grow
                 self.used_bytes += grow
+            return min(have, nbytes)
+        stack, cap = self._stack, self.capacity_bytes
+        r = stack.get(name, 0)  # 0: never seen, or deeper than the capacity
+        hit = 0
+        if r:
+            above = 0  # bytes of other tensors used more recently
+            for other in reversed(stack):
+                if other == name:
+                    break
+                above += stack[other]
+                if above + r > cap:
+                    break
+            if above + r <= cap:
+                hit = min(r, nbytes)
+            stack.move_to_end(name)
+        extent = max(self._extent.get(name, 0), nbytes)
+        self._extent[name] = extent
+        stack[name] = extent
+        self._prune()
+        return hit
+
+    def _prune(self) -> None:
+        """Forget tensors deeper than the capacity: their stack distance only grows."""
+        stack, cap = self._stack, self.capacity_bytes
+        depth = 0
+        for name in reversed(stack):
+            depth += stack[name]
+            if depth > cap:
+                break
+        else:
             return
-        if upto > self.capacity_bytes:
-            return
-        need = upto - have
-        if have:
-            self._resident.move_to_end(name)
-        while self.used_bytes + need > self.capacity_bytes:
-            victim, size = next(iter(self._resident.items()))
-            del self._resident[victim]
-            self.used_bytes -= size
-        self._resident[name] = upto
-        self._resident.move_to_end(name)
-        self.used_bytes += need
+        while True:  # drop everything from the least recent up to and including `name`
+            victim, _ = stack.popitem(last=False)
+            if victim == name:
+                break
+
+    def resident_bytes(self, name: str) -> int:
+        """Bytes of `name` a scan would hit now (without touching it)."""
+        if self.policy == "pin":
+            return self._stack.get(name, 0)
+        r = self._stack.get(name, 0)
+        above = 0
+        for other in reversed(self._stack):
+            if other == name:
+                break
+            above += self._stack[other]
+        return r if r and above + r <= self.capacity_bytes else 0
 
     def resize(self, capacity_bytes: int) -> None:
         """Change the space left for caching (when a phase homes activations here)."""
         self.capacity_bytes = max(0, capacity_bytes)
-        while self.used_bytes > self.capacity_bytes and self._resident:
-            # LRU drops the least recent; pin drops the latest admitted
-            order = iter(self._resident) if self.policy == "lru" else reversed(self._resident)
-            victim = next(order)
-            self.used_bytes -= self._resident.pop(victim)
+        if self.policy == "lru":
+            self._prune()
+            return
+        while self.used_bytes > self.capacity_bytes and self._stack:
+            _, size = self._stack.popitem(last=True)  # unpin the latest admitted
+            self.used_bytes -= size

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import networkx as nx
 import simpy
@@ -30,6 +31,7 @@ from .errors import MemwallError
 from .fabric import Fabric, Flow
 from .hierarchy import Hierarchy
 from .memory import Memory
+from .opgraph import Tensor
 from .trace import OpRecord, level_bytes
 
 Sink = Callable[[OpRecord], None]
@@ -70,6 +72,19 @@ def check_tp(hier: Hierarchy, tp: int) -> None:
         )
 
 
+class _OpInfo(NamedTuple):
+    """What the engine needs of one op, derived once per op and reused while its attributes
+    stay the same objects (decode steps reuse one template graph)."""
+
+    reads: tuple[Tensor, ...]  # the node's own tuple, to tell when it changes
+    writes: tuple[Tensor, ...]
+    flops: int
+    compute_s: float
+    mops_bytes: int
+    weights: tuple[Tensor, ...]
+    others: tuple[Tensor, ...]  # activation and KV cache reads
+
+
 class _Device:
     """State shared by the ops of a run: the memory system, the fabric and the options."""
 
@@ -85,6 +100,7 @@ class _Device:
         self.mem = Memory(hier, footprint)
         self.fabric = Fabric(env, [lv.sustained_bytes_per_s for lv in hier.levels], self.mem.paths)
         self.links = simpy.Resource(env, capacity=1)  # this device's interconnect ports
+        self._info: dict[str, _OpInfo] = {}
         depth = options.prefetch_depth
         self.depth = hier.compute.prefetch_depth if depth is None else depth
         self.overlap = options.overlap
@@ -98,6 +114,22 @@ class _Device:
             flows.append(start(lvl, r + writes.get(lvl, 0), self.lat[lvl] if r else 0.0))
         return flows
 
+    def info(self, name: str, a: dict) -> _OpInfo:
+        got = self._info.get(name)
+        if got is not None and got.reads is a["reads"] and got.writes is a["writes"] \
+                and got.flops == a["flops"]:
+            return got
+        reads, writes = a["reads"], a["writes"]
+        got = _OpInfo(
+            reads, writes, a["flops"],
+            cost.compute_s(a["kind"], a["flops"], a["dtype"], self.hier.compute),
+            sum(t.nbytes for t in reads) + sum(t.nbytes for t in writes),
+            tuple(t for t in reads if t.cls == "weight"),
+            tuple(t for t in reads if t.cls != "weight"),
+        )
+        self._info[name] = got
+        return got
+
     def run_phase(self, G: nx.DiGraph, sink: Sink):  # SimPy process body
         env, mem, compute = self.env, self.mem, self.hier.compute
         mem.begin_phase(G)
@@ -109,18 +141,20 @@ class _Device:
         last = len(order) - 1
         for i, name in enumerate(order):
             a = nodes[name]
-            C = cost.compute_s(a["kind"], a["flops"], a["dtype"], compute)
+            op = self.info(name, a)
+            C = op.compute_s
             t0 = env.now
             own = pre.pop(i, None)
             issued = max(issued, i)
             while issued < min(last, i + self.depth):
                 issued += 1
-                pre[issued] = self._weights(nodes[order[issued]])
+                nxt = order[issued]
+                pre[issued] = self._weights(self.info(nxt, nodes[nxt]).weights)
             d = compute.dispatch_s
             if d > 0:
                 yield env.timeout(d)
             td = env.now
-            w_flows, w_traffic = own if own is not None else self._weights(a)
+            w_flows, w_traffic = own if own is not None else self._weights(op.weights)
             if a["kind"] == "collective":
                 yield from self._collective(a, w_flows)
                 ic_s = env.now - td
@@ -128,23 +162,22 @@ class _Device:
                 traffic = w_traffic
             else:
                 ic_s = 0.0
-                stall, traffic = yield from self._op(a, w_flows, w_traffic, td, C)
+                stall, traffic = yield from self._op(op, w_flows, w_traffic, td)
             sink(OpRecord(
                 step, phase, name, a["op"], a["kind"], a["layer"], t0, env.now, d, C, ic_s,
-                tuple(stall),
-                level_bytes(traffic, self.mem.paths, self.n), a["flops"],
-                sum(t.nbytes for t in a["reads"]) + sum(t.nbytes for t in a["writes"]),
+                tuple(stall), level_bytes(traffic, self.mem.paths, self.n), op.flops,
+                op.mops_bytes,
             ))
 
-    def _weights(self, a: dict) -> tuple[list[Flow], dict[int, int]]:
-        traffic = self.mem.reads(t for t in a["reads"] if t.cls == "weight")
+    def _weights(self, weights: tuple[Tensor, ...]) -> tuple[list[Flow], dict[int, int]]:
+        traffic = self.mem.reads(weights)
         return self._flows(traffic, {}), traffic
 
-    def _op(self, a: dict, w_flows: list[Flow], w_traffic: dict[int, int], td: float, C: float):
-        env, mem = self.env, self.mem
-        reads = mem.reads(t for t in a["reads"] if t.cls != "weight")
+    def _op(self, op: _OpInfo, w_flows: list[Flow], w_traffic: dict[int, int], td: float):
+        env, mem, C = self.env, self.mem, op.compute_s
+        reads = mem.reads(op.others)
         writes: dict[int, int] = {}
-        for t in a["writes"]:
+        for t in op.writes:
             mem.write(t, writes)
         stall = [0.0] * self.n
         if self.overlap:

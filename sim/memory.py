@@ -185,19 +185,14 @@ class Memory:
             else:
                 _spread(0, b, home, out)
             return
-        covered = 0
+        covered = 0  # bytes [0, covered) already served by a cache further in
         for i, c in caches:
-            r = c.resident(t.name)
-            if r > covered:
-                hit = min(b, r) - covered
-                out[i] = out.get(i, 0) + hit
-                covered += hit
-                if covered >= b:
-                    break
+            hit = c.lookup(t.name, b)
+            if hit > covered:
+                out[i] = out.get(i, 0) + hit - covered
+                covered = hit
         if covered < b:
             _spread(covered, b, home, out)
-        for _, c in caches:
-            c.fill(t.name, b)
 
     def write(self, t: Tensor, out: dict[int, int]) -> None:
         """Add to `out` where each byte of a write of `t` lands (write-through, no allocate)."""
