@@ -1,0 +1,84 @@
+"""paper.py: the Fig. 1 growth fit, the Fig. 3 counts and plot, the projection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import paper
+from sim import load_hierarchy
+
+
+def _is_png(path: Path) -> bool:
+    import matplotlib.image
+
+    img = matplotlib.image.imread(path)
+    return path.read_bytes()[:4] == b"\x89PNG" and img.shape[1] > 300 and img.std() > 0.01
+
+
+def test_fit_recovers_a_known_rate() -> None:
+    years = np.arange(2000.0, 2021.0)
+    rate, _ = paper.growth_per_two_years(years, 5.0 * 2.5 ** ((years - 2000) / 2))
+    assert rate == pytest.approx(2.5, rel=1e-9)
+    noisy = 5.0 * 1.6 ** ((years - 2000) / 2) * np.exp(np.random.default_rng(0).normal(0, 0.1,
+                                                                                     years.size))
+    assert paper.growth_per_two_years(years, noisy)[0] == pytest.approx(1.6, rel=0.05)
+
+
+def test_fit_on_the_paper_data_lands_near_its_rates(tmp_path: Path) -> None:
+    rows = paper.load_fig1()
+    fits = paper.fig1_fits(rows)
+    for group, paper_rate in paper.PAPER_RATES.items():
+        assert fits[group]["rate_per_2y"] == pytest.approx(paper_rate, rel=0.05), group
+    paper.plot_fig1(rows, fits, tmp_path / "fig1.png")
+    assert _is_png(tmp_path / "fig1.png")
+
+
+def test_fig3_spec_extends_positions_and_uses_the_decoder_convention() -> None:
+    spec = paper.fig3_spec("gpt2", 4096)
+    assert (spec.prompt_len, spec.gen_len, spec.positions) == (1, 4096, 4096)
+    assert spec.precision.weights == spec.precision.activations == "int8"
+    bert = paper.fig3_spec("bert-base", 1024)
+    assert (bert.prompt_len, bert.gen_len, bert.model.max_positions) == (1024, 0, 1024)
+
+
+def test_fig3_shape_of_the_result(tmp_path: Path) -> None:
+    rows = paper.fig3(lengths=(128,), engine="analytic")
+    by = {r["model"]: r for r in rows}
+    assert by["bert-base"]["latency_normalized"] == 1.0
+    assert 0.5 < by["gpt2"]["flops"] / by["bert-base"]["flops"] < 2  # about equal FLOPs
+    assert by["gpt2"]["mops_bytes"] > 10 * by["bert-base"]["mops_bytes"]
+    assert by["gpt2"]["arithmetic_intensity"] < by["bert-base"]["arithmetic_intensity"] / 10
+    assert by["gpt2"]["latency_s"] > by["bert-large"]["latency_s"]  # GPT-2 slowest
+    paper.plot_fig3(rows, tmp_path / "fig3.png")
+    assert _is_png(tmp_path / "fig3.png")
+
+
+def test_scaled_hierarchy_follows_the_trends() -> None:
+    base = load_hierarchy("hbm_accel.yaml", search_dirs=[paper.HIER_DIR])
+    from sim import apply_overrides
+
+    h = apply_overrides(base, paper.scaled_overrides(base, 4))
+    c, c0 = h.compute.peak_flops_per_s, base.compute.peak_flops_per_s
+    assert c["bf16"] == pytest.approx(9 * c0["bf16"], rel=1e-5)  # 3.0x per 2 years
+    for level, factor in (("hbm", 1.6**2), ("l2", 9)):  # DRAM class 1.6x; on chip as compute
+        bw = h.level(level).bandwidth_bytes_per_s
+        assert bw == pytest.approx(factor * base.level(level).bandwidth_bytes_per_s, rel=1e-5)
+    assert h.interconnect is not None and base.interconnect is not None
+    assert h.interconnect.link_bandwidth_bytes_per_s == pytest.approx(
+        1.4**2 * base.interconnect.link_bandwidth_bytes_per_s, rel=1e-5)
+
+
+def test_projection_rows_and_plot(tmp_path: Path) -> None:
+    import workloads
+
+    spec = workloads.RunSpec(workloads.load_workload("gpt2"), prompt_len=16, gen_len=4)
+    rows = paper.projection("hbm_accel.yaml", spec, 4, engine="analytic")
+    assert [r["year"] for r in rows] == [0, 2, 4]
+    assert rows[-1]["decode_s_per_token"] <= rows[0]["decode_s_per_token"]
+    assert rows[-1]["compute_utilization"] <= rows[0]["compute_utilization"]
+    paper.plot_projection(rows, "t", tmp_path / "proj.png")
+    paper.write_csv(rows, tmp_path / "proj.csv")
+    assert _is_png(tmp_path / "proj.png") and (tmp_path / "proj.csv").read_text().count("\n") == 4

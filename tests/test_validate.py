@@ -1,0 +1,99 @@
+"""validate.py: the measured.csv mapping, the error arithmetic, the parity chart, the command."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+import validate
+from sim import load_hierarchy
+
+REFERENCE = Path(validate.ROOT).parent / "shared" / "reference" / "measured.csv"
+
+
+def test_every_row_maps_to_a_runnable_spec() -> None:
+    points = validate.load_points()
+    assert len(points) == 15
+    for p in points:
+        spec = validate.make_spec(p)  # RunSpec validates lengths, tp, positions, dtypes
+        hier = load_hierarchy(p.hier, search_dirs=[validate.HIER_DIR])
+        assert spec.tp <= (hier.interconnect.max_devices if hier.interconnect else 1)
+        assert p.figure in validate.FIGURES and p.measured > 0 and p.source
+        if p.figure == "prefill_s":
+            assert spec.gen_len == 1, p.id  # time to first token
+        if p.metric.startswith("layer_"):
+            assert p.figure == "layer_s" and p.layers and p.tp == 4
+
+
+def test_layer_decode_row_reaches_kv_length_3072() -> None:
+    p = next(p for p in validate.load_points() if p.id.endswith("layer-decode-4xa100"))
+    spec = validate.make_spec(p)
+    assert spec.kv_len(spec.n_phases - 1) == 3072 and spec.batch == 8
+
+
+@pytest.mark.skipif(not REFERENCE.exists(), reason="../shared/reference not present")
+def test_every_reference_row_kept_with_its_source() -> None:
+    with open(REFERENCE, newline="") as f:
+        ref = list(csv.DictReader(f))
+    with open(validate.MEASURED_CSV, newline="") as f:
+        ours = {r["id"]: r for r in csv.DictReader(f)}
+    assert len(ours) == len(ref)
+    for r in ref:
+        assert all(ours[r["id"]][k] == v for k, v in r.items()), r["id"]
+
+
+def test_signed_error_and_mape_on_hand_numbers() -> None:
+    assert validate.signed_error(110.0, 100.0) == pytest.approx(0.10)
+    assert validate.signed_error(0.008, 0.010) == pytest.approx(-0.20)
+    assert validate.mape([0.10, -0.20, 0.0, -0.30]) == pytest.approx(0.15)
+
+
+def test_predict_short_points_analytic() -> None:
+    points = {p.id: p for p in validate.load_points()}
+    hier = load_hierarchy("a100_80gb.yaml", search_dirs=[validate.HIER_DIR])
+    ttft = validate.predict(points["trtllm-gptj-fp16-a100-ttft"], hier, "analytic")
+    assert 1e-3 < ttft < 0.1
+    layer = validate.predict(points["llmcompass-gpt3-layer-prefill-4xa100"], hier, "analytic")
+    assert 1e-3 < layer < 1.0
+
+
+def _result() -> dict:
+    pts = [{"id": "a", "hier": "x.yaml", "metric": "ttft_s", "unit": "s", "predicted": 0.011,
+            "measured": 0.010, "error": 0.1, "source": "s"},
+           {"id": "b", "hier": "y.yaml", "metric": "decode_tokens_per_s", "unit": "tokens/s",
+            "predicted": 90.0, "measured": 100.0, "error": -0.1, "source": "s"}]
+    return {"engine": "des", "points": pts, "mape": 0.1,
+            "mape_by_hierarchy": {"x.yaml": 0.1, "y.yaml": 0.1}}
+
+
+def test_parity_plot_is_a_non_blank_png(tmp_path: Path) -> None:
+    import matplotlib.image
+
+    out = tmp_path / "parity.png"
+    validate.parity_plot(_result(), out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    img = matplotlib.image.imread(out)
+    assert img.shape[0] > 200 and img.std() > 0.01
+    assert "+10.0%" in validate.format_table(_result())
+
+
+def test_validate_command_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import run
+
+    with open(validate.MEASURED_CSV, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["id"].endswith("fp8-h100-ttft")]
+    one = tmp_path / "one.csv"
+    with open(one, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    plot = tmp_path / "p.png"
+    assert run.main(["validate", "--csv", str(one), "--engine", "analytic", "--json", "-",
+                     "--plot", str(plot)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    (p,) = data["points"]
+    assert p["error"] == pytest.approx((p["predicted"] - p["measured"]) / p["measured"])
+    assert data["mape"] == pytest.approx(abs(p["error"])) and plot.stat().st_size > 1000
