@@ -150,3 +150,12 @@ def test_identical_inputs_give_identical_records():
     a, _ = run(phases, toy_hierarchy(prefetch_depth=1))
     b, _ = run(phases, toy_hierarchy(prefetch_depth=1))
     assert a == b
+
+
+def test_every_token_accounts_for_its_elapsed_time():
+    phases = [chain(5, step=k) for k in range(4)]
+    records, _ = run(phases, toy_hierarchy(prefetch_depth=2))
+    for step in range(4):
+        mine = [r for r in records if r.step == step]
+        parts = sum(r.dispatch_s + r.compute_s + r.interconnect_s + sum(r.stall_s) for r in mine)
+        assert parts == pytest.approx(mine[-1].end_s - mine[0].start_s, rel=1e-3)
