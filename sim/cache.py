@@ -19,6 +19,7 @@ from collections import OrderedDict
 
 class Cache:
     __slots__ = ("capacity_bytes", "policy", "used_bytes", "_stack", "_extent")
+    # lru: used_bytes is the sum of the stack's entries
 
     def __init__(self, capacity_bytes: int, policy: str) -> None:
         if policy not in ("lru", "pin"):
@@ -58,23 +59,17 @@ class Cache:
         extent = max(self._extent.get(name, 0), nbytes)
         self._extent[name] = extent
         stack[name] = extent
+        self.used_bytes += extent - r
         self._prune()
         return hit
 
     def _prune(self) -> None:
-        """Forget tensors deeper than the capacity: their stack distance only grows."""
-        stack, cap = self._stack, self.capacity_bytes
-        depth = 0
-        for name in reversed(stack):
-            depth += stack[name]
-            if depth > cap:
-                break
-        else:
-            return
-        while True:  # drop everything from the least recent up to and including `name`
-            victim, _ = stack.popitem(last=False)
-            if victim == name:
-                break
+        """Forget the least recent tensors until the rest fit: a tensor deeper than the
+        capacity can never hit again, since its stack distance only grows."""
+        stack = self._stack
+        while self.used_bytes > self.capacity_bytes:
+            _, size = stack.popitem(last=False)
+            self.used_bytes -= size
 
     def resident_bytes(self, name: str) -> int:
         """Bytes of `name` a scan would hit now (without touching it)."""
