@@ -40,8 +40,8 @@ class Summary:
         self.compute_s += compute
         self.dispatch_s += dispatch
         self.interconnect_s += ic
-        self.stall_s = [a + b for a, b in zip(self.stall_s, stall)]
-        self.bytes = [a + b for a, b in zip(self.bytes, nbytes)]
+        self.stall_s = [a + b for a, b in zip(self.stall_s, stall, strict=True)]
+        self.bytes = [a + b for a, b in zip(self.bytes, nbytes, strict=True)]
         self.flops += flops
         self.mops_bytes += mops
         self.phase_s[phase] += el

@@ -1,0 +1,217 @@
+"""Offline inspection of a trace: the run's summary rebuilt from its records (through Summary,
+as the run did), the op executions that stalled most, and per-layer and per-token breakdowns,
+restricted to a token range, a layer or an op kind."""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import MemwallError
+from .report import format_report, si
+from .summary import Summary
+from .trace_file import RECORD_COLUMNS
+from .trace_reader import READ_ROWS, Tokens, Trace, _as_records, _reading, read_trace
+
+KINDS = ("matmul", "vector", "collective")
+TOKEN_ROWS = 32  # per-token lines printed before steps are grouped into ranges
+
+
+@dataclass(frozen=True)
+class Selection:
+    tokens: Tokens = None  # half-open step range
+    layer: int | None = None
+    kind: str | None = None  # matmul | vector | collective
+
+    def describe(self) -> str:
+        parts = []
+        if self.tokens is not None:
+            a, b = self.tokens
+            parts.append(f"tokens {'' if a is None else a}:{'' if b is None else b}")
+        if self.layer is not None:
+            parts.append(f"layer {self.layer}")
+        if self.kind is not None:
+            parts.append(f"{self.kind} ops")
+        return ", ".join(parts)
+
+
+def token_range(text: str) -> tuple[int | None, int | None]:
+    """'A:B' (half-open, either side may be empty) or 'A' (that step alone)."""
+    try:
+        if ":" not in text:
+            a = int(text)
+            return a, a + 1
+        lo, hi = text.split(":", 1)
+        return (int(lo) if lo.strip() else None, int(hi) if hi.strip() else None)
+    except ValueError:
+        raise MemwallError(f"--tokens {text!r}: expected A:B (steps A to B-1), A:, :B or A"
+                           ) from None
+
+
+def verdict(bound_by: str, levels: list[str]) -> str:
+    return f"memory-bound ({bound_by})" if bound_by in levels else f"{bound_by}-bound"
+
+
+class _Breakdown:
+    """Totals per key (layer or step): ops, elapsed, compute, dispatch, interconnect, and stall
+    and bytes per level, accumulated chunk by chunk with bincount."""
+
+    def __init__(self, n_levels: int) -> None:
+        self.n_levels = n_levels
+        self.rows: dict[int, np.ndarray] = {}
+
+    def add(self, keys: np.ndarray, d: dict[str, np.ndarray]) -> None:
+        uk, inv = np.unique(keys, return_inverse=True)
+        cols = [np.ones(len(keys)), d["end_s"] - d["start_s"], d["compute_s"], d["dispatch_s"],
+                d["interconnect_s"]]
+        cols += [d["stall_s"][:, i] for i in range(self.n_levels)]
+        cols += [d["bytes"][:, i].astype(np.float64) for i in range(self.n_levels)]
+        sums = np.stack([np.bincount(inv, weights=c, minlength=len(uk)) for c in cols], axis=1)
+        for k, row in zip(uk.tolist(), sums, strict=True):
+            prev = self.rows.get(k)
+            self.rows[k] = row if prev is None else prev + row
+
+    def table(self, key: str, names: list[str]) -> list[dict[str, Any]]:
+        L = self.n_levels
+        out = []
+        for k in sorted(self.rows):
+            v = self.rows[k]
+            out.append({key: k, "n_ops": int(v[0]), "elapsed_s": v[1], "compute_s": v[2],
+                        "dispatch_s": v[3], "interconnect_s": v[4],
+                        "stall_s": dict(zip(names, v[5:5 + L].tolist(), strict=True)),
+                        "bytes": dict(zip(names, [int(x) for x in v[5 + L:]], strict=True))})
+        return out
+
+
+def inspect_trace(path: str, sel: Selection = Selection(), top: int = 10) -> dict[str, Any]:
+    """Everything `run.py inspect` shows, as JSON-ready data."""
+    t = read_trace(path, tokens=sel.tokens, records=False)
+    names = t.level_names
+    summary = Summary(t.hierarchy)
+    layers, tokens = _Breakdown(len(names)), _Breakdown(len(names))
+    worst: list[tuple[float, int, dict[str, Any]]] = []
+    op_layer = t.ops["layer"]
+    kind_ok = None if sel.kind is None else np.array([k == sel.kind for k in t.ops["kind"]], bool)
+    lo, hi = t.steps_rows()
+    with _reading(path) as f:
+        for i in range(lo, hi, READ_ROWS):
+            d = {c: f[f"records/{c}"][i:min(hi, i + READ_ROWS)] for c in RECORD_COLUMNS}
+            mask = np.ones(len(d["op"]), dtype=bool)
+            if sel.layer is not None:
+                mask &= op_layer[d["op"]] == sel.layer
+            if kind_ok is not None:
+                mask &= kind_ok[d["op"]]
+            if not mask.all():
+                d = {c: v[mask] for c, v in d.items()}
+            for r in _as_records(d, t.ops, t.phases):
+                summary.add(r)
+            layers.add(op_layer[d["op"]], d)
+            tokens.add(d["step"], d)
+            _keep_worst(worst, d, t, i, top)
+    if summary.n_ops == 0:
+        raise MemwallError(f"{path}: no op executions match {sel.describe() or 'the trace'}")
+    out = summary.result(t.meta, top=max(top, 10))
+    out["verdict"] = verdict(out["bound_by"], names)
+    return {
+        "file": path,
+        "selection": asdict(sel),
+        "trace": {k: v for k, v in t.attrs.items() if k != "phases"},
+        "summary": out,
+        "most_stalled": [row for _, _, row in sorted(worst, key=lambda w: (-w[0], -w[1]))],
+        "by_layer": layers.table("layer", names),
+        "by_token": tokens.table("step", names),
+    }
+
+
+def _keep_worst(heap: list[tuple[float, int, dict[str, Any]]], d: dict[str, np.ndarray],
+                t: Trace, row0: int, k: int) -> None:
+    """Keep the k op executions with the most stall (elapsed - compute) seen so far."""
+    wait = (d["end_s"] - d["start_s"]) - d["compute_s"]
+    if len(wait) == 0 or k <= 0:
+        return
+    cand = np.argsort(-wait, kind="stable")[:k]
+    for j in cand.tolist():
+        w = float(wait[j])
+        if len(heap) >= k and w <= heap[0][0]:
+            continue
+        stall = d["stall_s"][j]
+        op = int(d["op"][j])
+        row = {"step": int(d["step"][j]), "op": str(t.ops["name"][op]),
+               "op_type": str(t.ops["op_type"][op]), "layer": int(t.ops["layer"][op]),
+               "elapsed_s": float(d["end_s"][j] - d["start_s"][j]), "stall_s": w,
+               "worst_level": t.level_names[int(np.argmax(stall))] if stall.any() else None,
+               "stall_by_level_s": dict(zip(t.level_names, stall.tolist(), strict=True))}
+        item = (w, -(row0 + j), row)
+        if len(heap) < k:
+            heapq.heappush(heap, item)
+        else:
+            heapq.heapreplace(heap, item)
+
+
+def format_inspection(res: dict[str, Any], trace_hier: Any, top: int = 10) -> str:
+    """The run's report, then the most-stalled executions, per layer and per token."""
+    s = res["summary"]
+    sel = Selection(**res["selection"]).describe()
+    lines = [format_report(s, trace_hier, top=top)]
+    if sel:
+        lines.insert(0, f"trace {res['file']} (selected: {sel})")
+    names = [n for n, v in s["stall_s"].items() if v > 0]
+    levels = [lv.name for lv in trace_hier.levels]
+    moved = [n for n in levels if n in names]
+    lines += ["", f"  op executions that stalled most (top {top})"]
+    for r in res["most_stalled"][:top]:
+        lines.append(f"    step {r['step']:<5} {r['op']:<26} stalled {si(r['stall_s'], 's'):>9}"
+                     f" of {si(r['elapsed_s'], 's'):>9}  mostly on {r['worst_level'] or '-'}")
+    head = "".join(f"{'stall ' + n:>{_width(n)}}" for n in names) + "".join(
+        f"{'bytes ' + n:>{_width(n)}}" for n in moved)
+    lines += ["", f"  {'layer':>7} {'ops':>7} {'elapsed':>10} {'compute':>10}{head}"]
+    for r in res["by_layer"]:
+        label = "other" if r["layer"] < 0 else str(r["layer"])
+        lines.append(f"  {label:>7} {r['n_ops']:>7} " + _cells(r, names, moved))
+    rows = _grouped(res["by_token"])
+    lines += ["", f"  {'step':>11} {'ops':>7} {'elapsed':>10} {'compute':>10}{head}"]
+    for label, r in rows:
+        lines.append(f"  {label:>11} {r['n_ops']:>7} " + _cells(r, names, moved))
+    return "\n".join(lines)
+
+
+def _cells(r: dict[str, Any], names: list[str], moved: list[str]) -> str:
+    extra = {"dispatch": r["dispatch_s"], "interconnect": r["interconnect_s"]}
+    stall = [r["stall_s"].get(n, extra.get(n, 0.0)) for n in names]
+    return (f"{si(r['elapsed_s'], 's'):>10} {si(r['compute_s'], 's'):>10}"
+            + "".join(f"{si(v, 's'):>{_width(n)}}" for n, v in zip(names, stall, strict=True))
+            + "".join(f"{si(r['bytes'][n], 'B'):>{_width(n)}}" for n in moved))
+
+
+def _width(level: str) -> int:
+    return max(11, len(level) + 8)
+
+
+def _grouped(rows: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """Every step if few; otherwise TOKEN_ROWS ranges of steps, summed (step 0 alone)."""
+    if len(rows) <= TOKEN_ROWS:
+        return [(str(r["step"]), r) for r in rows]
+    head = [(str(rows[0]["step"]), rows[0])] if rows[0]["step"] == 0 else []
+    rest = rows[len(head):]
+    out = list(head)
+    for part in np.array_split(np.arange(len(rest)), TOKEN_ROWS - len(head)):
+        group = [rest[i] for i in part.tolist()]
+        total = _sum_rows(group)
+        out.append((f"{group[0]['step']}-{group[-1]['step']}", total))
+    return out
+
+
+def _sum_rows(group: list[dict[str, Any]]) -> dict[str, Any]:
+    acc: dict[str, Any] = {k: 0 for k in ("n_ops", "elapsed_s", "compute_s", "dispatch_s",
+                                          "interconnect_s")}
+    acc["stall_s"], acc["bytes"] = {}, {}
+    for r in group:
+        for k in ("n_ops", "elapsed_s", "compute_s", "dispatch_s", "interconnect_s"):
+            acc[k] += r[k]
+        for k in ("stall_s", "bytes"):
+            for n, v in r[k].items():
+                acc[k][n] = acc[k].get(n, 0) + v
+    return acc

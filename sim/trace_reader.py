@@ -1,0 +1,252 @@
+"""Reading HDF5 traces back (see sim.trace_file for the layout): columns as numpy arrays.
+
+    from sim import read_trace
+    t = read_trace("run.h5", tokens=(1, 64))  # steps 1..63 only; None for all
+    import pandas as pd                       # not a memwall dependency
+    ops = pd.DataFrame(t.table())             # one row per op execution, one column per field
+    steps = pd.DataFrame(t.step_table())      # one row per step (token)
+
+Any file that is not a whole memwall trace of a known schema raises TraceFileError (a
+MemwallError) with one line naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import h5py
+import numpy as np
+
+from .errors import MemwallError
+from .hierarchy import Compute, Hierarchy, Interconnect, Level, Placement
+from .trace import OpRecord
+from .trace_file import FORMAT, PER_LEVEL, RECORD_COLUMNS, SCHEMA_VERSION, STEP_COLUMNS
+
+READ_ROWS = 262144  # records per read when streaming OpRecords back
+Tokens = tuple[int | None, int | None] | None  # half-open step range [a, b)
+
+
+class TraceFileError(MemwallError):
+    """A file that is not a readable memwall trace; the message is one line naming it."""
+
+
+@dataclass(frozen=True)
+class Trace:
+    path: str
+    attrs: dict[str, Any]  # schema_version, memwall_version, command_line (list), created
+    hierarchy: Hierarchy  # rebuilt from the stored dict
+    meta: dict[str, Any]  # the run's inputs: workload, batch, lengths, precision, tp, ...
+    summary: dict[str, Any]  # the JSON summary the run printed
+    level_names: list[str]  # innermost first
+    levels: dict[str, np.ndarray]  # /levels columns
+    ops: dict[str, np.ndarray]  # static op table: name, op_type, kind (str), layer (int)
+    records: dict[str, np.ndarray]  # /records columns for the rows read; per-level are (n, L)
+    steps: dict[str, np.ndarray]  # /steps columns for the steps read
+    rows: tuple[int, int]  # the half-open row range of /records that `records` holds
+
+    def table(self) -> dict[str, np.ndarray]:
+        """One flat column per field (per-level columns split as 'stall_s.hbm', 'bytes.hbm'),
+        with op_name, op_type, kind and layer joined from the op table: pd.DataFrame-ready."""
+        r, ops = self.records, self.ops
+        out: dict[str, np.ndarray] = {"step": r["step"], "op": r["op"]}
+        for c in ("name", "op_type", "kind", "layer"):
+            out["op_name" if c == "name" else c] = ops[c][r["op"]]
+        out.update(_flat(r, self.level_names, skip=("step", "op")))
+        return out
+
+    def step_table(self) -> dict[str, np.ndarray]:
+        """Per-step totals, flat columns as in `table`."""
+        return _flat(self.steps, self.level_names)
+
+    def op_records(self) -> Iterator[OpRecord]:
+        """The records read, as the OpRecords the engine produced."""
+        yield from _as_records(self.records, self.ops, self.phases)
+
+    def steps_rows(self) -> tuple[int, int]:
+        """The half-open /records row range of the steps in `steps`."""
+        first, n = self.steps["first"], self.steps["n_ops"]
+        return (int(first[0]), int(first[-1] + n[-1])) if len(first) else (0, 0)
+
+    @property
+    def phases(self) -> list[str]:
+        return list(self.attrs["phases"])
+
+
+def _flat(cols: dict[str, np.ndarray], names: list[str],
+          skip: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for c, v in cols.items():
+        if c in skip:
+            continue
+        if c in PER_LEVEL:
+            for i, n in enumerate(names):
+                out[f"{c}.{n}"] = v[:, i]
+        else:
+            out[c] = v
+    return out
+
+
+def _as_records(r: dict[str, np.ndarray], ops: dict[str, np.ndarray],
+                phases: list[str]) -> Iterator[OpRecord]:
+    names, types, kinds, layers = (ops[c].tolist() for c in ("name", "op_type", "kind", "layer"))
+    cols = [r[c].tolist() for c in ("step", "op", "phase", "start_s", "end_s", "dispatch_s",
+                                    "compute_s", "interconnect_s", "flops", "mops_bytes")]
+    stall = [tuple(x) for x in r["stall_s"].tolist()]
+    nbytes = [tuple(x) for x in r["bytes"].tolist()]
+    for step, op, ph, t0, t1, d, c, ic, fl, mo, st, by in zip(*cols, stall, nbytes, strict=True):
+        yield OpRecord(step, phases[ph], names[op], types[op], kinds[op], layers[op], t0, t1, d, c,
+                       ic, st, by, fl, mo)
+
+
+@contextmanager
+def _reading(path: str) -> Iterator[h5py.File]:
+    """Open a trace, turning every failure to read it into one TraceFileError line."""
+    try:
+        f = h5py.File(path, "r")
+    except FileNotFoundError:
+        raise TraceFileError(f"{path}: no such file") from None
+    except OSError as e:
+        raise TraceFileError(f"{path}: not a readable HDF5 file (truncated or not HDF5): "
+                             f"{_short(e)}") from None
+    try:
+        with f:
+            _check(f, path)
+            yield f
+    except TraceFileError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError, IndexError) as e:
+        raise TraceFileError(f"{path}: damaged memwall trace: {_short(e)}") from None
+
+
+def _short(e: BaseException) -> str:
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+def _check(f: h5py.File, path: str) -> None:
+    if f.attrs.get("format") != FORMAT:
+        raise TraceFileError(f"{path}: not a memwall trace (no format={FORMAT!r} attribute)")
+    version = f.attrs.get("schema_version")
+    if version != SCHEMA_VERSION:
+        shown = version.item() if isinstance(version, np.generic) else version
+        raise TraceFileError(f"{path}: unknown trace schema version {shown!r}; this memwall "
+                             f"reads version {SCHEMA_VERSION}")
+    for group, columns in (("records", RECORD_COLUMNS), ("steps", STEP_COLUMNS)):
+        for c in columns:
+            if f"{group}/{c}" not in f:
+                raise TraceFileError(f"{path}: damaged memwall trace: /{group}/{c} missing")
+    n = int(f.attrs.get("n_records", -1))
+    if any(f[f"records/{c}"].shape[0] != n for c in RECORD_COLUMNS):
+        raise TraceFileError(f"{path}: damaged memwall trace: /records columns are not all "
+                             f"{n} rows long")
+
+
+def _strings(ds: h5py.Dataset) -> np.ndarray:
+    return np.array(ds.asstr()[()], dtype=object)
+
+
+def step_rows(steps: np.ndarray, first: np.ndarray, n_ops: np.ndarray,
+              tokens: Tokens) -> tuple[np.ndarray, tuple[int, int]]:
+    """Which steps fall in the half-open range `tokens`, and the /records rows they span."""
+    a, b = tokens if tokens is not None else (None, None)
+    keep = np.ones(len(steps), dtype=bool)
+    if a is not None:
+        keep &= steps >= a
+    if b is not None:
+        keep &= steps < b
+    idx = np.flatnonzero(keep)
+    if len(idx) == 0:
+        return idx, (0, 0)
+    return idx, (int(first[idx[0]]), int(first[idx[-1]] + n_ops[idx[-1]]))
+
+
+def read_trace(path: str | os.PathLike[str], tokens: Tokens = None,
+               records: bool = True) -> Trace:
+    """Load a trace: metadata, levels, op table, per-step table and (records=True) the op
+    records of the steps in the half-open range `tokens` = (first, end) (None: all)."""
+    p = os.fspath(path)
+    with _reading(p) as f:
+        a = f.attrs
+        hier_dict = json.loads(a["hierarchy"])
+        lookup = {k: _strings(f[f"lookup/{k}"]).tolist() for k in ("op_types", "kinds", "phases")}
+        ops = {"name": _strings(f["ops/name"]),
+               "op_type": np.array(lookup["op_types"], dtype=object)[f["ops/op_type"][()]],
+               "kind": np.array(lookup["kinds"], dtype=object)[f["ops/kind"][()]],
+               "layer": f["ops/layer"][()]}
+        levels = {c: (_strings(ds) if c == "name" else ds[()]) for c, ds in f["levels"].items()}
+        all_steps = {c: f[f"steps/{c}"][()] for c in STEP_COLUMNS}
+        idx, rows = step_rows(all_steps["step"], all_steps["first"], all_steps["n_ops"], tokens)
+        steps = {c: v[idx] for c, v in all_steps.items()}
+        recs: dict[str, np.ndarray] = {}
+        if records:
+            recs = {c: f[f"records/{c}"][rows[0]:rows[1]] for c in RECORD_COLUMNS}
+        else:
+            rows = (rows[0], rows[0])
+        return Trace(
+            path=p,
+            attrs={"schema_version": int(a["schema_version"]),
+                   "memwall_version": str(a["memwall_version"]),
+                   "command_line": json.loads(a["command_line"]),
+                   "created": str(a["created"]), "phases": lookup["phases"]},
+            hierarchy=hierarchy_from_dict(hier_dict),
+            meta=json.loads(a["workload"]),
+            summary=json.loads(a["summary"]),
+            level_names=[lv["name"] for lv in hier_dict["levels"]],
+            levels=levels, ops=ops, records=recs, steps=steps, rows=rows,
+        )
+
+
+def iter_records(trace: Trace, rows: tuple[int, int] | None = None,
+                 read_rows: int = READ_ROWS) -> Iterator[OpRecord]:
+    """Stream OpRecords for `rows` of /records from disk in bounded chunks."""
+    lo, hi = rows if rows is not None else trace.rows
+    with _reading(trace.path) as f:
+        cols = {c: f[f"records/{c}"] for c in RECORD_COLUMNS}
+        for i in range(lo, hi, read_rows):
+            j = min(hi, i + read_rows)
+            yield from _as_records({c: ds[i:j] for c, ds in cols.items()}, trace.ops,
+                                   trace.phases)
+
+
+def hierarchy_from_dict(d: dict[str, Any]) -> Hierarchy:
+    """The inverse of sim.hierarchy_to_dict (the raw source document is not kept)."""
+    ic = d.get("interconnect")
+    pl = d["placement"]
+    return Hierarchy(
+        name=d["name"],
+        compute=Compute(**d["compute"]),
+        levels=tuple(Level(**lv) for lv in d["levels"]),
+        placement=Placement(**{k: tuple(v) for k, v in pl.items()}),
+        interconnect=Interconnect(**ic) if ic else None,
+        description=d.get("description", ""),
+        schema_version=d.get("schema_version", 1),
+        path=d.get("path", ""),
+    )
+
+
+def op_totals(trace: Trace, read_rows: int = READ_ROWS) -> dict[str, np.ndarray]:
+    """Totals per row of the op table over the rows of `trace` (read from disk in bounded
+    chunks): calls, elapsed_s, compute_s, flops, mops_bytes, stall_s (ops, L), bytes (ops, L)."""
+    n_ops, L = len(trace.ops["name"]), len(trace.level_names)
+    out = {"calls": np.zeros(n_ops), "elapsed_s": np.zeros(n_ops), "compute_s": np.zeros(n_ops),
+           "flops": np.zeros(n_ops), "mops_bytes": np.zeros(n_ops),
+           "stall_s": np.zeros((n_ops, L)), "bytes": np.zeros((n_ops, L))}
+    lo, hi = trace.steps_rows()
+    with _reading(trace.path) as f:
+        for i in range(lo, hi, read_rows):
+            sl = slice(i, min(hi, i + read_rows))
+            op = f["records/op"][sl]
+            vals = {"calls": None, "elapsed_s": f["records/end_s"][sl] - f["records/start_s"][sl],
+                    "compute_s": f["records/compute_s"][sl], "flops": f["records/flops"][sl],
+                    "mops_bytes": f["records/mops_bytes"][sl]}
+            for c, w in vals.items():
+                out[c] += np.bincount(op, weights=w, minlength=n_ops)
+            for c in ("stall_s", "bytes"):
+                block = f[f"records/{c}"][sl]
+                for j in range(L):
+                    out[c][:, j] += np.bincount(op, weights=block[:, j], minlength=n_ops)
+    return out

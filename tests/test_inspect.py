@@ -1,0 +1,93 @@
+"""`run.py inspect` and `run.py export --perfetto` on a small traced run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import run
+import workloads
+from sim import TraceWriter, format_report, load_hierarchy, read_trace
+from sim.inspection import Selection, inspect_trace, token_range
+
+HIER_DIR = Path(__file__).resolve().parent.parent / "hierarchies"
+
+
+@pytest.fixture(scope="module")
+def traced(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """gpt2, prompt 8, generate 4 on hbm_accel, traced."""
+    path = tmp_path_factory.mktemp("inspect") / "run.h5"
+    hier = load_hierarchy("hbm_accel.yaml", search_dirs=[HIER_DIR])
+    spec = workloads.RunSpec(workloads.load_workload("gpt2"), prompt_len=8, gen_len=4)
+    with TraceWriter(path, hier) as w:
+        summary = run.simulate_run(spec, hier, sinks=(w.add,))
+        w.finish(summary)
+    return path, summary
+
+
+def test_inspect_prints_the_runs_report_first(traced, capsys):
+    path, summary = traced
+    assert run.main(["inspect", str(path), "--top", "5"]) == 0
+    out = capsys.readouterr().out
+    hier = load_hierarchy("hbm_accel.yaml", search_dirs=[HIER_DIR])
+    assert out.startswith(format_report(summary, hier, top=5))
+    assert "op executions that stalled most" in out and "layer" in out and "step" in out
+
+
+def test_inspect_json_has_breakdowns(traced, capsys):
+    path, summary = traced
+    assert run.main(["inspect", str(path), "--json", "-"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["summary"]["n_ops"] == summary["n_ops"]
+    assert [r["step"] for r in res["by_token"]] == [0, 1, 2, 3]
+    assert sorted(r["layer"] for r in res["by_layer"]) == list(range(-1, 12))
+    hbm = sum(r["bytes"]["hbm"] for r in res["by_layer"])
+    assert hbm == summary["bytes_by_level"]["hbm"]
+    worst = res["most_stalled"]
+    assert worst == sorted(worst, key=lambda r: -r["stall_s"]) and worst[0]["op"] == "lm_head"
+
+
+def test_filters(traced):
+    path, summary = traced
+    res = inspect_trace(str(path), Selection(tokens=(2, None), layer=3, kind="matmul"))
+    assert [r["step"] for r in res["by_token"]] == [2, 3]
+    assert [r["layer"] for r in res["by_layer"]] == [3]
+    assert all(row["op"].startswith("h3.") for row in res["most_stalled"])
+    t = read_trace(path, tokens=(2, None))
+    kinds = dict(zip(t.ops["name"].tolist(), t.ops["kind"].tolist(), strict=True))
+    assert {kinds[r["op"]] for r in res["summary"]["top_stalls"]} == {"matmul"}
+    assert res["summary"]["n_ops"] < summary["n_ops"]
+
+
+def test_token_range_syntax():
+    assert token_range("3:7") == (3, 7)
+    assert token_range(":7") == (None, 7)
+    assert token_range("5") == (5, 6)
+
+
+def test_bad_selection_is_one_line(traced, capsys):
+    path, _ = traced
+    assert run.main(["inspect", str(path), "--tokens", "x:y"]) == 2
+    assert run.main(["inspect", str(path), "--tokens", "50:60"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and all(e.startswith("memwall: error: ") for e in err)
+
+
+def test_export_perfetto(traced, tmp_path, capsys):
+    path, _ = traced
+    out = tmp_path / "t.json"
+    assert run.main(["export", str(path), "--perfetto", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    ev = doc["traceEvents"]
+    tracks = {e["args"]["name"] for e in ev if e["name"] == "thread_name"}
+    assert {"compute", "dispatch", "interconnect", "hbm (memory)", "l2 (memory)"} <= tracks
+    steps = {e["name"] for e in ev if e.get("cat") == "step"}
+    assert steps == {"step 1", "step 2", "step 3"}  # default: the first decode steps
+    slices = [e for e in ev if e["ph"] == "X"]
+    assert all(e["dur"] >= 0 and e["ts"] >= 0 for e in slices)
+    assert run.main(["export", str(path), "--perfetto", str(out), "--tokens", "0:1"]) == 0
+    doc = json.loads(out.read_text())
+    assert {e["name"] for e in doc["traceEvents"] if e.get("cat") == "step"} == {"step 0"}
+    assert [p.name for p in tmp_path.iterdir()] == ["t.json"]
