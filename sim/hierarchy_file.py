@@ -113,12 +113,17 @@ def load_hierarchy(
     return _build(_override(root, overrides), path, Path(path).stem)
 
 
-def apply_overrides(h: Hierarchy, overrides: Sequence[str]) -> Hierarchy:
-    """`h` with dotted-path overrides ("memory.l2.capacity=256 MiB") applied and re-validated."""
+def apply_overrides(h: Hierarchy, overrides: Sequence[str],
+                    origins: Sequence[str] = ()) -> Hierarchy:
+    """`h` with dotted-path overrides ("memory.l2.capacity=256 MiB") applied and re-validated.
+
+    `origins[i]` is where override i came from ("sweeps/x.yaml:7"), named by its errors;
+    without one, errors name it as "--set PATH=VALUE".
+    """
     if h.document is None:
         raise HierarchyError(f"hierarchy {h.name}: no source document to apply overrides to")
     stem = Path(h.path).stem if h.path else h.name
-    return _build(_override(h.document, overrides), h.path, stem)
+    return _build(_override(h.document, overrides, origins), h.path, stem)
 
 
 def hierarchy_to_dict(h: Hierarchy) -> dict[str, Any]:
@@ -230,10 +235,10 @@ def _join(path: str, key: str) -> str:
 # --- overrides -----------------------------------------------------------------------------
 
 
-def _override(root: Node, overrides: Sequence[str]) -> Node:
+def _override(root: Node, overrides: Sequence[str], origins: Sequence[str] = ()) -> Node:
     root = copy.deepcopy(root)
-    for text in overrides:
-        where = f"--set {text}"
+    for i, text in enumerate(overrides):
+        where = origins[i] if i < len(origins) else f"--set {text}"
         key, sep, value = text.partition("=")
         segments = key.strip().split(".")
         if not sep or not all(segments):

@@ -1,0 +1,240 @@
+"""Sweep files: a base hierarchy, workloads, and a grid of hierarchy overrides; read and validated.
+
+    base: hbm_accel.yaml          # a bundled name, or a path (relative to the sweep file)
+    engine: des                   # des (default) or analytic
+    prefetch_depth: 1             # optional; default the hierarchy's
+    workloads:
+      - {workload: gpt2, prompt_len: 16, gen_len: 64}
+      - {workload: llama2-7b, weight_dtype: int8}
+    grid:                         # every combination of these lists
+      memory.l2.capacity: ["50 MiB", "256 MiB", "1 GiB"]
+    zip:                          # lists that move together (equal lengths); or a list of groups
+      memory.hbm.bandwidth: ["3.35 TB/s", "6.7 TB/s"]
+      memory.hbm.latency: ["656 cycles", "600 cycles"]
+
+The file is composed by the hierarchy files' located reader, so errors are the same one line:
+"<file>:<line>: <key>: <value> ...; expected <what>". Whether a grid value is a valid
+override is checked by applying it (sweep.py), with `Value.where` as its origin.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from sim.errors import MemwallError
+from sim.hierarchy_file import (  # the located reader and its one-value checks
+    HierarchyError,
+    Node,
+    _choice,
+    _compose,
+    _error,
+    _fields,
+    _integer,
+    _text,
+)
+from sim.opgraph import DTYPES
+
+ENGINES = ("des", "analytic")
+_PATH = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+")
+_INT = "an integer >= {low} such as {eg}"
+_TOP = {
+    "base": (True, "a hierarchy file such as hbm_accel.yaml"),
+    "description": (False, "a line of text"),
+    "engine": (False, f"one of {', '.join(ENGINES)}"),
+    "prefetch_depth": (False, "an integer >= 0 such as 1"),
+    "workloads": (True, "a list of workloads such as [{workload: gpt2, gen_len: 64}]"),
+    "grid": (False, 'a mapping from override path to a list, {memory.l2.capacity: ["50 MiB"]}'),
+    "zip": (False, "a mapping from override path to a list, all lists of one length"),
+}
+_WORKLOAD = {
+    "workload": (True, "a preset such as gpt2 or a path to a Hugging Face config.json"),
+    "prompt_len": (False, _INT.format(low=1, eg=128)),
+    "gen_len": (False, _INT.format(low=0, eg=128)),
+    "batch": (False, _INT.format(low=1, eg=1)),
+    "weight_dtype": (False, f"one of {', '.join(DTYPES)}"),
+    "act_dtype": (False, f"one of {', '.join(DTYPES)}"),
+    "kv_dtype": (False, f"one of {', '.join(DTYPES)}"),
+    "tp": (False, _INT.format(low=1, eg=1)),
+}
+_MAX_INT = 1 << 31
+
+
+class SweepError(MemwallError):
+    """A sweep file that cannot be used; the message is one line naming file, line and key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Value:
+    """One swept value, exactly as written ("256 MiB"), and where it was written."""
+
+    text: str
+    where: str  # "sweeps/x.yaml:7"
+
+
+@dataclass(frozen=True, slots=True)
+class Axis:
+    """One swept override path and its values, in file order."""
+
+    path: str  # dotted override path, "memory.l2.capacity"
+    values: tuple[Value, ...]
+    where: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadEntry:
+    """One workload of the sweep; run parameters as RunSpec takes them."""
+
+    workload: str
+    prompt_len: int = 128  # tokens
+    gen_len: int | None = None  # tokens; None: 128 for decoders, 0 for encoders
+    batch: int = 1  # sequences
+    weight_dtype: str = "bf16"
+    act_dtype: str = "bf16"
+    kv_dtype: str = "bf16"
+    tp: int = 1  # devices
+    where: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SweepFile:
+    """A validated sweep: points are workloads x combinations()."""
+
+    path: str
+    base: str
+    base_where: str
+    workloads: tuple[WorkloadEntry, ...]
+    grid: tuple[Axis, ...] = ()
+    zips: tuple[tuple[Axis, ...], ...] = ()  # groups of axes that move together
+    engine: str = "des"
+    prefetch_depth: int | None = None  # ops; None: the hierarchy's
+    description: str = ""
+
+    @property
+    def axes(self) -> tuple[Axis, ...]:
+        """Every swept axis: grid axes, then zip axes, in file order."""
+        return self.grid + tuple(a for group in self.zips for a in group)
+
+    @property
+    def swept_paths(self) -> tuple[str, ...]:
+        return tuple(a.path for a in self.axes)
+
+    def combinations(self) -> list[tuple[Value, ...]]:
+        """Every hierarchy design: one Value per axis (ordered as `axes`), grid-major order."""
+        factors: list[list[tuple[Value, ...]]] = [[(v,) for v in a.values] for a in self.grid]
+        factors += [list(zip(*(a.values for a in group), strict=True)) for group in self.zips]
+        return [tuple(v for part in combo for v in part) for combo in itertools.product(*factors)]
+
+
+def read_sweep(path: str | Path) -> SweepFile:
+    """Read and validate a sweep file (the only function here that touches the disk)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise SweepError(f"{path}: cannot read sweep file: {e.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise SweepError(f"{path}:{line}: not UTF-8 text") from None
+    return parse_sweep(text, str(path))
+
+
+def parse_sweep(text: str, path: str) -> SweepFile:
+    """Validate sweep-file text; `path` only names the file in errors."""
+    try:
+        return _parse(text, path)
+    except HierarchyError as e:  # raised by the shared one-value checks: same message
+        raise SweepError(str(e)) from None
+
+
+def _parse(text: str, path: str) -> SweepFile:
+    root = _compose(text, lambda line: f"{path}:{line}", "")
+    if root is None or root.value is None:
+        raise SweepError(f"{path}:1: empty file; expected a sweep with base, workloads and grid")
+    top = _fields(root, "", _TOP)
+    depth = top.get("prefetch_depth")
+    grid = _axes(top["grid"], "grid") if "grid" in top else ()
+    zips = _zips(top["zip"]) if "zip" in top else ()
+    seen: dict[str, str] = {}
+    for axis in grid + tuple(a for g in zips for a in g):
+        if axis.path in seen:
+            raise SweepError(f"{axis.where}: {axis.path}: swept twice (first at "
+                             f"{seen[axis.path]}); expected each path once in grid and zip")
+        seen[axis.path] = axis.where
+    return SweepFile(
+        path=path,
+        base=_text(top["base"], "base", _TOP["base"][1]),
+        base_where=top["base"].where,
+        workloads=_workloads(top["workloads"]),
+        grid=grid,
+        zips=zips,
+        engine=_choice(top.get("engine"), "engine", ENGINES, default="des"),
+        prefetch_depth=None if depth is None else _integer(depth, "prefetch_depth", 0, 1024,
+                                                           _TOP["prefetch_depth"][1]),
+        description=_text(top["description"], "description", "text")
+        if "description" in top else "",
+    )
+
+
+def _workloads(node: Node) -> tuple[WorkloadEntry, ...]:
+    if not isinstance(node.value, list) or not node.value:
+        raise _error(node, "workloads", f"is not a non-empty list; expected {_TOP['workloads'][1]}")
+    out = []
+    for i, item in enumerate(node.value):
+        label = f"workloads[{i}]"
+        if isinstance(item.value, str):  # a bare preset name
+            out.append(WorkloadEntry(_text(item, label, _WORKLOAD["workload"][1]),
+                                     where=item.where))
+            continue
+        f = _fields(item, label, _WORKLOAD)
+        ints = {k: _integer(f[k], f"{label}.{k}", low, _MAX_INT, _WORKLOAD[k][1])
+                for k, low in (("prompt_len", 1), ("gen_len", 0), ("batch", 1), ("tp", 1))
+                if k in f}
+        dtypes = {k: _choice(f.get(k), f"{label}.{k}", DTYPES, default="bf16")
+                  for k in ("weight_dtype", "act_dtype", "kv_dtype")}
+        out.append(WorkloadEntry(_text(f["workload"], f"{label}.workload",
+                                       _WORKLOAD["workload"][1]),
+                                 **ints, **dtypes, where=item.where))
+    return tuple(out)
+
+
+def _axes(node: Node, section: str) -> tuple[Axis, ...]:
+    if not isinstance(node.value, dict):
+        raise _error(node, section, f"is not a mapping; expected {_TOP[section][1]}")
+    axes = []
+    for path, child in node.value.items():
+        key = f"{section}.{path}"
+        if not _PATH.fullmatch(path):
+            raise SweepError(f"{child.key_where}: {key}: not an override path; expected a dotted "
+                             "path such as memory.l2.capacity")
+        if not isinstance(child.value, list) or not child.value:
+            raise _error(child, key, "is not a non-empty list; expected values such as "
+                         '["50 MiB", "256 MiB"]')
+        values = []
+        for item in child.value:
+            v = item.value
+            if isinstance(v, (dict, list)) or v is None or isinstance(v, bool):
+                raise _error(item, key, "is not a single value; expected a value as the "
+                             'hierarchy file takes it, such as "256 MiB" or 0.9')
+            values.append(Value(str(v), item.where))
+        axes.append(Axis(path, tuple(values), child.key_where))
+    return tuple(axes)
+
+
+def _zips(node: Node) -> tuple[tuple[Axis, ...], ...]:
+    groups = node.value if isinstance(node.value, list) else [node]
+    out = []
+    for group in groups:
+        axes = _axes(group, "zip")
+        lengths = {len(a.values) for a in axes}
+        if len(lengths) > 1:
+            first = axes[0]
+            odd = next(a for a in axes if len(a.values) != len(first.values))
+            raise SweepError(f"{odd.where}: zip.{odd.path}: a list of {len(odd.values)} values; "
+                             f"expected {len(first.values)} like zip.{first.path} (zipped lists "
+                             "move together)")
+        out.append(axes)
+    return tuple(out)

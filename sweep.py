@@ -1,0 +1,309 @@
+"""Design sweeps: every point of a sweep file, on Dask distributed, resumable.
+
+    python run.py sweep sweeps/l2_vs_bandwidth.yaml --out out/l2 [--workers N]
+                                                   [--scheduler tcp://HOST:PORT]
+
+Points are resolved and checked in the client (a bad value fails fast naming its line), run on
+an embedded LocalCluster (N worker processes, one thread each) or an existing cluster, and each
+finished point is written atomically to DIR/points/<key>.json as its future completes; <key> is
+the sha256 of the fully resolved configuration and the memwall version, so a rerun skips
+finished points. DIR/results.csv, DIR/sweep.png and the verdict are rebuilt from the point
+files. Lives next to run.py because it imports both `sim` and `workloads`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sim import Hierarchy, MemwallError, apply_overrides, hierarchy_to_dict, load_hierarchy
+from sim.sweep_file import SweepError, SweepFile, Value, WorkloadEntry, read_sweep
+from sim.sweep_results import (
+    build_table,
+    plot,
+    read_point,
+    verdict,
+    write_csv,
+    write_point,
+)
+
+PROGRESS_EVERY_S = 5.0  # plain progress line period when stderr is not a terminal
+CONNECT_TIMEOUT = "20s"  # to reach an existing scheduler
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    """One simulation of the sweep: a workload on one design, resolved (or failed) up front."""
+
+    run: dict[str, Any]  # RUN_COLUMNS and swept paths -> values as written
+    key: str  # sha256 of the resolved configuration
+    task: tuple[Any, Hierarchy, str, int | None] | None  # (RunSpec, hierarchy, engine, depth)
+    error: str = ""  # set if the design does not resolve (a bad combination of overrides)
+
+
+def memwall_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("memwall")
+    except metadata.PackageNotFoundError:
+        import tomllib
+
+        with open(Path(__file__).resolve().parent / "pyproject.toml", "rb") as f:
+            return str(tomllib.load(f)["project"]["version"])
+
+
+def _plain(x: Any) -> Any:
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return {f.name: _plain(getattr(x, f.name)) for f in dataclasses.fields(x)}
+    return x
+
+
+def _key(config: dict[str, Any]) -> str:
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def resolve(sweep: SweepFile, search_dirs: Sequence[Path]) -> list[Point]:
+    """Every point of `sweep`; raises SweepError (file:line) for a bad base, workload or value."""
+    import workloads
+
+    base = load_hierarchy(_base_path(sweep, search_dirs))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for axis in sweep.axes:  # each value alone, so a typo fails now with its line
+            for v in axis.values:
+                apply_overrides(base, [f"{axis.path}={v.text}"], [v.where])
+        specs = [_spec(e, workloads) for e in sweep.workloads]
+        designs = [_design(base, sweep, combo) for combo in sweep.combinations()]
+    for message in dict.fromkeys(str(w.message) for w in caught):
+        warnings.warn(message, UserWarning, stacklevel=2)
+    version = memwall_version()
+    engine = {"engine": sweep.engine, "prefetch_depth": sweep.prefetch_depth, "overlap": True}
+    points = []
+    for entry, spec in zip(sweep.workloads, specs, strict=True):
+        p = spec.precision
+        run_cfg = {"model": _plain(spec.model), "batch": spec.batch, "prompt_len": spec.prompt_len,
+                   "gen_len": spec.gen_len, "tp": spec.tp,
+                   "precision": [p.weights, p.activations, p.kv_cache]}
+        for combo, (hier, error) in zip(sweep.combinations(), designs, strict=True):
+            run = {"workload": entry.workload, "batch": spec.batch,
+                   "prompt_len": spec.prompt_len, "gen_len": spec.gen_len,
+                   "weight_dtype": p.weights, "act_dtype": p.activations, "kv_dtype": p.kv_cache,
+                   "tp": spec.tp, "engine": sweep.engine, "prefetch_depth": sweep.prefetch_depth}
+            swept = {a.path: v.text for a, v in zip(sweep.axes, combo, strict=True)}
+            run.update(swept)
+            if hier is None:
+                design = {"base": _hier_dict(base), "overrides": sorted(swept.items())}
+                config = {"memwall": version, "design": design, "run": run_cfg, **engine}
+                points.append(Point(run, _key(config), None, error))
+                continue
+            config = {"memwall": version, "hierarchy": _hier_dict(hier), "run": run_cfg, **engine}
+            points.append(Point(run, _key(config),
+                                (spec, hier, sweep.engine, sweep.prefetch_depth)))
+    return points
+
+
+def _base_path(sweep: SweepFile, search_dirs: Sequence[Path]) -> Path:
+    names = [sweep.base] if sweep.base.endswith((".yaml", ".yml")) else [f"{sweep.base}.yaml"]
+    here = Path(sweep.path).resolve().parent
+    for d in (here, *search_dirs, Path.cwd()):
+        for name in names:
+            if (d / name).is_file():
+                return d / name
+    looked = ", ".join(str(d) for d in (here, *search_dirs))
+    raise SweepError(f'{sweep.base_where}: base: "{sweep.base}" not found (looked in {looked} '
+                     "and the current directory); expected a hierarchy such as hbm_accel.yaml")
+
+
+def _spec(entry: WorkloadEntry, workloads: Any) -> Any:
+    try:
+        model = workloads.load_workload(entry.workload)
+        gen = entry.gen_len if entry.gen_len is not None else (
+            0 if model.arch == "encoder" else 128)
+        return workloads.RunSpec(
+            model, batch=entry.batch, prompt_len=entry.prompt_len, gen_len=gen, tp=entry.tp,
+            precision=workloads.Precision(entry.weight_dtype, entry.act_dtype, entry.kv_dtype))
+    except MemwallError as e:
+        raise SweepError(f"{entry.where}: workload {entry.workload}: {e}") from None
+
+
+def _design(base: Hierarchy, sweep: SweepFile,
+            combo: tuple[Value, ...]) -> tuple[Hierarchy | None, str]:
+    texts = [f"{a.path}={v.text}" for a, v in zip(sweep.axes, combo, strict=True)]
+    try:
+        return apply_overrides(base, texts, [v.where for v in combo]), ""
+    except MemwallError as e:
+        return None, str(e)
+
+
+def _hier_dict(h: Hierarchy) -> dict[str, Any]:
+    d = hierarchy_to_dict(h)
+    d.pop("path", None)  # where the file lies does not change the result
+    return d
+
+
+def run_point(spec: Any, hier: Hierarchy, engine: str, prefetch_depth: int | None) -> dict:
+    """One simulation on a worker: {"status", "error", "summary", "elapsed_s"}; never raises
+    for bad input, so one point that does not fit does not stop the others."""
+    from run import simulate_run
+
+    t0 = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            summary = simulate_run(spec, hier, engine, prefetch_depth)
+    except MemwallError as e:
+        return {"status": "error", "error": str(e).splitlines()[0], "summary": None,
+                "elapsed_s": time.perf_counter() - t0}
+    except Exception as e:  # a bug in one point: record it, keep the sweep going
+        text = f"{type(e).__name__}: {e}".splitlines()[0]
+        return {"status": "error", "error": text, "summary": None,
+                "elapsed_s": time.perf_counter() - t0}
+    return {"status": "ok", "error": "", "summary": summary,
+            "elapsed_s": time.perf_counter() - t0}
+
+
+def execute(points: Sequence[Point], out_dir: Path, workers: int, scheduler: str | None,
+            on_done: Callable[[bool], None]) -> int:
+    """Run `points` on Dask, writing each point file as it completes; returns points lost
+    (a worker died too often, the cluster went away), which a rerun will retry."""
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    try:
+        if scheduler:
+            client = Client(scheduler, timeout=CONNECT_TIMEOUT)
+        else:
+            cluster = LocalCluster(n_workers=max(1, min(workers, len(points))),
+                                   threads_per_worker=1, processes=True,
+                                   dashboard_address=None, silence_logs=logging.ERROR)
+            client = Client(cluster)
+    except (OSError, TimeoutError) as e:
+        raise SweepError(f"--scheduler {scheduler}: cannot connect: {e}") from None
+    lost = 0
+    try:
+        futures = {client.submit(run_point, *p.task, key=f"memwall-point-{p.key}", pure=False): p
+                   for p in points if p.task is not None}
+        for fut in as_completed(futures):
+            p = futures[fut]
+            try:
+                result = fut.result()
+            except Exception:  # KilledWorker, cancelled: not the point's fault; rerun it
+                lost += 1
+                on_done(False)
+                continue
+            write_point(out_dir, p.key, _record(p, result))
+            on_done(result["status"] == "ok")
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return lost
+
+
+def _record(p: Point, result: dict[str, Any]) -> dict[str, Any]:
+    return {"key": p.key, "memwall_version": memwall_version(), "run": p.run, **result}
+
+
+class Progress:
+    """A tqdm bar with ETA on a terminal; otherwise a plain line every PROGRESS_EVERY_S."""
+
+    def __init__(self, total: int, stream: Any = None) -> None:
+        self.total, self.done, self.failed = total, 0, 0
+        self.stream = stream or sys.stderr
+        self.t0 = self.last = time.monotonic()
+        self.bar = None
+        if self.stream.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="point", file=self.stream, dynamic_ncols=True)
+
+    def __call__(self, ok: bool) -> None:
+        self.done += 1
+        self.failed += not ok
+        if self.bar is not None:
+            self.bar.update()
+            self.bar.set_postfix(failed=self.failed, refresh=False)
+        elif time.monotonic() - self.last >= PROGRESS_EVERY_S or self.done == self.total:
+            self.last = time.monotonic()
+            self.stream.write(self.line() + "\n")
+            self.stream.flush()
+
+    def line(self) -> str:
+        elapsed = time.monotonic() - self.t0
+        left = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
+        return (f"sweep: {self.done}/{self.total} points, {self.failed} failed, "
+                f"{elapsed:.0f} s elapsed, about {left:.0f} s left")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="memwall sweep",
+                                description="Run every point of a sweep file on Dask.")
+    p.add_argument("sweep", help="sweep file (YAML), e.g. sweeps/l2_vs_bandwidth.yaml")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="results directory: points/, results.csv, sweep.png")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
+                   help="worker processes of the embedded cluster (default: the cores)")
+    p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                   help="use an existing Dask cluster instead of an embedded one")
+    return p
+
+
+def main(argv: list[str], search_dirs: Sequence[Path] = ()) -> int:
+    args = build_parser().parse_args(argv)
+    if args.workers < 1:
+        raise SweepError(f"--workers {args.workers}: expected an integer >= 1")
+    sweep = read_sweep(args.sweep)
+    points = resolve(sweep, search_dirs)
+    out = Path(args.out)
+    (out / "points").mkdir(parents=True, exist_ok=True)
+    for p in points:  # designs that do not resolve are finished points too
+        if p.task is None and read_point(out, p.key) is None:
+            write_point(out, p.key, _record(p, {"status": "error", "error": p.error,
+                                                "summary": None, "elapsed_s": 0.0}))
+    todo = list({p.key: p for p in points if read_point(out, p.key) is None}.values())
+    print(f"sweep: {len(points)} points, {len(todo)} to run, {len(points) - len(todo)} "
+          f"already done -> {out}", file=sys.stderr)
+    lost = 0
+    if todo:
+        progress = Progress(len(todo))
+        try:
+            lost = execute(todo, out, args.workers, args.scheduler, progress)
+        finally:
+            progress.close()
+    return report(sweep, points, out, lost)
+
+
+def report(sweep: SweepFile, points: Sequence[Point], out: Path, lost: int = 0) -> int:
+    """Rebuild results.csv and sweep.png from the point files; print the verdict."""
+    pairs = [(p.run, rec) for p in points if (rec := read_point(out, p.key)) is not None]
+    columns, rows = build_table(pairs, sweep.swept_paths)
+    write_csv(out / "results.csv", columns, rows)
+    axes = {a.path: [v.text for v in a.values] for a in sweep.axes}
+    if rows:
+        plot(out / "sweep.png", rows, axes)
+    failed = sum(r["status"] != "ok" for r in rows)
+    print(verdict(rows, axes))
+    print(f"{len(rows)} of {len(points)} points in {out / 'results.csv'} ({failed} failed)"
+          f"{', plot ' + str(out / 'sweep.png') if rows else ''}")
+    missing = len(points) - len(rows)
+    if missing or lost:
+        print(f"memwall: warning: {missing} points not finished; rerun the same command to "
+              "complete them", file=sys.stderr)
+        return 1
+    return 0

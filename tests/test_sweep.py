@@ -1,0 +1,270 @@
+"""Sweeps: file validation, grid and zip expansion, resume, failure isolation, the table, and
+both executors (an embedded LocalCluster; a real `dask scheduler` + `dask worker` pair)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import sweep
+from sim.sweep_file import SweepError, parse_sweep
+from sim.sweep_results import pareto, read_point, write_point
+
+ROOT = Path(__file__).resolve().parent.parent
+HIER = [ROOT / "hierarchies"]
+
+TINY = """\
+base: hbm_accel.yaml
+engine: analytic
+workloads:
+  - {workload: gpt2, prompt_len: 4, gen_len: 2}
+  - {workload: llama2-70b, prompt_len: 4, gen_len: 2}
+grid:
+  memory.l2.capacity: ["50 MiB", "256 MiB"]
+"""
+
+
+def _write(tmp_path: Path, text: str, name: str = "sweep.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def _rows(out: Path) -> list[dict[str, str]]:
+    with open(out / "results.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# --- the file ------------------------------------------------------------------------------
+
+
+def test_grid_and_zip_expand_to_every_combination() -> None:
+    s = parse_sweep("""\
+base: hbm_accel.yaml
+workloads: [gpt2]
+grid:
+  memory.l2.capacity: ["50 MiB", "256 MiB", "1 GiB"]
+zip:
+  memory.hbm.bandwidth: ["3.35 TB/s", "4.8 TB/s"]
+  memory.hbm.efficiency: [0.85, 0.9]
+""", "s.yaml")
+    assert s.swept_paths == ("memory.l2.capacity", "memory.hbm.bandwidth",
+                             "memory.hbm.efficiency")
+    combos = [tuple(v.text for v in c) for c in s.combinations()]
+    assert len(combos) == 6 and len(set(combos)) == 6
+    assert ("256 MiB", "4.8 TB/s", "0.9") in combos
+    assert all((bw, eff) in {("3.35 TB/s", "0.85"), ("4.8 TB/s", "0.9")} for _, bw, eff in combos)
+    assert s.workloads[0].workload == "gpt2" and s.engine == "des"
+
+
+def test_several_zip_groups_and_no_grid() -> None:
+    s = parse_sweep("""\
+base: hbm_accel.yaml
+workloads: [gpt2]
+zip:
+  - {memory.l2.capacity: ["50 MiB", "1 GiB"], memory.l2.bandwidth: ["5.5 TB/s", "8 TB/s"]}
+  - {memory.hbm.bandwidth: ["3.35 TB/s", "4.8 TB/s", "5.5 TB/s"]}
+""", "s.yaml")
+    assert len(s.combinations()) == 6
+
+
+@pytest.mark.parametrize("text, message", [
+    ("base: hbm_accel.yaml\nworkloads: [gpt2]\ngird: {}\n",
+     's.yaml:3: gird: unknown key; did you mean "grid"?'),
+    ("base: hbm_accel.yaml\nworkloads:\n  - {workload: gpt2, gen_lne: 4}\n",
+     's.yaml:3: workloads[0].gen_lne: unknown key; did you mean "gen_len"?'),
+    ("base: hbm_accel.yaml\nworkloads:\n  - {workload: gpt2, prompt_len: 0}\n",
+     "s.yaml:3: workloads[0].prompt_len: 0 is out of range"),
+    ("base: hbm_accel.yaml\nworkloads:\n  - {workload: gpt2, kv_dtype: fp9}\n",
+     's.yaml:3: workloads[0].kv_dtype: "fp9" is not known'),
+    ("base: hbm_accel.yaml\nengine: dse\nworkloads: [gpt2]\n",
+     's.yaml:2: engine: "dse" is not known; did you mean "des"?'),
+    ("base: hbm_accel.yaml\nworkloads: [gpt2]\nzip:\n  memory.l2.capacity: [1 MiB, 2 MiB]\n"
+     "  memory.hbm.bandwidth: [1 TB/s]\n",
+     "s.yaml:5: zip.memory.hbm.bandwidth: a list of 1 values; expected 2"),
+    ("base: hbm_accel.yaml\nworkloads: [gpt2]\ngrid:\n  memory.l2.capacity: []\n",
+     "s.yaml:4: grid.memory.l2.capacity: a list is not a non-empty list"),
+    ("base: hbm_accel.yaml\nworkloads: [gpt2]\ngrid:\n  memory.l2.capacity: [1 MiB]\n"
+     "zip:\n  memory.l2.capacity: [2 MiB]\n",
+     "s.yaml:6: memory.l2.capacity: swept twice (first at s.yaml:4)"),
+    ("workloads: [gpt2]\n", "s.yaml:1: base: missing required key"),
+    ("base: [\n", "s.yaml:2: YAML syntax error"),
+])
+def test_file_errors_name_file_line_key_and_value(text: str, message: str) -> None:
+    with pytest.raises(SweepError) as e:
+        parse_sweep(text, "s.yaml")
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("extra, message", [
+    ('grid:\n  memory.l2.capacity: ["50 MiB", "256 MiX"]\n',
+     'sweep.yaml:8: memory.l2.capacity: "256 MiX" has unknown unit "MiX"'),
+    ('grid:\n  memory.l3.capacity: ["50 MiB"]\n',
+     'sweep.yaml:8: memory.l3: no entry named "l3"; expected one of registers, l1, l2'),
+    ('grid:\n  memory.hbm.efficiency: [0.9, 1.5]\n',
+     "sweep.yaml:8: memory.hbm.efficiency: 1.5 is not a fraction"),
+])
+def test_bad_values_fail_fast_with_the_sweep_files_line(tmp_path: Path, extra: str,
+                                                        message: str) -> None:
+    path = _write(tmp_path, TINY.split("grid:")[0] + "\n" + extra)
+    s = sweep.read_sweep(path)
+    with pytest.raises(sweep.MemwallError) as e:
+        sweep.resolve(s, HIER)
+    assert str(e.value).startswith(str(path.parent / message)) and "\n" not in str(e.value)
+
+
+def test_unknown_workload_and_base_name_the_line(tmp_path: Path) -> None:
+    s = sweep.read_sweep(_write(tmp_path, TINY.replace("llama2-70b", "llama9")))
+    with pytest.raises(SweepError, match=r"sweep\.yaml:5: workload llama9: "):
+        sweep.resolve(s, HIER)
+    s = sweep.read_sweep(_write(tmp_path, TINY.replace("hbm_accel.yaml", "nope.yaml")))
+    with pytest.raises(SweepError, match=r'sweep\.yaml:1: base: "nope.yaml" not found'):
+        sweep.resolve(s, HIER)
+
+
+def test_keys_follow_the_resolved_configuration(tmp_path: Path) -> None:
+    s = sweep.read_sweep(_write(tmp_path, TINY.replace('"256 MiB"', '"52428800 B"')))
+    points = sweep.resolve(s, HIER)
+    assert len(points) == 4 and all(p.task is not None for p in points)
+    assert points[0].key == points[1].key  # 50 MiB is 52428800 B: the same design
+    assert points[0].key != points[2].key  # another workload
+    assert [p.run["memory.l2.capacity"] for p in points[:2]] == ["50 MiB", "52428800 B"]
+
+
+# --- results -------------------------------------------------------------------------------
+
+
+def test_point_files_are_whole_or_absent(tmp_path: Path) -> None:
+    write_point(tmp_path, "abc", {"key": "abc", "status": "ok"})
+    assert read_point(tmp_path, "abc") == {"key": "abc", "status": "ok"}
+    (tmp_path / "points" / "bad.json").write_text('{"key": "bad", "sta')  # not ours: rerun it
+    assert read_point(tmp_path, "bad") is None and read_point(tmp_path, "none") is None
+    assert not [p for p in (tmp_path / "points").iterdir() if p.name.startswith(".")]
+
+
+def test_pareto_front_per_workload() -> None:
+    rows = [{"workload": "w", "batch": 1, "prompt_len": 1, "gen_len": 2, "weight_dtype": "bf16",
+             "act_dtype": "bf16", "kv_dtype": "bf16", "tp": 1, "status": "ok", "a": a,
+             "decode_s_per_token": t} for a, t in (("1 MiB", 3.0), ("2 MiB", 2.0),
+                                                   ("4 MiB", 2.5), ("8 MiB", 1.0))]
+    assert pareto(rows, {"a": ["1 MiB", "2 MiB", "4 MiB", "8 MiB"]}) == {0, 1, 3}
+
+
+def test_progress_is_a_plain_line_off_a_terminal() -> None:
+    stream = io.StringIO()
+    progress = sweep.Progress(2, stream)
+    progress(True)
+    progress(False)
+    assert stream.getvalue().splitlines()[-1].startswith("sweep: 2/2 points, 1 failed")
+
+
+# --- running: embedded cluster, resume, failure isolation, the table ----------------------
+
+
+def test_embedded_cluster_resume_and_failure_isolation(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    path, out = _write(tmp_path, TINY), tmp_path / "out"
+    argv = [str(path), "--out", str(out), "--workers", "2"]
+    assert sweep.main(argv, HIER) == 0
+    rows = _rows(out)
+    assert len(rows) == 4 and len({r["key"] for r in rows}) == 4
+    columns = list(rows[0])
+    assert columns[:12] == ["workload", "batch", "prompt_len", "gen_len", "weight_dtype",
+                            "act_dtype", "kv_dtype", "tp", "engine", "prefetch_depth",
+                            "memory.l2.capacity", "hierarchy"]
+    for c in ("decode_s_per_token", "total_s", "stall_s.hbm", "stall_s.dispatch",
+              "bytes_by_level.l2", "busy_s.compute", "verdict"):
+        assert c in columns
+    assert columns[-3:] == ["status", "error", "key"]
+    assert [r["memory.l2.capacity"] for r in rows] == ["50 MiB", "256 MiB"] * 2
+    ok = [r for r in rows if r["workload"] == "gpt2"]
+    bad = [r for r in rows if r["workload"] == "llama2-70b"]
+    assert {r["status"] for r in ok} == {"ok"} and all(float(r["total_s"]) > 0 for r in ok)
+    assert {r["status"] for r in bad} == {"error"} and all(r["total_s"] == "" for r in bad)
+    assert all("weights need" in r["error"] and "\n" not in r["error"] for r in bad)
+    assert (out / "sweep.png").stat().st_size > 1000
+    assert "best designs" in capsys.readouterr().out
+
+    # a crash: two point files and the table lost; a rerun redoes just those two
+    points = {p.name: p.stat().st_mtime_ns for p in (out / "points").iterdir()}
+    lost = [r["key"] for r in rows[:2]]
+    for key in lost:
+        (out / "points" / f"{key}.json").unlink()
+    (out / "results.csv").unlink()
+    time.sleep(0.01)
+    assert sweep.main(argv, HIER) == 0
+    assert "4 points, 2 to run, 2 already done" in capsys.readouterr().err
+    again = _rows(out)
+    assert [r["key"] for r in again] == [r["key"] for r in rows]
+    after = {p.name: p.stat().st_mtime_ns for p in (out / "points").iterdir()}
+    assert sorted(after) == sorted(points)
+    assert {n for n in after if after[n] != points[n]} == {f"{k}.json" for k in lost}
+    assert [r["total_s"] for r in again] == [r["total_s"] for r in rows]
+
+
+# --- running: a real scheduler and worker on 127.0.0.1 ------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def dask_cluster() -> Iterator[str]:
+    """`dask scheduler` and one `dask worker`, separate processes on loopback only."""
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    dask = [sys.executable, "-m", "dask"]  # the `dask` command of this interpreter
+    procs = [subprocess.Popen([*dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--no-dashboard"], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        procs.append(subprocess.Popen(
+            [*dask, "worker", address, "--host", "127.0.0.1",
+             "--nworkers", "1", "--nthreads", "1", "--no-dashboard"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        from distributed import Client
+
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(1, timeout=60)
+        yield address
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in reversed(procs):
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def test_existing_cluster_at_scheduler(tmp_path: Path, dask_cluster: str) -> None:
+    path, out = _write(tmp_path, TINY), tmp_path / "out"
+    assert sweep.main([str(path), "--out", str(out), "--scheduler", dask_cluster], HIER) == 0
+    rows = _rows(out)
+    assert [r["status"] for r in rows] == ["ok", "ok", "error", "error"]
+    assert sweep.main([str(path), "--out", str(out), "--scheduler", dask_cluster], HIER) == 0
+    assert len(_rows(out)) == 4 and len(list((out / "points").iterdir())) == 4
+
+
+def test_unreachable_scheduler_is_one_line(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sweep, "CONNECT_TIMEOUT", "1s")
+    path = _write(tmp_path, TINY)
+    with pytest.raises(SweepError, match="cannot connect"):
+        sweep.main([str(path), "--out", str(tmp_path / "o"), "--scheduler",
+                    f"tcp://127.0.0.1:{_free_port()}"], HIER)
