@@ -12,6 +12,7 @@ import os
 import sys
 import tempfile
 import warnings
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="memwall",
         description="Simulate Transformer inference on a memory hierarchy; show where it stalls.",
-        epilog="subcommands: describe (counts only). 'memwall describe -h' for its flags.",
+        epilog="subcommands: describe (counts only), inspect, export, plot (traces), "
+               "sweep (many designs, on Dask). "
+               "'memwall describe -h' for its flags.",
     )
     _workload_args(p)
     p.add_argument("--hier", required=True,
@@ -51,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", dest="overrides",
                    help="override a hierarchy value, e.g. --set 'memory.l2.capacity=256 MiB'")
     p.add_argument("--top", type=int, default=5, help="ops listed in the report (default 5)")
+    p.add_argument("--trace", metavar="PATH.h5",
+                   help="write every op execution to an HDF5 trace (see 'memwall inspect')")
     return p
 
 
@@ -151,8 +156,16 @@ def cmd_run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     spec = make_spec(args)
     hier = load_hierarchy(args.hier, search_dirs=[HIER_DIR], overrides=args.overrides)
-    summary = simulate_run(spec, hier, args.engine, args.prefetch_depth, not args.no_overlap,
-                           progress=sys.stderr.isatty())
+    trace = None
+    if args.trace:
+        from sim import TraceWriter  # loads h5py
+
+        trace = TraceWriter(args.trace, hier, ["memwall", *argv])
+    with trace or nullcontext() as tw:
+        summary = simulate_run(spec, hier, args.engine, args.prefetch_depth, not args.no_overlap,
+                               sinks=(tw.add,) if tw else (), progress=sys.stderr.isatty())
+        if tw:
+            tw.finish(summary)
     if args.json:
         write_json(summary, args.json)
     if args.json != "-":
@@ -172,7 +185,82 @@ def cmd_describe(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"describe": cmd_describe}
+def cmd_sweep(argv: list[str]) -> int:
+    import sweep
+
+    return sweep.main(argv, search_dirs=[HIER_DIR])
+
+
+def build_trace_parser(command: str) -> argparse.ArgumentParser:
+    what = {"inspect": "The run's report rebuilt from a trace, then the most-stalled ops and "
+                       "per-layer and per-token breakdowns.",
+            "export": "A Chrome/Perfetto timeline (ui.perfetto.dev) of a window of tokens.",
+            "plot": "A PNG: roofline, time breakdown per token, or timeline of a token window."}
+    p = argparse.ArgumentParser(prog=f"memwall {command}", description=what[command])
+    p.add_argument("trace", metavar="TRACE.h5", help="a trace written by --trace")
+    p.add_argument("--tokens", metavar="A:B", help="steps A to B-1 (0 = prefill; A:, :B, or A)")
+    if command == "inspect":
+        p.add_argument("--layer", type=int, help="only the ops of this layer (-1: outside layers)")
+        p.add_argument("--op-kind", choices=("matmul", "vector", "collective"))
+        p.add_argument("--top", type=int, default=10, help="ops listed (default 10)")
+        p.add_argument("--json", metavar="PATH", help="write the result as JSON ('-' for stdout)")
+    elif command == "export":
+        p.add_argument("--perfetto", metavar="OUT.json", required=True,
+                       help="Chrome trace-event JSON (default window: the first 3 decode steps)")
+    else:
+        p.add_argument("--kind", choices=("roofline", "breakdown", "timeline"), required=True)
+        p.add_argument("-o", "--output", metavar="FILE.png", required=True)
+    return p
+
+
+def cmd_inspect(argv: list[str]) -> int:
+    from sim import Selection, format_inspection, inspect_trace, read_trace, token_range
+
+    args = build_trace_parser("inspect").parse_args(argv)
+    sel = Selection(token_range(args.tokens) if args.tokens else None, args.layer, args.op_kind)
+    result = inspect_trace(args.trace, sel, top=args.top)
+    if args.json:
+        write_json(result, args.json)
+    if args.json != "-":
+        hier = read_trace(args.trace, records=False).hierarchy
+        print(format_inspection(result, hier, top=args.top))
+    return 0
+
+
+def cmd_export(argv: list[str]) -> int:
+    from sim import export_perfetto, token_range
+
+    args = build_trace_parser("export").parse_args(argv)
+    tokens = token_range(args.tokens) if args.tokens else None
+    n = export_perfetto(args.trace, args.perfetto, tokens)
+    print(f"memwall: wrote {n} op executions to {args.perfetto} (open in ui.perfetto.dev)")
+    return 0
+
+
+def cmd_plot(argv: list[str]) -> int:
+    from sim import plot_trace, token_range
+
+    args = build_trace_parser("plot").parse_args(argv)
+    plot_trace(args.trace, args.kind, args.output,
+               token_range(args.tokens) if args.tokens else None)
+    return 0
+
+
+def cmd_validate(argv: list[str]) -> int:
+    import validate
+
+    return validate.main(argv)
+
+
+def cmd_paper(argv: list[str]) -> int:
+    import paper
+
+    return paper.main(argv)
+
+
+COMMANDS = {"describe": cmd_describe, "sweep": cmd_sweep,
+            "inspect": cmd_inspect, "export": cmd_export, "plot": cmd_plot,
+            "validate": cmd_validate, "paper": cmd_paper}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,6 +3,7 @@
 `sim` knows nothing of Transformers beyond the op-graph contract in `sim.opgraph`.
 """
 
+from . import cost
 from .analytic import simulate_analytic
 from .engine import EngineOptions, simulate
 from .errors import MemwallError
@@ -13,11 +14,31 @@ from .opgraph import DTYPES, Tensor, check_op_graph
 from .report import format_report
 from .summary import Summary
 from .trace import OpRecord
-from . import cost
 
 __all__ = [
     "Compute", "DTYPES", "EngineOptions", "Hierarchy", "HierarchyError", "Interconnect", "Level",
     "MemwallError", "OpRecord", "Placement", "Summary", "Tensor", "apply_overrides",
     "check_op_graph", "cost", "format_report", "hierarchy_to_dict", "load_hierarchy",
     "simulate", "simulate_analytic", "tensor_footprint",
+    # traces (sim.trace_file, sim.trace_reader, sim.inspection, sim.perfetto, sim.plot)
+    "Selection", "Trace", "TraceFileError", "TraceWriter", "export_perfetto",
+    "format_inspection", "inspect_trace", "iter_records", "op_totals", "plot_trace",
+    "read_trace", "token_range",
 ]
+
+# Trace names load h5py (and plots matplotlib) on first use, so a run without --trace skips them.
+_LAZY = {
+    "TraceWriter": "trace_file", "Trace": "trace_reader", "TraceFileError": "trace_reader",
+    "iter_records": "trace_reader", "op_totals": "trace_reader", "read_trace": "trace_reader",
+    "Selection": "inspection", "format_inspection": "inspection", "inspect_trace": "inspection",
+    "token_range": "inspection", "export_perfetto": "perfetto", "plot_trace": "plot",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sim' has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(f".{module}", __name__), name)
