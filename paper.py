@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from sim.outfile import replacing, write_text
 
 ROOT = Path(__file__).resolve().parent
 HIER_DIR = ROOT / "hierarchies"
@@ -89,7 +92,8 @@ def plot_fig3(rows: list[dict[str, Any]], path: Path) -> None:
     axes[0].legend(fontsize=8)
     fig.suptitle("Fig. 3 reproduced: int8, batch 1, Intel Xeon Gold 6242 (memwall)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with replacing(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
 
 
@@ -144,7 +148,8 @@ def plot_fig1(rows: list[tuple[str, float, float, str]], fits: dict[str, dict[st
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with replacing(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
 
 
@@ -211,7 +216,8 @@ def plot_projection(rows: list[dict[str, Any]], title: str, path: Path) -> None:
         ax.grid(True, which="both", alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with replacing(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
 
 
@@ -226,10 +232,11 @@ def _pyplot() -> Any:
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    write_text(path, buf.getvalue())
 
 
 def main(argv: Sequence[str]) -> int:

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
@@ -123,31 +121,18 @@ def simulate_run(spec: Any, hier: Any, engine: str = "des", prefetch_depth: int 
         "params": spec.model.n_params,
         "machine_balance": cost.matmul_rate(mm_dtype, hier.compute) / home.sustained_bytes_per_s,
     }
-    out = summary.result(meta)
-    out["verdict"] = _verdict(out["bound_by"], [lv.name for lv in hier.levels])
-    return out
-
-
-def _verdict(bound_by: str, levels: list[str]) -> str:
-    if bound_by in levels:
-        return f"memory-bound ({bound_by})"
-    return f"{bound_by}-bound"
+    return summary.result(meta)
 
 
 def write_json(data: dict[str, Any], path: str) -> None:
+    """Write `data` as JSON to `path` (whole or not at all), or to stdout for '-'."""
+    from sim.outfile import write_text
+
     text = json.dumps(data, indent=2) + "\n"
     if path == "-":
         sys.stdout.write(text)
-        return
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    else:
+        write_text(path, text)
 
 
 def cmd_run(argv: list[str]) -> int:

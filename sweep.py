@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from sim import Hierarchy, MemwallError, apply_overrides, hierarchy_to_dict, load_hierarchy
+from sim.outfile import memwall_version
 from sim.sweep_file import SweepError, SweepFile, Value, WorkloadEntry, read_sweep
 from sim.sweep_results import (
     build_table,
@@ -49,18 +50,6 @@ class Point:
     key: str  # sha256 of the resolved configuration
     task: tuple[Any, Hierarchy, str, int | None] | None  # (RunSpec, hierarchy, engine, depth)
     error: str = ""  # set if the design does not resolve (a bad combination of overrides)
-
-
-def memwall_version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("memwall")
-    except metadata.PackageNotFoundError:
-        import tomllib
-
-        with open(Path(__file__).resolve().parent / "pyproject.toml", "rb") as f:
-            return str(tomllib.load(f)["project"]["version"])
 
 
 def _plain(x: Any) -> Any:

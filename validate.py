@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sim.outfile import replacing
+
 ROOT = Path(__file__).resolve().parent
 MEASURED_CSV = ROOT / "validation" / "measured.csv"
 HIER_DIR = ROOT / "hierarchies"
@@ -198,7 +200,8 @@ def parity_plot(result: dict[str, Any], path: str | Path) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with replacing(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
 
 

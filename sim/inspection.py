@@ -51,10 +51,6 @@ def token_range(text: str) -> tuple[int | None, int | None]:
                            ) from None
 
 
-def verdict(bound_by: str, levels: list[str]) -> str:
-    return f"memory-bound ({bound_by})" if bound_by in levels else f"{bound_by}-bound"
-
-
 class _Breakdown:
     """Totals per key (layer or step): ops, elapsed, compute, dispatch, interconnect, and stall
     and bytes per level, accumulated chunk by chunk with bincount."""
@@ -114,7 +110,6 @@ def inspect_trace(path: str, sel: Selection = Selection(), top: int = 10) -> dic
     if summary.n_ops == 0:
         raise MemwallError(f"{path}: no op executions match {sel.describe() or 'the trace'}")
     out = summary.result(t.meta, top=max(top, 10))
-    out["verdict"] = verdict(out["bound_by"], names)
     return {
         "file": path,
         "selection": asdict(sel),

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any
 
-from .trace_file import publish, temporary_path
+from .outfile import write_text
 from .trace_reader import Tokens, Trace, read_trace
 
 DEFAULT_STEPS = 3  # decode steps exported when no token range is given
@@ -92,13 +91,5 @@ def export_perfetto(path: str, out: str | os.PathLike[str], tokens: Tokens = Non
         tokens = default_window(read_trace(path, records=False))
     t = read_trace(path, tokens=tokens)
     doc = trace_events(t)
-    target = Path(out)
-    tmp = temporary_path(target)
-    try:
-        with open(tmp, "w") as f:
-            json.dump(doc, f, separators=(",", ":"))
-        publish(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_text(out, json.dumps(doc, separators=(",", ":")))
     return int(t.rows[1] - t.rows[0])

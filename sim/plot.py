@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from .errors import MemwallError
+from .outfile import replacing
 from .perfetto import default_window
 from .report import si
-from .trace_file import publish, temporary_path
 from .trace_reader import Tokens, Trace, op_totals, read_trace
 
 KINDS = ("roofline", "breakdown", "timeline")
@@ -173,10 +173,5 @@ def _time_unit(span_s: float) -> tuple[float, str]:
 
 
 def _save(fig: Any, target: Path) -> None:
-    tmp = temporary_path(target)
-    try:
+    with replacing(target) as tmp:
         fig.savefig(tmp, format="png")
-        publish(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

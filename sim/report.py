@@ -65,7 +65,7 @@ def format_report(s: dict[str, Any], hier: Hierarchy, top: int = 5) -> str:
     if ai and balance:
         lines += ["", f"  arithmetic intensity {ai:.3g} FLOP/B (FLOPs / MOPs) against a machine "
                       f"balance of {balance:.3g} FLOP/B"]
-    lines += [f"  verdict: {s.get('verdict', s['bound_by'])}", f"    {_why(s)}"]
+    lines += [f"  verdict: {s['verdict']}", f"    {_why(s)}"]
     lines += ["", "  op types that stall most          calls    stalled   share of total"]
     ranked = sorted(s["by_op_type"].items(), key=lambda kv: -kv[1]["stall_s"])[:top]
     for name, row in ranked:

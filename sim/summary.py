@@ -103,6 +103,7 @@ class Summary:
             bytes_by_level=dict(zip(self.names, self.bytes, strict=True)),
             bound_s=busy[bound_by],
             bound_by=bound_by,
+            verdict=f"memory-bound ({bound_by})" if bound_by in self.names else f"{bound_by}-bound",
             busy_s=busy,
             phase_s=dict(self.phase_s),
             n_ops=self.n_ops,

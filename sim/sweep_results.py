@@ -10,12 +10,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from sim.outfile import replacing, write_text
 from sim.units import UnitError, format_quantity, parse_quantity
 
 RUN_COLUMNS = ("workload", "batch", "prompt_len", "gen_len", "weight_dtype", "act_dtype",
@@ -25,27 +24,13 @@ _KINDS = ("size", "bandwidth", "time", "frequency", "rate")
 Row = dict[str, Any]
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Replace `path` with `text` so that no reader ever sees part of it."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def point_path(out_dir: Path, key: str) -> Path:
     return out_dir / "points" / f"{key}.json"
 
 
 def write_point(out_dir: Path, key: str, record: Mapping[str, Any]) -> None:
     (out_dir / "points").mkdir(parents=True, exist_ok=True)
-    write_atomic(point_path(out_dir, key), json.dumps(record, indent=1) + "\n")
+    write_text(point_path(out_dir, key), json.dumps(record, indent=1) + "\n")
 
 
 def read_point(out_dir: Path, key: str) -> dict[str, Any] | None:
@@ -100,7 +85,7 @@ def write_csv(path: Path, columns: Sequence[str], rows: Sequence[Row]) -> None:
     w.writeheader()
     for row in rows:
         w.writerow({c: "" if row.get(c) is None else row.get(c) for c in columns})
-    write_atomic(path, buf.getvalue())
+    write_text(path, buf.getvalue())
 
 
 # --- reading the rows: the metric, the front, the picture, the verdict -----------------------
@@ -195,7 +180,8 @@ def plot(path: Path, rows: Sequence[Row], axes: Mapping[str, Sequence[str]],
     ax.set_ylabel("decode time per token, s (total if no decode)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize="small")
-    fig.savefig(path, dpi=120)
+    with replacing(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
 
 

@@ -24,20 +24,18 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from array import array
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
-from .errors import MemwallError
 from .hierarchy import Hierarchy
 from .hierarchy_file import hierarchy_to_dict
+from .outfile import memwall_version, publish, temporary_path
 from .summary import Summary
 from .trace import OpRecord
 
@@ -83,37 +81,11 @@ PER_LEVEL = ("stall_s", "bytes")
 _SUMS = ("compute_s", "dispatch_s", "interconnect_s", "stall_s", "bytes", "flops", "mops_bytes")
 
 
-def memwall_version() -> str:
-    try:
-        return metadata.version("memwall")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
-
-
 def run_meta(summary: dict[str, Any], hier: Hierarchy) -> dict[str, Any]:
     """The run's inputs (workload, batch, lengths, precision, tp, params, ...): the keys of the
     summary that Summary.result does not compute, in their original order."""
     computed = set(Summary(hier).result({})) - {"params"}
-    return {k: v for k, v in summary.items() if k not in computed and k != "verdict"}
-
-
-def temporary_path(target: Path) -> Path:
-    """A new empty hidden file beside `target`, to be renamed onto it when complete."""
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part",
-                                   dir=target.parent if str(target.parent) else ".")
-    except OSError as e:
-        raise MemwallError(f"{target}: cannot write here ({e.strerror})") from None
-    os.close(fd)
-    return Path(tmp)
-
-
-def publish(tmp: Path, target: Path) -> None:
-    """Give the finished `tmp` the permissions of a newly created file and rename it."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, target)
+    return {k: v for k, v in summary.items() if k not in computed}
 
 
 class TraceWriter:
