@@ -49,7 +49,10 @@ def test_more_dram_bandwidth_is_never_slower(ops, depth, factor):
     phases = [random_chain(sizes, flops, k) for k in range(2)]
     slow, _, _ = total(phases, toy_hierarchy(prefetch_depth=depth))
     fast, _, _ = total(phases, toy_hierarchy(prefetch_depth=depth, dram_bw=1e11 * factor))
-    assert fast <= slow * (1 + 1e-9)
+    # Max-min fair sharing lets a faster prefetch take more of a shared level from the op on
+    # the critical path, so the total can grow by a hair (at most 1.4e-5 in 1,500 random
+    # chains; see README, "How the simulation works"); never by more than 1e-4.
+    assert fast <= slow * (1 + 1e-4)
 
 
 @settings(max_examples=40, deadline=None)
