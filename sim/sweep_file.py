@@ -25,17 +25,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sim.errors import MemwallError
-from sim.hierarchy_file import (  # the located reader and its one-value checks
-    HierarchyError,
-    Node,
-    _choice,
-    _compose,
-    _error,
-    _fields,
-    _integer,
-    _text,
-)
 from sim.opgraph import DTYPES
+from sim.yamlfile import (  # the located reader and its one-value checks
+    FileError,
+    Node,
+    as_choice,
+    as_integer,
+    as_mapping,
+    as_text,
+    compose,
+    value_error,
+)
 
 ENGINES = ("des", "analytic")
 _PATH = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+")
@@ -146,15 +146,15 @@ def parse_sweep(text: str, path: str) -> SweepFile:
     """Validate sweep-file text; `path` only names the file in errors."""
     try:
         return _parse(text, path)
-    except HierarchyError as e:  # raised by the shared one-value checks: same message
+    except FileError as e:  # raised by the shared one-value checks: same message
         raise SweepError(str(e)) from None
 
 
 def _parse(text: str, path: str) -> SweepFile:
-    root = _compose(text, lambda line: f"{path}:{line}", "")
+    root = compose(text, lambda line: f"{path}:{line}", "")
     if root is None or root.value is None:
         raise SweepError(f"{path}:1: empty file; expected a sweep with base, workloads and grid")
-    top = _fields(root, "", _TOP)
+    top = as_mapping(root, "", _TOP)
     depth = top.get("prefetch_depth")
     grid = _axes(top["grid"], "grid") if "grid" in top else ()
     zips = _zips(top["zip"]) if "zip" in top else ()
@@ -166,36 +166,37 @@ def _parse(text: str, path: str) -> SweepFile:
         seen[axis.path] = axis.where
     return SweepFile(
         path=path,
-        base=_text(top["base"], "base", _TOP["base"][1]),
+        base=as_text(top["base"], "base", _TOP["base"][1]),
         base_where=top["base"].where,
         workloads=_workloads(top["workloads"]),
         grid=grid,
         zips=zips,
-        engine=_choice(top.get("engine"), "engine", ENGINES, default="des"),
-        prefetch_depth=None if depth is None else _integer(depth, "prefetch_depth", 0, 1024,
+        engine=as_choice(top.get("engine"), "engine", ENGINES, default="des"),
+        prefetch_depth=None if depth is None else as_integer(depth, "prefetch_depth", 0, 1024,
                                                            _TOP["prefetch_depth"][1]),
-        description=_text(top["description"], "description", "text")
+        description=as_text(top["description"], "description", "text")
         if "description" in top else "",
     )
 
 
 def _workloads(node: Node) -> tuple[WorkloadEntry, ...]:
     if not isinstance(node.value, list) or not node.value:
-        raise _error(node, "workloads", f"is not a non-empty list; expected {_TOP['workloads'][1]}")
+        raise value_error(node, "workloads",
+                          f"is not a non-empty list; expected {_TOP['workloads'][1]}")
     out = []
     for i, item in enumerate(node.value):
         label = f"workloads[{i}]"
         if isinstance(item.value, str):  # a bare preset name
-            out.append(WorkloadEntry(_text(item, label, _WORKLOAD["workload"][1]),
+            out.append(WorkloadEntry(as_text(item, label, _WORKLOAD["workload"][1]),
                                      where=item.where))
             continue
-        f = _fields(item, label, _WORKLOAD)
-        ints = {k: _integer(f[k], f"{label}.{k}", low, _MAX_INT, _WORKLOAD[k][1])
+        f = as_mapping(item, label, _WORKLOAD)
+        ints = {k: as_integer(f[k], f"{label}.{k}", low, _MAX_INT, _WORKLOAD[k][1])
                 for k, low in (("prompt_len", 1), ("gen_len", 0), ("batch", 1), ("tp", 1))
                 if k in f}
-        dtypes = {k: _choice(f.get(k), f"{label}.{k}", DTYPES, default="bf16")
+        dtypes = {k: as_choice(f.get(k), f"{label}.{k}", DTYPES, default="bf16")
                   for k in ("weight_dtype", "act_dtype", "kv_dtype")}
-        out.append(WorkloadEntry(_text(f["workload"], f"{label}.workload",
+        out.append(WorkloadEntry(as_text(f["workload"], f"{label}.workload",
                                        _WORKLOAD["workload"][1]),
                                  **ints, **dtypes, where=item.where))
     return tuple(out)
@@ -203,7 +204,7 @@ def _workloads(node: Node) -> tuple[WorkloadEntry, ...]:
 
 def _axes(node: Node, section: str) -> tuple[Axis, ...]:
     if not isinstance(node.value, dict):
-        raise _error(node, section, f"is not a mapping; expected {_TOP[section][1]}")
+        raise value_error(node, section, f"is not a mapping; expected {_TOP[section][1]}")
     axes = []
     for path, child in node.value.items():
         key = f"{section}.{path}"
@@ -211,13 +212,13 @@ def _axes(node: Node, section: str) -> tuple[Axis, ...]:
             raise SweepError(f"{child.key_where}: {key}: not an override path; expected a dotted "
                              "path such as memory.l2.capacity")
         if not isinstance(child.value, list) or not child.value:
-            raise _error(child, key, "is not a non-empty list; expected values such as "
+            raise value_error(child, key, "is not a non-empty list; expected values such as "
                          '["50 MiB", "256 MiB"]')
         values = []
         for item in child.value:
             v = item.value
             if isinstance(v, (dict, list)) or v is None or isinstance(v, bool):
-                raise _error(item, key, "is not a single value; expected a value as the "
+                raise value_error(item, key, "is not a single value; expected a value as the "
                              'hierarchy file takes it, such as "256 MiB" or 0.9')
             values.append(Value(str(v), item.where))
         axes.append(Axis(path, tuple(values), child.key_where))
