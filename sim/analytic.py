@@ -59,7 +59,7 @@ def simulate_analytic(
                 if hier.interconnect is not None:
                     payload = sum(x.nbytes for x in a["reads"])
                     ic_s = cost.all_reduce_s(payload, a.get("group", 1), hier.interconnect)
-                body = ic_s
+                body, start_c = ic_s, 0.0
             elif options.overlap:
                 both = dict(reads)
                 for k, v in writes.items():
@@ -68,7 +68,7 @@ def simulate_analytic(
                 if src >= 0:
                     stall[src] += L
                 stall[top] += max(0.0, T - C)
-                body = L + max(C, T)
+                body, start_c = L + max(C, T), L
             else:
                 L, src, Tr, top_r = _transfer(reads, reads, bw, lat, mem.paths)
                 _, _, Tw, top_w = _transfer(writes, {}, bw, lat, mem.paths)
@@ -76,7 +76,7 @@ def simulate_analytic(
                     stall[src] += L
                 stall[top_r] += Tr
                 stall[top_w] += Tw
-                body = L + Tr + C + Tw
+                body, start_c = L + Tr + C + Tw, L + Tr
             traffic = dict(reads)
             for k, v in writes.items():
                 traffic[k] = traffic.get(k, 0) + v
@@ -84,6 +84,7 @@ def simulate_analytic(
                 step, phase, name, a["op"], a["kind"], a["layer"], t, t + d + body, d, C, ic_s,
                 tuple(stall), level_bytes(traffic, mem.paths, n), a["flops"],
                 sum(x.nbytes for x in a["reads"]) + sum(x.nbytes for x in a["writes"]),
+                t + d + start_c,
             ))
             t += d + body
         if on_phase is not None:

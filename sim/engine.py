@@ -157,16 +157,16 @@ class _Device:
             w_flows, w_traffic = own if own is not None else self._weights(op.weights)
             if a["kind"] == "collective":
                 yield from self._collective(a, w_flows)
-                ic_s = env.now - td
+                ic_s, cs = env.now - td, td
                 stall = [0.0] * self.n
                 traffic = w_traffic
             else:
                 ic_s = 0.0
-                stall, traffic = yield from self._op(op, w_flows, w_traffic, td)
+                stall, traffic, cs = yield from self._op(op, w_flows, w_traffic, td)
             sink(OpRecord(
                 step, phase, name, a["op"], a["kind"], a["layer"], t0, env.now, d, C, ic_s,
                 tuple(stall), level_bytes(traffic, self.mem.paths, self.n), op.flops,
-                op.mops_bytes,
+                op.mops_bytes, cs,
             ))
 
     def _weights(self, weights: tuple[Tensor, ...]) -> tuple[list[Flow], dict[int, int]]:
@@ -196,6 +196,7 @@ class _Device:
             flows = w_flows + self._flows(reads, {})
             yield from _drain(env, flows)
             _charge(stall, flows, td, env.now)
+            cs = env.now
             if C > 0:
                 yield env.timeout(C)
             ce = env.now
@@ -206,7 +207,7 @@ class _Device:
         for src in (reads, writes):
             for lvl, b in src.items():
                 traffic[lvl] = traffic.get(lvl, 0) + b
-        return stall, traffic
+        return stall, traffic, cs
 
     def _collective(self, a: dict, w_flows: list[Flow]):
         """A collective holds the links for the time its topology implies (cost.all_reduce_s);

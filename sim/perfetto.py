@@ -3,14 +3,13 @@
 One process (the run), one track per resource:
     steps & ops          a slice per step, the op slices nested inside it (all record fields)
     dispatch             each op's dispatch overhead
-    compute              each op's compute time
+    compute              each op's compute time, from the instant compute began
     <level> (memory)     the op's transfer window through that level (end of dispatch to end of
                          op) when any bytes crossed it; bytes, stall and busy time as args
     interconnect         each collective's time on the links
 
-The trace keeps per-op totals, not instants: the compute slice is drawn from the end of
-dispatch, so within an op its position is indicative; its length, and every op's start and end,
-are exact.
+Op, dispatch and compute slices are exact; a level's slice is the op's transfer window (the
+trace keeps bytes per level, not the instants of each flow).
 """
 
 from __future__ import annotations
@@ -64,7 +63,7 @@ def trace_events(t: Trace) -> dict[str, Any]:
         if r.dispatch_s > 0:
             ev.append(_slice(r.op, "dispatch", r.start_s, r.dispatch_s, tid["dispatch"], None))
         if r.compute_s > 0:
-            ev.append(_slice(r.op, r.kind, td, r.compute_s, tid["compute"], None))
+            ev.append(_slice(r.op, r.kind, r.compute_start_s, r.compute_s, tid["compute"], None))
         if r.interconnect_s > 0:
             ev.append(_slice(r.op, "collective", td, r.interconnect_s, tid["interconnect"], None))
         for name, b, st, bw in zip(t.level_names, r.bytes, r.stall_s, sustained, strict=True):

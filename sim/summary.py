@@ -30,7 +30,7 @@ class Summary:
 
     def add(self, r: OpRecord) -> None:
         (step, phase, op, op_type, _, _, start, end, dispatch, compute, ic, stall, nbytes,
-         flops, mops) = r
+         flops, mops, _) = r
         el = end - start
         wait = el - compute
         self.n_ops += 1

@@ -21,6 +21,7 @@ class OpRecord(NamedTuple):
     bytes: tuple[int, ...]  # bytes that crossed each level for this op, innermost first
     flops: int
     mops_bytes: int  # bytes read and written at the op boundary (the paper's MOPs)
+    compute_start_s: float  # when the compute units began this op (after dispatch and waits)
 
     @property
     def elapsed_s(self) -> float:

@@ -61,6 +61,7 @@ RECORD_COLUMNS: dict[str, tuple[str, str]] = {
     "bytes": ("int64", "bytes, per level (innermost first)"),
     "flops": ("int64", "FLOP"),
     "mops_bytes": ("int64", "bytes read and written at the op boundary"),
+    "compute_start_s": ("float64", "s, when the compute units began the op"),
 }
 STEP_COLUMNS: dict[str, tuple[str, str]] = {
     "step": ("int32", "step"),
@@ -133,7 +134,8 @@ class TraceWriter:
         self._append = (b["step"].append, b["op"].append, b["phase"].append,
                         b["start_s"].append, b["end_s"].append, b["dispatch_s"].append,
                         b["compute_s"].append, b["interconnect_s"].append, b["stall_s"].extend,
-                        b["bytes"].extend, b["flops"].append, b["mops_bytes"].append)
+                        b["bytes"].extend, b["flops"].append, b["mops_bytes"].append,
+                        b["compute_start_s"].append)
 
     def add(self, r: OpRecord) -> None:
         key = (r.op, r.op_type, r.kind, r.layer)
@@ -145,7 +147,7 @@ class TraceWriter:
         ph = self.phases.get(r.phase)
         if ph is None:
             ph = self.phases[r.phase] = len(self.phases)
-        step, op, phase, t0, t1, d, c, ic, st, by, fl, mo = self._append
+        step, op, phase, t0, t1, d, c, ic, st, by, fl, mo, cs = self._append
         step(r.step)
         op(i)
         phase(ph)
@@ -158,6 +160,7 @@ class TraceWriter:
         by(r.bytes)
         fl(r.flops)
         mo(r.mops_bytes)
+        cs(r.compute_start_s)
         if len(self.buf["step"]) >= self.chunk_rows:
             self._flush()
 

@@ -95,12 +95,14 @@ def _as_records(r: dict[str, np.ndarray], ops: dict[str, np.ndarray],
                 phases: list[str]) -> Iterator[OpRecord]:
     names, types, kinds, layers = (ops[c].tolist() for c in ("name", "op_type", "kind", "layer"))
     cols = [r[c].tolist() for c in ("step", "op", "phase", "start_s", "end_s", "dispatch_s",
-                                    "compute_s", "interconnect_s", "flops", "mops_bytes")]
+                                    "compute_s", "interconnect_s", "flops", "mops_bytes",
+                                    "compute_start_s")]
     stall = [tuple(x) for x in r["stall_s"].tolist()]
     nbytes = [tuple(x) for x in r["bytes"].tolist()]
-    for step, op, ph, t0, t1, d, c, ic, fl, mo, st, by in zip(*cols, stall, nbytes, strict=True):
+    for step, op, ph, t0, t1, d, c, ic, fl, mo, cs, st, by in zip(*cols, stall, nbytes,
+                                                                   strict=True):
         yield OpRecord(step, phases[ph], names[op], types[op], kinds[op], layers[op], t0, t1, d, c,
-                       ic, st, by, fl, mo)
+                       ic, st, by, fl, mo, cs)
 
 
 @contextmanager

@@ -159,3 +159,11 @@ def test_every_token_accounts_for_its_elapsed_time():
         mine = [r for r in records if r.step == step]
         parts = sum(r.dispatch_s + r.compute_s + r.interconnect_s + sum(r.stall_s) for r in mine)
         assert parts == pytest.approx(mine[-1].end_s - mine[0].start_s, rel=1e-3)
+
+
+@pytest.mark.parametrize("engine", [simulate, simulate_analytic])
+def test_compute_starts_after_dispatch_and_first_bytes(engine):
+    on, _ = run([chain(1)], toy_hierarchy(), engine=engine)
+    off, _ = run([chain(1)], toy_hierarchy(), engine=engine, overlap=False)
+    assert on[0].compute_start_s == pytest.approx(1.1 * US, rel=1e-9)  # dispatch + dram latency
+    assert off[0].compute_start_s == pytest.approx(5.1 * US, rel=1e-9)  # ... + the whole read
