@@ -136,11 +136,14 @@ def write_json(data: dict[str, Any], path: str) -> None:
 
 
 def cmd_run(argv: list[str]) -> int:
-    from sim import format_report, load_hierarchy
+    from sim import MemwallError, format_report, load_hierarchy
 
     args = build_parser().parse_args(argv)
     spec = make_spec(args)
     hier = load_hierarchy(args.hier, search_dirs=[HIER_DIR], overrides=args.overrides)
+    if args.json and args.json != "-" and not Path(args.json).resolve().parent.is_dir():
+        raise MemwallError(f"--json {args.json}: no such directory; expected a path in an "
+                           "existing directory, or - for stdout")
     trace = None
     if args.trace:
         from sim import TraceWriter  # loads h5py

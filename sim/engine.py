@@ -43,6 +43,13 @@ class EngineOptions:
     overlap: bool = True  # stream operands while computing (double buffering)
     tp: int = 1  # devices; collectives run over the hierarchy's interconnect
 
+    def __post_init__(self) -> None:
+        if self.prefetch_depth is not None and not 0 <= self.prefetch_depth <= 1024:
+            raise MemwallError(f"prefetch depth = {self.prefetch_depth}: expected an integer "
+                               "from 0 (no prefetch) to 1024")
+        if self.tp < 1:
+            raise MemwallError(f"tp = {self.tp}: expected an integer >= 1")
+
 
 DEFAULT_OPTIONS = EngineOptions()
 

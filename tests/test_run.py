@@ -160,3 +160,13 @@ def test_describe_prints_counts(capsys):
     d = json.loads(capsys.readouterr().out)
     assert d["params"] == 124_439_808
     assert 1.5 < d["arithmetic_intensity"] < 2.5
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["--prefetch-depth", "-1"], ["prefetch depth = -1", "expected"]),
+    (["--json", "/nonexistent-dir/x.json"], ["--json", "no such directory"]),
+])
+def test_bad_options_fail_before_simulating(capsys, argv, words):
+    assert run.main(["--workload", "gpt2", "--hier", "hbm_accel.yaml", *SHORT, *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and all(w in err for w in words)
