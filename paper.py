@@ -280,7 +280,10 @@ def main(argv: Sequence[str]) -> int:
                   f"{int(f['points'])} points)")
     else:
         import workloads
+        from sim import MemwallError
 
+        if not 0 <= args.years <= 100:
+            raise MemwallError(f"--years {args.years}: expected an integer from 0 to 100")
         model = workloads.load_workload(args.workload)
         spec = workloads.RunSpec(model, prompt_len=args.prompt_len,
                                  gen_len=0 if model.arch == "encoder" else args.gen_len,

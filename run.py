@@ -18,6 +18,17 @@ HIER_DIR = Path(__file__).resolve().parent / "hierarchies"
 DTYPE_CHOICES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4")
 
 
+def _count(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 1")
+    return n
+
+
 def _workload_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workload", required=True,
                    help="preset name (gpt2, llama2-7b, ...) or path to a Hugging Face config.json")
@@ -51,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what-if: no streaming under compute (reads, then compute, then writes)")
     p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", dest="overrides",
                    help="override a hierarchy value, e.g. --set 'memory.l2.capacity=256 MiB'")
-    p.add_argument("--top", type=int, default=5, help="ops listed in the report (default 5)")
+    p.add_argument("--top", type=_count, default=5, help="ops listed in the report (default 5)")
     p.add_argument("--trace", metavar="PATH.h5",
                    help="write every op execution to an HDF5 trace (see 'memwall inspect')")
     return p
@@ -190,7 +201,7 @@ def build_trace_parser(command: str) -> argparse.ArgumentParser:
     if command == "inspect":
         p.add_argument("--layer", type=int, help="only the ops of this layer (-1: outside layers)")
         p.add_argument("--op-kind", choices=("matmul", "vector", "collective"))
-        p.add_argument("--top", type=int, default=10, help="ops listed (default 10)")
+        p.add_argument("--top", type=_count, default=10, help="ops listed (default 10)")
         p.add_argument("--json", metavar="PATH", help="write the result as JSON ('-' for stdout)")
     elif command == "export":
         p.add_argument("--perfetto", metavar="OUT.json", required=True,

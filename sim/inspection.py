@@ -40,15 +40,21 @@ class Selection:
 
 def token_range(text: str) -> tuple[int | None, int | None]:
     """'A:B' (half-open, either side may be empty) or 'A' (that step alone)."""
+    wanted = "expected A:B (steps A to B-1, 0 <= A < B), A:, :B or A"
     try:
         if ":" not in text:
             a = int(text)
-            return a, a + 1
-        lo, hi = text.split(":", 1)
-        return (int(lo) if lo.strip() else None, int(hi) if hi.strip() else None)
+            lo_hi: tuple[int | None, int | None] = (a, a + 1)
+        else:
+            lo, hi = text.split(":", 1)
+            lo_hi = (int(lo) if lo.strip() else None, int(hi) if hi.strip() else None)
     except ValueError:
-        raise MemwallError(f"--tokens {text!r}: expected A:B (steps A to B-1), A:, :B or A"
-                           ) from None
+        raise MemwallError(f"--tokens {text!r}: {wanted}") from None
+    a, b = lo_hi
+    if (a is not None and a < 0) or (b is not None and b < 1) or (
+            a is not None and b is not None and b <= a):
+        raise MemwallError(f"--tokens {text!r}: an empty range; {wanted}")
+    return lo_hi
 
 
 class _Breakdown:

@@ -91,3 +91,11 @@ def test_export_perfetto(traced, tmp_path, capsys):
     doc = json.loads(out.read_text())
     assert {e["name"] for e in doc["traceEvents"] if e.get("cat") == "step"} == {"step 0"}
     assert [p.name for p in tmp_path.iterdir()] == ["t.json"]
+
+
+@pytest.mark.parametrize("text", ["5:2", "3:3", "-1:4", ":0"])
+def test_an_empty_or_negative_token_range_is_refused(text):
+    from sim import MemwallError, token_range
+
+    with pytest.raises(MemwallError, match="empty range"):
+        token_range(text)

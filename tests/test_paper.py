@@ -82,3 +82,11 @@ def test_projection_rows_and_plot(tmp_path: Path) -> None:
     paper.plot_projection(rows, "t", tmp_path / "proj.png")
     paper.write_csv(rows, tmp_path / "proj.csv")
     assert _is_png(tmp_path / "proj.png") and (tmp_path / "proj.csv").read_text().count("\n") == 4
+
+
+def test_projection_refuses_negative_years(capsys, tmp_path):
+    import run
+
+    assert run.main(["paper", "projection", "--hier", "hbm_accel.yaml", "--workload", "gpt2",
+                     "--years", "-2", "--out", str(tmp_path)]) == 2
+    assert "--years -2" in capsys.readouterr().err
