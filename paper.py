@@ -240,9 +240,9 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-    import argparse
+    from run import Parser
 
-    ap = argparse.ArgumentParser(prog="memwall paper", description="The paper's figures.")
+    ap = Parser(prog="memwall paper", description="The paper's figures.")
     sub = ap.add_subparsers(dest="figure", required=True)
     p3 = sub.add_parser("fig3", help="BERT vs GPT-2 FLOPs, MOPs, intensity, latency")
     p3.add_argument("--engine", choices=("des", "analytic"), default="des")

@@ -12,10 +12,19 @@ import sys
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 HIER_DIR = Path(__file__).resolve().parent / "hierarchies"
 DTYPE_CHOICES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line, like every other memwall error."""
+
+    def error(self, message: str) -> NoReturn:
+        from sim import MemwallError
+
+        raise MemwallError(f"{message} (see '{self.prog} -h')")
 
 
 def _count(text: str) -> int:
@@ -44,7 +53,7 @@ def _workload_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="memwall",
         description="Simulate Transformer inference on a memory hierarchy; show where it stalls.",
         epilog="subcommands: describe (counts only), inspect, export, plot (traces), "
@@ -69,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_describe_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="memwall describe",
+    p = Parser(prog="memwall describe",
                                 description="Parameters, FLOPs, MOPs and arithmetic intensity.")
     _workload_args(p)
     return p
@@ -195,7 +204,7 @@ def build_trace_parser(command: str) -> argparse.ArgumentParser:
                        "per-layer and per-token breakdowns.",
             "export": "A Chrome/Perfetto timeline (ui.perfetto.dev) of a window of tokens.",
             "plot": "A PNG: roofline, time breakdown per token, or timeline of a token window."}
-    p = argparse.ArgumentParser(prog=f"memwall {command}", description=what[command])
+    p = Parser(prog=f"memwall {command}", description=what[command])
     p.add_argument("trace", metavar="TRACE.h5", help="a trace written by --trace")
     p.add_argument("--tokens", metavar="A:B", help="steps A to B-1 (0 = prefill; A:, :B, or A)")
     if command == "inspect":

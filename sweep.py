@@ -241,8 +241,9 @@ class Progress:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="memwall sweep",
-                                description="Run every point of a sweep file on Dask.")
+    from run import Parser
+
+    p = Parser(prog="memwall sweep", description="Run every point of a sweep file on Dask.")
     p.add_argument("sweep", help="sweep file (YAML), e.g. sweeps/l2_vs_bandwidth.yaml")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="results directory: points/, results.csv, sweep.png")

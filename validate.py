@@ -206,12 +206,9 @@ def parity_plot(result: dict[str, Any], path: str | Path) -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-    import argparse
+    from run import Parser, write_json
 
-    from run import write_json
-
-    ap = argparse.ArgumentParser(prog="memwall validate",
-                                 description="Predicted vs published measurements.")
+    ap = Parser(prog="memwall validate", description="Predicted vs published measurements.")
     ap.add_argument("--csv", default=str(MEASURED_CSV), help="measurements (validation/...)")
     ap.add_argument("--engine", choices=("des", "analytic"), default="des")
     ap.add_argument("--json", metavar="PATH", help="write the result as JSON ('-' for stdout)")
