@@ -8,6 +8,11 @@ and writes start after it. When op i begins, the weights of ops i+1..i+depth are
 (prefetch); those flows share bandwidth with op i's own. Phases are barriers (a decode step
 needs the token sampled by the one before), so nothing crosses from one phase to the next.
 
+SimPy is the clock: the device is a process that sleeps once per op, until the op ends, and a
+collective holds the links, a Resource. Only this process starts flows, at op boundaries, so
+the Fabric can solve an op's transfers ahead (see fabric.py) and nothing can change them while
+the process sleeps.
+
 Attribution (every second of an op goes to exactly one cause; they add up to its elapsed time):
     dispatch               the op's dispatch overhead
     compute                the op's compute time
@@ -105,20 +110,21 @@ class _Device:
         self.n = len(hier.levels)
         self.lat = [lv.latency_s for lv in hier.levels]
         self.mem = Memory(hier, footprint)
-        self.fabric = Fabric(env, [lv.sustained_bytes_per_s for lv in hier.levels], self.mem.paths)
+        self.fabric = Fabric([lv.sustained_bytes_per_s for lv in hier.levels], self.mem.paths)
         self.links = simpy.Resource(env, capacity=1)  # this device's interconnect ports
         self._info: dict[str, _OpInfo] = {}
         depth = options.prefetch_depth
         self.depth = hier.compute.prefetch_depth if depth is None else depth
         self.overlap = options.overlap
 
-    def _flows(self, reads: dict[int, int], writes: dict[int, int]) -> list[Flow]:
-        """One flow per source level; reads pay that level's latency, pure writes none."""
+    def _flows(self, reads: dict[int, int], writes: dict[int, int], at: float) -> list[Flow]:
+        """One flow per source level, starting at `at`; reads pay that level's latency, pure
+        writes none."""
         start = self.fabric.start
         flows = []
         for lvl in sorted(reads.keys() | writes.keys()):
             r = reads.get(lvl, 0)
-            flows.append(start(lvl, r + writes.get(lvl, 0), self.lat[lvl] if r else 0.0))
+            flows.append(start(lvl, r + writes.get(lvl, 0), self.lat[lvl] if r else 0.0, at))
         return flows
 
     def info(self, name: str, a: dict) -> _OpInfo:
@@ -138,7 +144,7 @@ class _Device:
         return got
 
     def run_phase(self, G: nx.DiGraph, sink: Sink):  # SimPy process body
-        env, mem, compute = self.env, self.mem, self.hier.compute
+        env, mem, fabric, compute = self.env, self.mem, self.fabric, self.hier.compute
         mem.begin_phase(G)
         order = topo_order(G)
         nodes = G.nodes
@@ -146,106 +152,92 @@ class _Device:
         pre: dict[int, tuple[list[Flow], dict[int, int]]] = {}
         issued = 0  # highest op index whose weights were requested
         last = len(order) - 1
+        d = compute.dispatch_s
         for i, name in enumerate(order):
             a = nodes[name]
             op = self.info(name, a)
-            C = op.compute_s
             t0 = env.now
+            fabric.advance(t0)
             own = pre.pop(i, None)
             issued = max(issued, i)
             while issued < min(last, i + self.depth):
                 issued += 1
                 nxt = order[issued]
-                pre[issued] = self._weights(self.info(nxt, nodes[nxt]).weights)
-            d = compute.dispatch_s
-            if d > 0:
-                yield env.timeout(d)
-            td = env.now
-            w_flows, w_traffic = own if own is not None else self._weights(op.weights)
+                pre[issued] = self._weights(self.info(nxt, nodes[nxt]).weights, t0)
+            td = t0 + d
+            w_flows, w_traffic = own if own is not None else self._weights(op.weights, td)
             if a["kind"] == "collective":
-                yield from self._collective(a, w_flows)
+                yield from self._collective(a, w_flows, td)
                 ic_s, cs = env.now - td, td
                 stall = [0.0] * self.n
                 traffic = w_traffic
             else:
                 ic_s = 0.0
-                stall, traffic, cs = yield from self._op(op, w_flows, w_traffic, td)
+                stall, traffic, cs, end = self._op(op, w_flows, w_traffic, td)
+                yield env.timeout(end - t0)
             sink(OpRecord(
-                step, phase, name, a["op"], a["kind"], a["layer"], t0, env.now, d, C, ic_s,
-                tuple(stall), level_bytes(traffic, self.mem.paths, self.n), op.flops,
-                op.mops_bytes, cs,
+                step, phase, name, a["op"], a["kind"], a["layer"], t0, env.now, d,
+                op.compute_s, ic_s, tuple(stall), level_bytes(traffic, mem.paths, self.n),
+                op.flops, op.mops_bytes, cs,
             ))
 
-    def _weights(self, weights: tuple[Tensor, ...]) -> tuple[list[Flow], dict[int, int]]:
+    def _weights(self, weights: tuple[Tensor, ...], at: float
+                 ) -> tuple[list[Flow], dict[int, int]]:
         traffic = self.mem.reads(weights)
-        return self._flows(traffic, {}), traffic
+        return self._flows(traffic, {}, at), traffic
 
-    def _op(self, op: _OpInfo, w_flows: list[Flow], w_traffic: dict[int, int], td: float):
-        env, mem, C = self.env, self.mem, op.compute_s
+    def _op(self, op: _OpInfo, w_flows: list[Flow], w_traffic: dict[int, int], td: float
+            ) -> tuple[list[float], dict[int, int], float, float]:
+        """Start the op's own flows at `td` (dispatch done), run the fabric until they drain,
+        and return (stall per level, traffic, compute start, op end)."""
+        mem, fabric, C = self.mem, self.fabric, op.compute_s
         reads = mem.reads(op.others)
         writes: dict[int, int] = {}
         for t in op.writes:
             mem.write(t, writes)
         stall = [0.0] * self.n
         if self.overlap:
-            flows = w_flows + self._flows(reads, writes)
+            flows = w_flows + self._flows(reads, writes, td)
             cs, blame = td, -1
             for f in flows:
                 if f.t_first > cs:
                     cs, blame = f.t_first, f.source
             if cs > td:
                 stall[blame] += cs - td
-            if cs + C > env.now:
-                yield env.timeout(cs + C - env.now)
-            yield from _drain(env, flows)
-            _charge(stall, flows, cs + C, env.now)
+            fabric.drain(flows)
+            end = max([cs + C, *(f.t_last for f in flows)])
+            _charge(stall, flows, cs + C, end)
         else:
-            flows = w_flows + self._flows(reads, {})
-            yield from _drain(env, flows)
-            _charge(stall, flows, td, env.now)
-            cs = env.now
-            if C > 0:
-                yield env.timeout(C)
-            ce = env.now
-            wf = self._flows({}, writes)
-            yield from _drain(env, wf)
-            _charge(stall, wf, ce, env.now)
+            flows = w_flows + self._flows(reads, {}, td)
+            fabric.drain(flows)
+            cs = max([td, *(f.t_last for f in flows)])
+            _charge(stall, flows, td, cs)
+            ce = cs + C
+            wf = self._flows({}, writes, ce)
+            fabric.drain(wf)
+            end = max([ce, *(f.t_last for f in wf)])
+            _charge(stall, wf, ce, end)
         traffic = dict(w_traffic)
         for src in (reads, writes):
             for lvl, b in src.items():
                 traffic[lvl] = traffic.get(lvl, 0) + b
-        return stall, traffic, cs
+        return stall, traffic, cs, end
 
-    def _collective(self, a: dict, w_flows: list[Flow]):
+    def _collective(self, a: dict, w_flows: list[Flow], td: float):
         """A collective holds the links for the time its topology implies (cost.all_reduce_s);
         the other devices run the same op at the same time, so one device stands for all."""
-        ic = self.hier.interconnect
+        env, ic = self.env, self.hier.interconnect
+        if td > env.now:
+            yield env.timeout(td - env.now)
         payload = sum(t.nbytes for t in a["reads"])
         if ic is not None:
             with self.links.request() as req:
                 yield req
-                yield self.env.timeout(cost.all_reduce_s(payload, a.get("group", 1), ic))
-        yield from _drain(self.env, w_flows)
-
-
-def _drain(env: simpy.Environment, flows: list[Flow]):
-    """Wait until the last byte of every flow has reached the compute units."""
-    pending = [f for f in flows if not f.drained]
-    if pending:
-        ev = env.event()
-        left = [len(pending)]
-
-        def one_done(_f: Flow) -> None:
-            left[0] -= 1
-            if left[0] == 0:
-                ev.succeed()
-
-        for f in pending:
-            f.on_done = one_done
-        yield ev
-    t_last = max((f.t_last for f in flows), default=env.now)
-    if t_last > env.now:
-        yield env.timeout(t_last - env.now)
+                yield env.timeout(cost.all_reduce_s(payload, a.get("group", 1), ic))
+        self.fabric.drain(w_flows)
+        t_last = max((f.t_last for f in w_flows), default=env.now)
+        if t_last > env.now:
+            yield env.timeout(t_last - env.now)
 
 
 def _charge(stall: list[float], flows: list[Flow], t_from: float, t_to: float) -> None:

@@ -1,27 +1,28 @@
-"""Bandwidth sharing: byte flows through the memory levels, on a SimPy Environment.
+"""Bandwidth sharing: byte flows through the memory levels, solved as a fluid model.
 
 A flow carries bytes from a source level to the compute units, crossing the levels of its path
-(see memory.crossing_paths: registers, L1 and caches inside it, not a sibling DRAM tier). It is a
-pipe:
-it takes bandwidth from the moment it is issued, and each byte reaches the compute units one
+(see memory.crossing_paths: registers, L1 and caches inside it, not a sibling DRAM tier). It is
+a pipe: it takes bandwidth from its start, and each byte reaches the compute units one
 first-byte latency after it leaves (latency is paid once per flow, not per byte). The rates of
 all flows in flight are max-min fair (progressive filling): no level carries more than its
 sustained bandwidth, and no flow could go faster without slowing one that is not faster.
-Rates change only when a flow is issued or drains, so events grow with the number of flows,
-never with bytes.
+
+Rates change only when a flow starts or drains, so between those instants every flow moves at a
+constant rate and the next instant is computed, not stepped: work grows with the number of
+flows, never with bytes. Flows are only ever started by the device process at op boundaries
+(possibly for a later instant, such as the end of a dispatch), and it starts none while it waits
+for an op, so the fabric can run ahead to the instant an op's flows drain and the engine sleeps
+once, on a SimPy timeout, until the op ends.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-
-import simpy
 
 
 class Flow:
-    __slots__ = ("source", "path", "nbytes", "remaining", "t_start", "latency_s", "t_end", "rate",
-                 "bottleneck", "on_done")
+    __slots__ = ("source", "path", "nbytes", "remaining", "t_start", "latency_s", "t_end",
+                 "rate", "bottleneck")
 
     def __init__(
         self, source: int, path: tuple[int, ...], nbytes: float, t_start: float, latency_s: float
@@ -30,12 +31,11 @@ class Flow:
         self.path = path  # levels crossed, source included
         self.nbytes = nbytes
         self.remaining = float(nbytes)
-        self.t_start = t_start
+        self.t_start = t_start  # first byte leaves the source (s)
         self.latency_s = latency_s
         self.t_end = math.inf  # last byte leaves the source (s)
         self.rate = 0.0  # bytes/s
         self.bottleneck = source  # level whose fair share last set the rate
-        self.on_done: Callable[[Flow], None] | None = None
 
     @property
     def t_first(self) -> float:
@@ -53,44 +53,89 @@ class Flow:
 
 
 class Fabric:
-    """All flows in flight on one device."""
+    """All flows of one device: those moving, and those due to start later."""
 
-    def __init__(
-        self, env: simpy.Environment, bandwidths: list[float], paths: list[tuple[int, ...]]
-    ) -> None:
-        self.env = env
+    def __init__(self, bandwidths: list[float], paths: list[tuple[int, ...]]) -> None:
         self.bw = bandwidths  # sustained bytes/s per level, innermost first
         self.paths = paths  # levels crossed by a flow from each source level
-        self.flows: list[Flow] = []
-        self._t = 0.0  # time `remaining` refers to
-        self._timer_gen = 0
+        self.moving: list[Flow] = []
+        self.due: list[Flow] = []  # start later than `t`
+        self.t = 0.0  # the instant `remaining` refers to (s)
+        self._stale = False  # rates need recomputing
 
-    def start(self, source: int, nbytes: float, latency_s: float) -> Flow:
-        now = self.env.now
+    def start(self, source: int, nbytes: float, latency_s: float, at: float) -> Flow:
+        """A flow whose first byte leaves `source` at `at` (not before the fabric's instant)."""
         if nbytes <= 0:
-            f = Flow(source, self.paths[source], 0, now, 0.0)
-            f.remaining, f.t_end = 0.0, now
+            f = Flow(source, self.paths[source], 0, at, 0.0)
+            f.remaining, f.t_end = 0.0, at
             return f
-        f = Flow(source, self.paths[source], nbytes, now, latency_s)
-        self._advance(now)
-        self.flows.append(f)
-        self._reschedule(now)
+        f = Flow(source, self.paths[source], nbytes, max(at, self.t), latency_s)
+        if f.t_start <= self.t:
+            self.moving.append(f)
+            self._stale = True
+        else:
+            self.due.append(f)
         return f
 
+    def advance(self, t: float) -> None:
+        """Move every flow on to instant `t`."""
+        self._run(t, ())
+
+    def drain(self, flows: list[Flow]) -> None:
+        """Move on until every one of `flows` has drained (their t_end is then known)."""
+        if any(f.remaining > 0 for f in flows):
+            self._run(math.inf, flows)
+
     # -- internals -------------------------------------------------------------------------
-    def _advance(self, now: float) -> None:
-        dt = now - self._t
-        if dt > 0:
-            for f in self.flows:
+    def _run(self, t_limit: float, until: list[Flow] | tuple[()]) -> None:
+        while self.moving or self.due:
+            if self._stale:
+                self._share()
+                self._stale = False
+            t_next = math.inf
+            for f in self.moving:
+                te = self.t + f.remaining / f.rate
+                if te < t_next:
+                    t_next = te
+            for f in self.due:
+                if f.t_start < t_next:
+                    t_next = f.t_start
+            if t_next > t_limit:
+                break
+            dt = t_next - self.t
+            eps = t_next * 1e-12 + 1e-15
+            still = []
+            for f in self.moving:
+                if self.t + f.remaining / f.rate <= t_next + eps:
+                    f.remaining, f.t_end = 0.0, t_next
+                else:
+                    f.remaining -= f.rate * dt
+                    still.append(f)
+            self.moving = still
+            self.t = t_next
+            if self.due:
+                now = [f for f in self.due if f.t_start <= t_next + eps]
+                if now:
+                    self.due = [f for f in self.due if f.t_start > t_next + eps]
+                    self.moving.extend(now)
+            self._stale = True
+            if until and all(f.remaining <= 0 for f in until):
+                return
+        if t_limit < math.inf and t_limit > self.t:
+            dt = t_limit - self.t
+            if self._stale and self.moving:
+                self._share()
+                self._stale = False
+            for f in self.moving:
                 f.remaining -= f.rate * dt
-        self._t = now
+            self.t = t_limit
 
     def _share(self) -> None:
         """Max-min fair rates by progressive filling: repeatedly find the level whose remaining
         bandwidth split over its unfrozen flows is smallest, and freeze those flows there."""
         bw = self.bw
-        if len(self.flows) == 1:
-            f = self.flows[0]
+        if len(self.moving) == 1:
+            f = self.moving[0]
             best = f.source
             for i in f.path:
                 if bw[i] < bw[best]:
@@ -98,7 +143,7 @@ class Fabric:
             f.rate, f.bottleneck = bw[best], best
             return
         cap = list(bw)
-        open_ = self.flows
+        open_ = self.moving
         while open_:
             crossing = [0] * len(bw)  # unfrozen flows through each level
             for f in open_:
@@ -117,33 +162,3 @@ class Fabric:
                 else:
                     keep.append(f)
             open_ = keep
-
-    def _reschedule(self, now: float) -> None:
-        if not self.flows:
-            return
-        self._share()
-        t_next = math.inf
-        for f in self.flows:
-            f.t_end = now + f.remaining / f.rate
-            if f.t_end < t_next:
-                t_next = f.t_end
-        self._timer_gen += 1
-        gen = self._timer_gen
-        ev = self.env.timeout(max(0.0, t_next - now))
-        ev.callbacks.append(lambda _ev: self._on_timer(gen))
-
-    def _on_timer(self, gen: int) -> None:
-        if gen != self._timer_gen:
-            return  # superseded by a later change
-        now = self.env.now
-        self._advance(now)
-        eps = now * 1e-12 + 1e-15
-        still, done = [], []
-        for f in self.flows:
-            (done if f.t_end <= now + eps else still).append(f)
-        self.flows = still
-        for f in done:
-            f.remaining, f.t_end = 0.0, now
-            if f.on_done is not None:
-                f.on_done(f)
-        self._reschedule(now)
