@@ -37,13 +37,13 @@ def format_report(s: dict[str, Any], hier: Hierarchy, top: int = 5) -> str:
         f"weights {p.get('weights')}, activations {p.get('activations')}, "
         f"KV cache {p.get('kv_cache')}",
         "",
-        f"  {'prefill' if s.get('gen_len') or s.get('arch') != 'encoder' else 'encoder pass'}"
-        f"  {si(s['prefill_s'], 's'):>10}",
+        f"  {'encoder pass' if s.get('arch') == 'encoder' else 'prefill':<12}"
+        f"{si(s['prefill_s'], 's'):>10}",
     ]
     if s["decode_s_per_token"] is not None:
-        lines.append(f"  decode   {si(s['decode_s_per_token'], 's'):>10} per token   "
+        lines.append(f"  {'decode':<12}{si(s['decode_s_per_token'], 's'):>10} per token   "
                      f"{s['tokens_per_s']:.1f} tokens/s")
-    lines.append(f"  total    {si(s['total_s'], 's'):>10}   no schedule beats "
+    lines.append(f"  {'total':<12}{si(s['total_s'], 's'):>10}   no schedule beats "
                  f"{si(s['bound_s'], 's')} (busiest resource: {s['bound_by']})")
     total = s["total_s"] or 1.0
     lines += ["", "  where the time went"]
