@@ -120,11 +120,13 @@ class _Device:
     def _flows(self, reads: dict[int, int], writes: dict[int, int], at: float) -> list[Flow]:
         """One flow per source level, starting at `at`; reads pay that level's latency, pure
         writes none."""
-        start = self.fabric.start
+        start, lat = self.fabric.start, self.lat
+        if not writes:
+            return [start(lvl, b, lat[lvl], at) for lvl, b in sorted(reads.items())]
         flows = []
         for lvl in sorted(reads.keys() | writes.keys()):
             r = reads.get(lvl, 0)
-            flows.append(start(lvl, r + writes.get(lvl, 0), self.lat[lvl] if r else 0.0, at))
+            flows.append(start(lvl, r + writes.get(lvl, 0), lat[lvl] if r else 0.0, at))
         return flows
 
     def info(self, name: str, a: dict) -> _OpInfo:

@@ -22,7 +22,7 @@ import math
 
 class Flow:
     __slots__ = ("source", "path", "nbytes", "remaining", "t_start", "latency_s", "t_end",
-                 "rate", "bottleneck")
+                 "rate", "bottleneck", "t_first", "t_last")
 
     def __init__(
         self, source: int, path: tuple[int, ...], nbytes: float, t_start: float, latency_s: float
@@ -36,20 +36,11 @@ class Flow:
         self.t_end = math.inf  # last byte leaves the source (s)
         self.rate = 0.0  # bytes/s
         self.bottleneck = source  # level whose fair share last set the rate
+        self.t_first = t_start + latency_s  # first byte reaches the compute units (s)
+        self.t_last = math.inf  # last byte reaches the compute units (s), once drained
 
-    @property
-    def t_first(self) -> float:
-        """First byte reaches the compute units (s)."""
-        return self.t_start + self.latency_s
-
-    @property
-    def t_last(self) -> float:
-        """Last byte reaches the compute units (s)."""
-        return self.t_end + self.latency_s
-
-    @property
-    def drained(self) -> bool:
-        return self.remaining <= 0.0
+    def finish(self, t: float) -> None:
+        self.remaining, self.t_end, self.t_last = 0.0, t, t + self.latency_s
 
 
 class Fabric:
@@ -67,7 +58,7 @@ class Fabric:
         """A flow whose first byte leaves `source` at `at` (not before the fabric's instant)."""
         if nbytes <= 0:
             f = Flow(source, self.paths[source], 0, at, 0.0)
-            f.remaining, f.t_end = 0.0, at
+            f.finish(at)
             return f
         f = Flow(source, self.paths[source], nbytes, max(at, self.t), latency_s)
         if f.t_start <= self.t:
@@ -83,8 +74,9 @@ class Fabric:
 
     def drain(self, flows: list[Flow]) -> None:
         """Move on until every one of `flows` has drained (their t_end is then known)."""
-        if any(f.remaining > 0 for f in flows):
-            self._run(math.inf, flows)
+        left = [f for f in flows if f.remaining > 0]
+        if left:
+            self._run(math.inf, left)
 
     # -- internals -------------------------------------------------------------------------
     def _run(self, t_limit: float, until: list[Flow] | tuple[()]) -> None:
@@ -105,9 +97,11 @@ class Fabric:
             dt = t_next - self.t
             eps = t_next * 1e-12 + 1e-15
             still = []
+            drained = False
             for f in self.moving:
                 if self.t + f.remaining / f.rate <= t_next + eps:
-                    f.remaining, f.t_end = 0.0, t_next
+                    f.finish(t_next)
+                    drained = True
                 else:
                     f.remaining -= f.rate * dt
                     still.append(f)
@@ -119,7 +113,7 @@ class Fabric:
                     self.due = [f for f in self.due if f.t_start > t_next + eps]
                     self.moving.extend(now)
             self._stale = True
-            if until and all(f.remaining <= 0 for f in until):
+            if drained and until and all(f.remaining <= 0 for f in until):
                 return
         if t_limit < math.inf and t_limit > self.t:
             dt = t_limit - self.t

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from operator import add
 from typing import Any
 
 from .hierarchy import Hierarchy
@@ -40,8 +41,8 @@ class Summary:
         self.compute_s += compute
         self.dispatch_s += dispatch
         self.interconnect_s += ic
-        self.stall_s = [a + b for a, b in zip(self.stall_s, stall, strict=True)]
-        self.bytes = [a + b for a, b in zip(self.bytes, nbytes, strict=True)]
+        self.stall_s = list(map(add, self.stall_s, stall))
+        self.bytes = list(map(add, self.bytes, nbytes))
         self.flops += flops
         self.mops_bytes += mops
         self.phase_s[phase] += el
