@@ -1,14 +1,11 @@
-"""Pure cost functions: how long a computation or a transfer takes. No SimPy, no state.
-
-Conventions: levels are indexed innermost first (0 = registers); a transfer crosses the levels
-of its path (memory.crossing_paths) and uses each one's sustained bandwidth.
+"""Pure cost functions: how long an op computes and how long a collective takes on the links.
+No SimPy, no state. How long transfers take, alone or sharing levels, is the fabric's fluid
+model (sim/fabric.py), which is free of SimPy too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from .hierarchy import Compute, Interconnect, Level
+from .hierarchy import Compute, Interconnect
 
 #: When a device has no peak for a precision it computes in the next wider one it has
 #: (an A100 runs fp8 matmuls as fp16; a CPU without bf16 units runs them as fp32).
@@ -38,20 +35,6 @@ def compute_s(kind: str, flops: int, dtype: str, compute: Compute) -> float:
     if kind == "vector":
         return flops / (compute.vector_flops_per_s * compute.vector_efficiency)
     return 0.0
-
-
-def level_busy_s(bytes_by_level: Sequence[float], levels: Sequence[Level]) -> list[float]:
-    """Time each level needs to move its bytes at sustained bandwidth (s)."""
-    return [b / lv.sustained_bytes_per_s for b, lv in zip(bytes_by_level, levels, strict=True)]
-
-
-def transfer_s(nbytes: float, path: Sequence[int], levels: Sequence[Level]) -> float:
-    """One uncontended transfer of `nbytes` crossing the levels of `path` (its source last):
-    first-byte latency plus the time at the slowest level (pipelined, so the levels overlap)."""
-    if nbytes <= 0:
-        return 0.0
-    slowest = min(levels[i].sustained_bytes_per_s for i in path)
-    return levels[path[-1]].latency_s + nbytes / slowest
 
 
 def all_reduce_s(nbytes: float, group: int, link: Interconnect) -> float:
