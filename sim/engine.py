@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import NamedTuple
 
 import networkx as nx
@@ -106,7 +107,6 @@ class _Device:
     ) -> None:
         self.env = env
         self.hier = hier
-        self.levels = hier.levels
         self.n = len(hier.levels)
         self.lat = [lv.latency_s for lv in hier.levels]
         self.mem = Memory(hier, footprint)
@@ -248,14 +248,10 @@ def _charge(stall: list[float], flows: list[Flow], t_from: float, t_to: float) -
     wait = t_to - t_from
     if wait <= 0 or not flows:
         return
-    f = max(flows, key=_t_last)
+    f = max(flows, key=attrgetter("t_last"))
     latency = min(wait, max(0.0, t_to - max(t_from, f.t_end)))
     stall[f.source] += latency
     stall[f.bottleneck] += wait - latency
-
-
-def _t_last(f: Flow) -> float:
-    return f.t_last
 
 
 def simulate(
