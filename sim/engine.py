@@ -24,6 +24,7 @@ Attribution (every second of an op goes to exactly one cause; they add up to its
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from operator import attrgetter
@@ -60,16 +61,21 @@ class EngineOptions:
 DEFAULT_OPTIONS = EngineOptions()
 
 
-def topo_order(G: nx.DiGraph, _cache: dict[int, tuple[int, list[str]]] = {}) -> list[str]:  # noqa: B006
-    """Topological order of G, cached per graph object (decode steps reuse one template)."""
-    key = id(G)
-    hit = _cache.get(key)
-    if hit is not None and hit[0] == G.number_of_nodes():
-        return hit[1]
+_ORDERS: weakref.WeakKeyDictionary[nx.DiGraph, tuple[int, int, list[str]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def topo_order(G: nx.DiGraph) -> list[str]:
+    """Topological order of G, kept while G lives (decode steps reuse one template graph whose
+    attributes change but not its nodes and edges). Keyed by the object itself, not its id: a
+    new graph can reuse a freed graph's id."""
+    shape = (G.number_of_nodes(), G.number_of_edges())
+    hit = _ORDERS.get(G)
+    if hit is not None and hit[:2] == shape:
+        return hit[2]
     order = list(nx.topological_sort(G))
-    if len(_cache) > 64:
-        _cache.clear()
-    _cache[key] = (G.number_of_nodes(), order)
+    _ORDERS[G] = (*shape, order)
     return order
 
 

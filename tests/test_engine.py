@@ -167,3 +167,19 @@ def test_compute_starts_after_dispatch_and_first_bytes(engine):
     off, _ = run([chain(1)], toy_hierarchy(), engine=engine, overlap=False)
     assert on[0].compute_start_s == pytest.approx(1.1 * US, rel=1e-9)  # dispatch + dram latency
     assert off[0].compute_start_s == pytest.approx(5.1 * US, rel=1e-9)  # ... + the whole read
+
+
+def test_a_new_graph_never_gets_a_dead_graphs_order():
+    """Orders are cached per graph object; ids are reused once a graph is freed."""
+    import gc
+
+    import networkx as nx
+
+    from sim.engine import topo_order
+
+    for i in range(200):  # same node count, different names, ids recycled
+        G = nx.DiGraph()
+        G.add_node(f"op{i}")
+        assert topo_order(G) == [f"op{i}"]
+        del G
+        gc.collect()
