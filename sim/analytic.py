@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 import networkx as nx
 
 from . import cost
-from .engine import DEFAULT_OPTIONS, EngineOptions, Sink, check_tp, topo_order
+from .engine import DEFAULT_OPTIONS, EngineOptions, OpFacts, Sink, check_tp, topo_order
 from .hierarchy import Hierarchy
 from .memory import Memory
 from .trace import OpRecord, level_bytes
@@ -37,7 +37,8 @@ def simulate_analytic(
 ) -> None:
     check_tp(hier, options.tp)
     mem = Memory(hier, footprint)
-    compute, n = hier.compute, len(hier.levels)
+    n, d = len(hier.levels), hier.compute.dispatch_s
+    info = OpFacts(hier.compute)
     bw = [lv.sustained_bytes_per_s for lv in hier.levels]
     lat = [lv.latency_s for lv in hier.levels]
     t = 0.0
@@ -47,24 +48,24 @@ def simulate_analytic(
         nodes = G.nodes
         for name in topo_order(G):
             a = nodes[name]
-            reads = mem.reads(a["reads"])
+            op = info(name, a)
+            reads = mem.reads(op.reads)
             writes: dict[int, int] = {}
-            for w in a["writes"]:
+            for w in op.writes:
                 mem.write(w, writes)
-            d = compute.dispatch_s
-            C = cost.compute_s(a["kind"], a["flops"], a["dtype"], compute)
+            traffic = dict(reads)
+            for k, v in writes.items():
+                traffic[k] = traffic.get(k, 0) + v
+            C = op.compute_s
             stall = [0.0] * n
             ic_s = 0.0
             if a["kind"] == "collective":
                 if hier.interconnect is not None:
-                    payload = sum(x.nbytes for x in a["reads"])
+                    payload = sum(x.nbytes for x in op.reads)
                     ic_s = cost.all_reduce_s(payload, a.get("group", 1), hier.interconnect)
                 body, start_c = ic_s, 0.0
             elif options.overlap:
-                both = dict(reads)
-                for k, v in writes.items():
-                    both[k] = both.get(k, 0) + v
-                L, src, T, top = _transfer(both, reads, bw, lat, mem.paths)
+                L, src, T, top = _transfer(traffic, reads, bw, lat, mem.paths)
                 if src >= 0:
                     stall[src] += L
                 stall[top] += max(0.0, T - C)
@@ -77,13 +78,9 @@ def simulate_analytic(
                 stall[top_r] += Tr
                 stall[top_w] += Tw
                 body, start_c = L + Tr + C + Tw, L + Tr
-            traffic = dict(reads)
-            for k, v in writes.items():
-                traffic[k] = traffic.get(k, 0) + v
             sink(OpRecord(
                 step, phase, name, a["op"], a["kind"], a["layer"], t, t + d + body, d, C, ic_s,
-                tuple(stall), level_bytes(traffic, mem.paths, n), a["flops"],
-                sum(x.nbytes for x in a["reads"]) + sum(x.nbytes for x in a["writes"]),
+                tuple(stall), level_bytes(traffic, mem.paths, n), op.flops, op.mops_bytes,
                 t + d + start_c,
             ))
             t += d + body

@@ -36,7 +36,7 @@ import simpy
 from . import cost
 from .errors import MemwallError
 from .fabric import Fabric, Flow
-from .hierarchy import Hierarchy
+from .hierarchy import Compute, Hierarchy
 from .memory import Memory
 from .opgraph import Tensor
 from .trace import OpRecord, level_bytes
@@ -91,9 +91,8 @@ def check_tp(hier: Hierarchy, tp: int) -> None:
         )
 
 
-class _OpInfo(NamedTuple):
-    """What the engine needs of one op, derived once per op and reused while its attributes
-    stay the same objects (decode steps reuse one template graph)."""
+class OpInfo(NamedTuple):
+    """What an engine needs of one op beyond its graph attributes."""
 
     reads: tuple[Tensor, ...]  # the node's own tuple, to tell when it changes
     writes: tuple[Tensor, ...]
@@ -102,6 +101,31 @@ class _OpInfo(NamedTuple):
     mops_bytes: int
     weights: tuple[Tensor, ...]
     others: tuple[Tensor, ...]  # activation and KV cache reads
+
+
+class OpFacts:
+    """Per-op facts both engines need, derived once per op name and reused while the node's
+    tuples are the same objects (decode steps reuse one template graph)."""
+
+    def __init__(self, compute: Compute) -> None:
+        self.compute = compute
+        self._known: dict[str, OpInfo] = {}
+
+    def __call__(self, name: str, a: dict) -> OpInfo:
+        got = self._known.get(name)
+        if got is not None and got.reads is a["reads"] and got.writes is a["writes"] \
+                and got.flops == a["flops"]:
+            return got
+        reads, writes = a["reads"], a["writes"]
+        got = OpInfo(
+            reads, writes, a["flops"],
+            cost.compute_s(a["kind"], a["flops"], a["dtype"], self.compute),
+            sum(t.nbytes for t in reads) + sum(t.nbytes for t in writes),
+            tuple(t for t in reads if t.cls == "weight"),
+            tuple(t for t in reads if t.cls != "weight"),
+        )
+        self._known[name] = got
+        return got
 
 
 class _Device:
@@ -118,7 +142,7 @@ class _Device:
         self.mem = Memory(hier, footprint)
         self.fabric = Fabric([lv.sustained_bytes_per_s for lv in hier.levels], self.mem.paths)
         self.links = simpy.Resource(env, capacity=1)  # this device's interconnect ports
-        self._info: dict[str, _OpInfo] = {}
+        self.info = OpFacts(hier.compute)
         depth = options.prefetch_depth
         self.depth = hier.compute.prefetch_depth if depth is None else depth
         self.overlap = options.overlap
@@ -134,22 +158,6 @@ class _Device:
             r = reads.get(lvl, 0)
             flows.append(start(lvl, r + writes.get(lvl, 0), lat[lvl] if r else 0.0, at))
         return flows
-
-    def info(self, name: str, a: dict) -> _OpInfo:
-        got = self._info.get(name)
-        if got is not None and got.reads is a["reads"] and got.writes is a["writes"] \
-                and got.flops == a["flops"]:
-            return got
-        reads, writes = a["reads"], a["writes"]
-        got = _OpInfo(
-            reads, writes, a["flops"],
-            cost.compute_s(a["kind"], a["flops"], a["dtype"], self.hier.compute),
-            sum(t.nbytes for t in reads) + sum(t.nbytes for t in writes),
-            tuple(t for t in reads if t.cls == "weight"),
-            tuple(t for t in reads if t.cls != "weight"),
-        )
-        self._info[name] = got
-        return got
 
     def run_phase(self, G: nx.DiGraph, sink: Sink):  # SimPy process body
         env, mem, fabric, compute = self.env, self.mem, self.fabric, self.hier.compute
@@ -194,7 +202,7 @@ class _Device:
         traffic = self.mem.reads(weights)
         return self._flows(traffic, {}, at), traffic
 
-    def _op(self, op: _OpInfo, w_flows: list[Flow], w_traffic: dict[int, int], td: float
+    def _op(self, op: OpInfo, w_flows: list[Flow], w_traffic: dict[int, int], td: float
             ) -> tuple[list[float], dict[int, int], float, float]:
         """Start the op's own flows at `td` (dispatch done), run the fabric until they drain,
         and return (stall per level, traffic, compute start, op end)."""
