@@ -106,10 +106,12 @@ def simulate_run(spec: Any, hier: Any, engine: str = "des", prefetch_depth: int 
     footprint = tensor_footprint(workloads.final_phase(spec))
     summary = Summary(hier)
 
-    def sink(record: Any) -> None:
+    def fan_out(record: Any) -> None:
         summary.add(record)
         for s in sinks:
             s(record)
+
+    sink = fan_out if sinks else summary.add
 
     bar = None
     if progress:

@@ -19,15 +19,17 @@ from .memory import Memory
 from .trace import OpRecord, level_bytes
 
 
-def _transfer(traffic: dict[int, int], reads: dict[int, int], bw: list[float], lat: list[float],
-              paths: list[tuple[int, ...]]):
-    """(first-byte latency, its level or -1, time at the busiest level, that level) of the
-    flows `traffic`, whose reads (the part that pays latency) are `reads`."""
-    lb = level_bytes(traffic, paths, len(bw))
-    busy = [b / w for b, w in zip(lb, bw, strict=True)]
-    top = max(range(len(bw)), key=busy.__getitem__)
+def _transfer(lb: tuple[int, ...], reads: dict[int, int], bw: list[float], lat: list[float]):
+    """(first-byte latency, its level or -1, time at the busiest level, that level) of flows
+    that put `lb` bytes through each level, whose reads (the part that pays latency) are
+    `reads` (source level -> bytes)."""
+    top, T = 0, -1.0
+    for i, b in enumerate(lb):
+        x = b / bw[i]
+        if x > T:
+            top, T = i, x
     first = max(reads, key=lat.__getitem__) if reads else -1
-    return (lat[first] if first >= 0 else 0.0), first, busy[top], top
+    return (lat[first] if first >= 0 else 0.0), first, T, top
 
 
 def simulate_analytic(
@@ -38,9 +40,10 @@ def simulate_analytic(
     check_tp(hier, options.tp)
     mem = Memory(hier, footprint)
     n, d = len(hier.levels), hier.compute.dispatch_s
-    info = OpFacts(hier.compute)
+    info = OpFacts(hier.compute, mem)
     bw = [lv.sustained_bytes_per_s for lv in hier.levels]
     lat = [lv.latency_s for lv in hier.levels]
+    paths = mem.paths
     t = 0.0
     for G in phases:
         mem.begin_phase(G)
@@ -49,15 +52,16 @@ def simulate_analytic(
         for name in topo_order(G):
             a = nodes[name]
             op = info(name, a)
-            reads = mem.reads(op.reads)
-            writes: dict[int, int] = {}
-            for w in op.writes:
-                mem.write(w, writes)
-            traffic = dict(reads)
+            reads = mem.route_reads(op.weights)  # weights first, as the DES engine asks
+            for k, v in mem.route_reads(op.others).items():
+                reads[k] = reads.get(k, 0) + v
+            writes = mem.route_writes(op.results)
+            traffic = reads.copy()
             for k, v in writes.items():
                 traffic[k] = traffic.get(k, 0) + v
             C = op.compute_s
             stall = [0.0] * n
+            lb = level_bytes(traffic, paths, n)
             ic_s = 0.0
             if a["kind"] == "collective":
                 if hier.interconnect is not None:
@@ -65,14 +69,14 @@ def simulate_analytic(
                     ic_s = cost.all_reduce_s(payload, a.get("group", 1), hier.interconnect)
                 body, start_c = ic_s, 0.0
             elif options.overlap:
-                L, src, T, top = _transfer(traffic, reads, bw, lat, mem.paths)
+                L, src, T, top = _transfer(lb, reads, bw, lat)
                 if src >= 0:
                     stall[src] += L
                 stall[top] += max(0.0, T - C)
                 body, start_c = L + max(C, T), L
             else:
-                L, src, Tr, top_r = _transfer(reads, reads, bw, lat, mem.paths)
-                _, _, Tw, top_w = _transfer(writes, {}, bw, lat, mem.paths)
+                L, src, Tr, top_r = _transfer(level_bytes(reads, paths, n), reads, bw, lat)
+                _, _, Tw, top_w = _transfer(level_bytes(writes, paths, n), {}, bw, lat)
                 if src >= 0:
                     stall[src] += L
                 stall[top_r] += Tr
@@ -80,8 +84,7 @@ def simulate_analytic(
                 body, start_c = L + Tr + C + Tw, L + Tr
             sink(OpRecord(
                 step, phase, name, a["op"], a["kind"], a["layer"], t, t + d + body, d, C, ic_s,
-                tuple(stall), level_bytes(traffic, mem.paths, n), op.flops, op.mops_bytes,
-                t + d + start_c,
+                tuple(stall), lb, op.flops, op.mops_bytes, t + d + start_c,
             ))
             t += d + body
         if on_phase is not None:

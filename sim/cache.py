@@ -42,25 +42,21 @@ class Cache:
                 self._stack[name] = have + grow
                 self.used_bytes += grow
             return min(have, nbytes)
-        stack, cap = self._stack, self.capacity_bytes
-        r = stack.get(name, 0)  # 0: never seen, or deeper than the capacity
+        # Every tensor above `name` in the stack is still there (pruning drops the least
+        # recent first) and the stack fits the capacity, so `name` is within its stack
+        # distance iff it is still in the stack: a rescan then hits its whole previous extent.
+        stack = self._stack
+        r = stack.get(name, 0)  # 0: never seen, or pruned as deeper than the capacity
         hit = 0
         if r:
-            above = 0  # bytes of other tensors used more recently
-            for other in reversed(stack):
-                if other == name:
-                    break
-                above += stack[other]
-                if above + r > cap:
-                    break
-            if above + r <= cap:
-                hit = min(r, nbytes)
+            hit = min(r, nbytes)
             stack.move_to_end(name)
         extent = max(self._extent.get(name, 0), nbytes)
         self._extent[name] = extent
         stack[name] = extent
         self.used_bytes += extent - r
-        self._prune()
+        if self.used_bytes > self.capacity_bytes:
+            self._prune()
         return hit
 
     def _prune(self) -> None:
@@ -72,16 +68,9 @@ class Cache:
             self.used_bytes -= size
 
     def resident_bytes(self, name: str) -> int:
-        """Bytes of `name` a scan would hit now (without touching it)."""
-        if self.policy == "pin":
-            return self._stack.get(name, 0)
-        r = self._stack.get(name, 0)
-        above = 0
-        for other in reversed(self._stack):
-            if other == name:
-                break
-            above += self._stack[other]
-        return r if r and above + r <= self.capacity_bytes else 0
+        """Bytes of `name` a scan would hit now (without touching it); for LRU, see lookup:
+        in the stack means within reach."""
+        return self._stack.get(name, 0)
 
     def resize(self, capacity_bytes: int) -> None:
         """Change the space left for caching (when a phase homes activations here)."""

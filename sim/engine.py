@@ -37,9 +37,9 @@ from . import cost
 from .errors import MemwallError
 from .fabric import Fabric, Flow
 from .hierarchy import Compute, Hierarchy
-from .memory import Memory
+from .memory import Memory, Plan
 from .opgraph import Tensor
-from .trace import OpRecord, level_bytes
+from .trace import OpRecord
 
 Sink = Callable[[OpRecord], None]
 
@@ -99,30 +99,36 @@ class OpInfo(NamedTuple):
     flops: int
     compute_s: float
     mops_bytes: int
-    weights: tuple[Tensor, ...]
-    others: tuple[Tensor, ...]  # activation and KV cache reads
+    weights: Plan  # routing of the weight reads
+    others: Plan  # routing of the activation and KV cache reads
+    results: Plan  # routing of the writes
+    act_level: int  # where activations lived when the plans were made
 
 
 class OpFacts:
     """Per-op facts both engines need, derived once per op name and reused while the node's
-    tuples are the same objects (decode steps reuse one template graph)."""
+    tuples are the same objects (decode steps reuse one template graph) and activations stay
+    in the same level."""
 
-    def __init__(self, compute: Compute) -> None:
+    def __init__(self, compute: Compute, mem: Memory) -> None:
         self.compute = compute
+        self.mem = mem
         self._known: dict[str, OpInfo] = {}
 
     def __call__(self, name: str, a: dict) -> OpInfo:
         got = self._known.get(name)
         if got is not None and got.reads is a["reads"] and got.writes is a["writes"] \
-                and got.flops == a["flops"]:
+                and got.flops == a["flops"] and got.act_level == self.mem.act_level:
             return got
-        reads, writes = a["reads"], a["writes"]
+        reads, writes, mem = a["reads"], a["writes"], self.mem
         got = OpInfo(
             reads, writes, a["flops"],
             cost.compute_s(a["kind"], a["flops"], a["dtype"], self.compute),
             sum(t.nbytes for t in reads) + sum(t.nbytes for t in writes),
-            tuple(t for t in reads if t.cls == "weight"),
-            tuple(t for t in reads if t.cls != "weight"),
+            mem.plan_reads(t for t in reads if t.cls == "weight"),
+            mem.plan_reads(t for t in reads if t.cls != "weight"),
+            mem.plan_writes(writes),
+            mem.act_level,
         )
         self._known[name] = got
         return got
@@ -142,7 +148,7 @@ class _Device:
         self.mem = Memory(hier, footprint)
         self.fabric = Fabric([lv.sustained_bytes_per_s for lv in hier.levels], self.mem.paths)
         self.links = simpy.Resource(env, capacity=1)  # this device's interconnect ports
-        self.info = OpFacts(hier.compute)
+        self.info = OpFacts(hier.compute, self.mem)
         depth = options.prefetch_depth
         self.depth = hier.compute.prefetch_depth if depth is None else depth
         self.overlap = options.overlap
@@ -152,6 +158,9 @@ class _Device:
         writes none."""
         start, lat = self.fabric.start, self.lat
         if not writes:
+            if len(reads) == 1:
+                ((lvl, b),) = reads.items()
+                return [start(lvl, b, lat[lvl], at)]
             return [start(lvl, b, lat[lvl], at) for lvl, b in sorted(reads.items())]
         flows = []
         for lvl in sorted(reads.keys() | writes.keys()):
@@ -160,84 +169,98 @@ class _Device:
         return flows
 
     def run_phase(self, G: nx.DiGraph, sink: Sink):  # SimPy process body
-        env, mem, fabric, compute = self.env, self.mem, self.fabric, self.hier.compute
+        env, mem, fabric, info = self.env, self.mem, self.fabric, self.info
         mem.begin_phase(G)
         order = topo_order(G)
         nodes = G.nodes
         step, phase = G.graph.get("step", 0), G.graph.get("phase", "decode")
+        ops = [info(name, nodes[name]) for name in order]
         pre: dict[int, tuple[list[Flow], dict[int, int]]] = {}
         issued = 0  # highest op index whose weights were requested
         last = len(order) - 1
-        d = compute.dispatch_s
+        d, n, depth, paths = self.hier.compute.dispatch_s, self.n, self.depth, mem.paths
+        route, route_writes, flows_of = mem.route_reads, mem.route_writes, self._flows
+        timeout, advance, drain, overlap = env.timeout, fabric.advance, fabric.drain, self.overlap
         for i, name in enumerate(order):
             a = nodes[name]
-            op = self.info(name, a)
+            op = ops[i]
             t0 = env.now
-            fabric.advance(t0)
+            advance(t0)
             own = pre.pop(i, None)
-            issued = max(issued, i)
-            while issued < min(last, i + self.depth):
+            if issued < i:
+                issued = i
+            while issued < last and issued < i + depth:
                 issued += 1
-                nxt = order[issued]
-                pre[issued] = self._weights(self.info(nxt, nodes[nxt]).weights, t0)
+                plan = ops[issued].weights
+                if plan[0] or plan[1]:
+                    traffic = route(plan)
+                    pre[issued] = flows_of(traffic, {}, t0), traffic
             td = t0 + d
-            w_flows, w_traffic = own if own is not None else self._weights(op.weights, td)
+            if own is not None:
+                w_flows, traffic = own
+            elif op.weights[0] or op.weights[1]:
+                traffic = route(op.weights)
+                w_flows = flows_of(traffic, {}, td)
+            else:
+                w_flows, traffic = [], {}
+            stall = [0.0] * n
+            ic_s = 0.0
             if a["kind"] == "collective":
                 yield from self._collective(a, w_flows, td)
                 ic_s, cs = env.now - td, td
-                stall = [0.0] * self.n
-                traffic = w_traffic
             else:
-                ic_s = 0.0
-                stall, traffic, cs, end = self._op(op, w_flows, w_traffic, td)
-                yield env.timeout(end - t0)
+                reads = route(op.others)
+                writes = route_writes(op.results)
+                C = op.compute_s
+                if overlap:
+                    flows = w_flows + flows_of(reads, writes, td)
+                    cs, blame = td, -1
+                    for f in flows:
+                        if f.t_first > cs:
+                            cs, blame = f.t_first, f.source
+                    if cs > td:
+                        stall[blame] += cs - td
+                    drain(flows)
+                    ce = end = cs + C
+                    for f in flows:
+                        if f.t_last > end:
+                            end = f.t_last
+                    _charge(stall, flows, ce, end)
+                else:
+                    cs, end = self._serial(w_flows, reads, writes, C, td, stall)
+                if reads or writes:
+                    traffic = traffic.copy()
+                    for src in (reads, writes):
+                        for lvl, b in src.items():
+                            traffic[lvl] = traffic.get(lvl, 0) + b
+                yield timeout(end - t0)
+            nb = [0] * n
+            for src, b in traffic.items():
+                for k in paths[src]:
+                    nb[k] += b
             sink(OpRecord(
                 step, phase, name, a["op"], a["kind"], a["layer"], t0, env.now, d,
-                op.compute_s, ic_s, tuple(stall), level_bytes(traffic, mem.paths, self.n),
-                op.flops, op.mops_bytes, cs,
+                op.compute_s, ic_s, tuple(stall), tuple(nb), op.flops, op.mops_bytes, cs,
             ))
 
-    def _weights(self, weights: tuple[Tensor, ...], at: float
-                 ) -> tuple[list[Flow], dict[int, int]]:
-        traffic = self.mem.reads(weights)
-        return self._flows(traffic, {}, at), traffic
-
-    def _op(self, op: OpInfo, w_flows: list[Flow], w_traffic: dict[int, int], td: float
-            ) -> tuple[list[float], dict[int, int], float, float]:
-        """Start the op's own flows at `td` (dispatch done), run the fabric until they drain,
-        and return (stall per level, traffic, compute start, op end)."""
-        mem, fabric, C = self.mem, self.fabric, op.compute_s
-        reads = mem.reads(op.others)
-        writes: dict[int, int] = {}
-        for t in op.writes:
-            mem.write(t, writes)
-        stall = [0.0] * self.n
-        if self.overlap:
-            flows = w_flows + self._flows(reads, writes, td)
-            cs, blame = td, -1
-            for f in flows:
-                if f.t_first > cs:
-                    cs, blame = f.t_first, f.source
-            if cs > td:
-                stall[blame] += cs - td
-            fabric.drain(flows)
-            end = max([cs + C, *(f.t_last for f in flows)])
-            _charge(stall, flows, cs + C, end)
-        else:
-            flows = w_flows + self._flows(reads, {}, td)
-            fabric.drain(flows)
-            cs = max([td, *(f.t_last for f in flows)])
-            _charge(stall, flows, td, cs)
-            ce = cs + C
-            wf = self._flows({}, writes, ce)
-            fabric.drain(wf)
-            end = max([ce, *(f.t_last for f in wf)])
-            _charge(stall, wf, ce, end)
-        traffic = dict(w_traffic)
-        for src in (reads, writes):
-            for lvl, b in src.items():
-                traffic[lvl] = traffic.get(lvl, 0) + b
-        return stall, traffic, cs, end
+    def _serial(self, w_flows: list[Flow], reads: dict[int, int], writes: dict[int, int],
+                C: float, td: float, stall: list[float]) -> tuple[float, float]:
+        """Overlap off: all reads, then compute, then the writes. Returns (compute start, end)
+        and charges the waits to `stall`."""
+        fabric = self.fabric
+        flows = w_flows + self._flows(reads, {}, td)
+        fabric.drain(flows)
+        cs = td
+        for f in flows:
+            if f.t_last > cs:
+                cs = f.t_last
+        _charge(stall, flows, td, cs)
+        ce = cs + C
+        wf = self._flows({}, writes, ce)
+        fabric.drain(wf)
+        end = max([ce, *(f.t_last for f in wf)])
+        _charge(stall, wf, ce, end)
+        return cs, end
 
     def _collective(self, a: dict, w_flows: list[Flow], td: float):
         """A collective holds the links for the time its topology implies (cost.all_reduce_s);

@@ -49,6 +49,10 @@ class Fabric:
     def __init__(self, bandwidths: list[float], paths: list[tuple[int, ...]]) -> None:
         self.bw = bandwidths  # sustained bytes/s per level, innermost first
         self.paths = paths  # levels crossed by a flow from each source level
+        # (rate, bottleneck) of a flow alone on the path from each source level
+        # (the source wins a tie, then the innermost level)
+        self.solo = [min(((bandwidths[i], i) for i in (p[-1], *p)), key=lambda x: x[0])
+                     for p in paths]
         self.moving: list[Flow] = []
         self.due: list[Flow] = []  # start later than `t`
         self.t = 0.0  # the instant `remaining` refers to (s)
@@ -60,84 +64,100 @@ class Fabric:
             f = Flow(source, self.paths[source], 0, at, 0.0)
             f.finish(at)
             return f
-        f = Flow(source, self.paths[source], nbytes, max(at, self.t), latency_s)
-        if f.t_start <= self.t:
+        if at <= self.t:
+            f = Flow(source, self.paths[source], nbytes, self.t, latency_s)
             self.moving.append(f)
             self._stale = True
         else:
+            f = Flow(source, self.paths[source], nbytes, at, latency_s)
             self.due.append(f)
         return f
 
     def advance(self, t: float) -> None:
         """Move every flow on to instant `t`."""
-        self._run(t, ())
+        if self.moving or self.due:
+            self._run(t, ())
+        elif t > self.t:
+            self.t = t
 
     def drain(self, flows: list[Flow]) -> None:
         """Move on until every one of `flows` has drained (their t_end is then known)."""
-        left = [f for f in flows if f.remaining > 0]
-        if left:
-            self._run(math.inf, left)
+        for f in flows:
+            if f.remaining > 0:
+                self._run(math.inf, flows)
+                return
 
     # -- internals -------------------------------------------------------------------------
     def _run(self, t_limit: float, until: list[Flow] | tuple[()]) -> None:
-        while self.moving or self.due:
-            if self._stale:
-                self._share()
-                self._stale = False
-            t_next = math.inf
-            for f in self.moving:
-                te = self.t + f.remaining / f.rate
-                if te < t_next:
-                    t_next = te
-            for f in self.due:
-                if f.t_start < t_next:
-                    t_next = f.t_start
-            if t_next > t_limit:
-                break
-            dt = t_next - self.t
-            eps = t_next * 1e-12 + 1e-15
-            still = []
-            drained = False
-            for f in self.moving:
-                if self.t + f.remaining / f.rate <= t_next + eps:
-                    f.finish(t_next)
-                    drained = True
-                else:
+        moving, due, t = self.moving, self.due, self.t
+        stale = self._stale
+        try:
+            while moving or due:
+                if stale:
+                    if moving:
+                        self._share(moving)
+                    stale = False
+                t_next = math.inf
+                ends = []
+                for f in moving:
+                    te = t + f.remaining / f.rate
+                    ends.append(te)
+                    if te < t_next:
+                        t_next = te
+                for f in due:
+                    if f.t_start < t_next:
+                        t_next = f.t_start
+                if t_next > t_limit:
+                    break
+                dt = t_next - t
+                lim = t_next + (t_next * 1e-12 + 1e-15)
+                still = []
+                drained = False
+                for f, te in zip(moving, ends, strict=True):
+                    if te <= lim:
+                        f.remaining, f.t_end, f.t_last = 0.0, t_next, t_next + f.latency_s
+                        drained = True
+                    else:
+                        f.remaining -= f.rate * dt
+                        still.append(f)
+                moving = still
+                t = t_next
+                if due:
+                    later = []
+                    for f in due:
+                        if f.t_start <= lim:
+                            moving.append(f)
+                        else:
+                            later.append(f)
+                    due = later
+                stale = True
+                if drained and until:
+                    for f in until:
+                        if f.remaining > 0:
+                            break
+                    else:
+                        return
+            if t_limit < math.inf and t_limit > t:
+                dt = t_limit - t
+                if stale and moving:
+                    self._share(moving)
+                    stale = False
+                for f in moving:
                     f.remaining -= f.rate * dt
-                    still.append(f)
-            self.moving = still
-            self.t = t_next
-            if self.due:
-                now = [f for f in self.due if f.t_start <= t_next + eps]
-                if now:
-                    self.due = [f for f in self.due if f.t_start > t_next + eps]
-                    self.moving.extend(now)
-            self._stale = True
-            if drained and until and all(f.remaining <= 0 for f in until):
-                return
-        if t_limit < math.inf and t_limit > self.t:
-            dt = t_limit - self.t
-            if self._stale and self.moving:
-                self._share()
-                self._stale = False
-            for f in self.moving:
-                f.remaining -= f.rate * dt
-            self.t = t_limit
+                t = t_limit
+        finally:
+            self.moving, self.due, self.t, self._stale = moving, due, t, stale
 
-    def _share(self) -> None:
+    def _share(self, moving: list[Flow]) -> None:
         """Max-min fair rates by progressive filling: repeatedly find the level whose remaining
         bandwidth split over its unfrozen flows is smallest, and freeze those flows there."""
-        bw = self.bw
-        if len(self.moving) == 1:
-            f = self.moving[0]
-            best = f.source
-            for i in f.path:
-                if bw[i] < bw[best]:
-                    best = i
-            f.rate, f.bottleneck = bw[best], best
+        if len(moving) == 1:
+            f = moving[0]
+            f.rate, f.bottleneck = self.solo[f.source]
             return
+        bw = self.bw
         cap = list(bw)
-        open_ = self.moving
+        open_ = moving
         while open_:
             crossing = [0] * len(bw)  # unfrozen flows through each level
             for f in open_:

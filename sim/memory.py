@@ -21,6 +21,8 @@ from .hierarchy import Hierarchy
 from .opgraph import Tensor
 
 Chunk = tuple[int, int, int]  # (level index, first byte, end byte) of a tensor's home
+# (level -> bytes whose level is fixed, the reads a cache may serve or the KV cache writes)
+Plan = tuple[dict[int, int], tuple]
 
 
 def tensor_footprint(G: nx.DiGraph) -> dict[str, tuple[str, int]]:
@@ -40,15 +42,25 @@ def tensor_footprint(G: nx.DiGraph) -> dict[str, tuple[str, int]]:
     return out
 
 
-def activation_pool_bytes(G: nx.DiGraph) -> int:
-    """Activation bytes the largest op of a phase reads and writes: the buffer activations need."""
-    return max(
-        (
-            sum(t.nbytes for t in (*a["reads"], *a["writes"]) if t.cls == "activation")
-            for _, a in G.nodes(data=True)
-        ),
-        default=0,
-    )
+def activation_bytes(a: dict) -> int:
+    """Activation bytes one op (node attributes `a`) reads and writes."""
+    return sum(t.nbytes for t in (*a["reads"], *a["writes"]) if t.cls == "activation")
+
+
+def activation_pool_bytes(G: nx.DiGraph, known: dict | None = None) -> int:
+    """Activation bytes the largest op of a phase reads and writes: the buffer activations need.
+    `known` (op name -> (reads, writes, bytes)) keeps each op's figure while its tuples are the
+    same objects, as in a decode template graph."""
+    if known is None:
+        return max((activation_bytes(a) for _, a in G.nodes(data=True)), default=0)
+    pool = 0
+    for name, a in G.nodes(data=True):
+        got = known.get(name)
+        if got is None or got[0] is not a["reads"] or got[1] is not a["writes"]:
+            got = known[name] = (a["reads"], a["writes"], activation_bytes(a))
+        if got[2] > pool:
+            pool = got[2]
+    return pool
 
 
 def crossing_paths(hier: Hierarchy) -> list[tuple[int, ...]]:
@@ -107,6 +119,7 @@ class Memory:
             [(i, c) for i, c in self.caches.items() if i < lvl] for lvl in range(len(self.levels))
         ]
         self.kv_written: dict[str, int] = {}
+        self._act_bytes: dict[str, tuple] = {}  # see activation_pool_bytes
 
     # -- placement ---------------------------------------------------------------------------
     def _fill(self, nbytes: int, order: list[int]) -> tuple[Chunk, ...]:
@@ -159,7 +172,7 @@ class Memory:
 
     def begin_phase(self, G: nx.DiGraph) -> None:
         """Home this phase's activations and shrink caches that share their level."""
-        pool = activation_pool_bytes(G)
+        pool = activation_pool_bytes(G, self._act_bytes)
         for i in self.act_levels:
             if pool <= self.free[i]:
                 self.act_level = i
@@ -170,48 +183,73 @@ class Memory:
             c.resize(self.free[i] - (pool if i == self.act_level else 0))
 
     # -- routing -----------------------------------------------------------------------------
-    def read(self, t: Tensor, out: dict[int, int]) -> None:
-        """Add to `out` (level -> bytes) where each byte of a read of `t` comes from."""
-        b = t.nbytes
-        if b <= 0:
-            return
-        home = self.homes.get(t.name) if t.cls != "activation" else None
-        if home is None:
-            home = ((self.act_level, 0, b),)
-        caches = self._inside[home[0][0]]
-        if not caches:  # nothing can hold it closer: all from home
-            if len(home) == 1:
-                out[home[0][0]] = out.get(home[0][0], 0) + b
-            else:
-                _spread(0, b, home, out)
-            return
-        covered = 0  # bytes [0, covered) already served by a cache further in
-        for i, c in caches:
-            hit = c.lookup(t.name, b)
-            if hit > covered:
-                out[i] = out.get(i, 0) + hit - covered
-                covered = hit
-        if covered < b:
-            _spread(covered, b, home, out)
+    # An op's reads and writes are compiled once into a Plan (while the op's tensors and the
+    # activations' level stay the same) and routed by it each time the op runs: bytes whose
+    # level is fixed are summed ahead, and only reads a cache may serve, and KV cache writes
+    # (which land where the cache has grown to), are worked out per run.
 
-    def write(self, t: Tensor, out: dict[int, int]) -> None:
-        """Add to `out` where each byte of a write of `t` lands (write-through, no allocate)."""
-        b = t.nbytes
-        if b <= 0:
-            return
-        if t.cls == "kv_cache":
-            start = self.kv_written.get(t.name, 0)
-            self.kv_written[t.name] = start + b
-            _spread(start, start + b, self.homes.get(t.name, ((self.act_level, 0, 0),)), out)
-        elif t.cls == "weight":
-            _spread(0, b, self.homes[t.name], out)
-        else:
-            out[self.act_level] = out.get(self.act_level, 0) + b
-
-    def reads(self, tensors: Iterable[Tensor]) -> dict[int, int]:
-        out: dict[int, int] = {}
+    def plan_reads(self, tensors: Iterable[Tensor]) -> Plan:
+        fixed: dict[int, int] = {}
+        cached = []
         for t in tensors:
-            self.read(t, out)
+            b = t.nbytes
+            if b <= 0:
+                continue
+            home = self.homes.get(t.name) if t.cls != "activation" else None
+            if home is None:
+                home = ((self.act_level, 0, b),)
+            caches = self._inside[home[0][0]]
+            if caches:
+                cached.append((t.name, b, caches, home))
+            else:
+                _spread(0, b, home, fixed)
+        return fixed, tuple(cached)
+
+    def plan_writes(self, tensors: Iterable[Tensor]) -> Plan:
+        """Writes go through to the tensor's home (no write-allocate); a KV cache write appends
+        after the positions written so far."""
+        fixed: dict[int, int] = {}
+        kv = []
+        for t in tensors:
+            b = t.nbytes
+            if b <= 0:
+                continue
+            if t.cls == "kv_cache":
+                kv.append((t.name, b, self.homes.get(t.name, ((self.act_level, 0, 0),))))
+            elif t.cls == "weight":
+                _spread(0, b, self.homes[t.name], fixed)
+            else:
+                fixed[self.act_level] = fixed.get(self.act_level, 0) + b
+        return fixed, tuple(kv)
+
+    def route_reads(self, plan: Plan) -> dict[int, int]:
+        """level -> bytes served from it, for one run of the reads of `plan` (updates caches)."""
+        fixed, cached = plan
+        out = dict(fixed)
+        for name, b, caches, home in cached:
+            covered = 0  # bytes [0, covered) already served by a cache further in
+            for i, c in caches:
+                hit = c.lookup(name, b)
+                if hit > covered:
+                    out[i] = out.get(i, 0) + hit - covered
+                    covered = hit
+            if covered < b:
+                if len(home) == 1 and b <= home[0][2]:  # one chunk holds all it reads
+                    lvl = home[0][0]
+                    out[lvl] = out.get(lvl, 0) + b - covered
+                else:
+                    _spread(covered, b, home, out)
+        return out
+
+    def route_writes(self, plan: Plan) -> dict[int, int]:
+        """level -> bytes landing in it, for one run of the writes of `plan`."""
+        fixed, kv = plan
+        out = dict(fixed)
+        written = self.kv_written
+        for name, b, home in kv:
+            start = written.get(name, 0)
+            written[name] = start + b
+            _spread(start, start + b, home, out)
         return out
 
 
