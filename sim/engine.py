@@ -119,7 +119,8 @@ class OpFacts:
         reads, writes = a["reads"], a["writes"]
         got = OpInfo(
             reads, writes, a["flops"],
-            cost.compute_s(a["kind"], a["flops"], a["dtype"], self.compute),
+            cost.compute_s(a["kind"], a["flops"], a["dtype"], self.compute,
+                           cost.gemm_shape(reads, writes) if a["kind"] == "matmul" else None),
             sum(t.nbytes for t in reads) + sum(t.nbytes for t in writes),
             tuple(t for t in reads if t.cls == "weight"),
             tuple(t for t in reads if t.cls != "weight"),
