@@ -5,7 +5,13 @@ model (sim/fabric.py), which is free of SimPy too.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 from .hierarchy import Compute, Interconnect
+from .opgraph import Tensor
+
+Gemm = tuple[int, int, int, int]  # (batch, M, N, K): batch x (M, K) @ (K, N)
 
 #: When a device has no peak for a precision it computes in the next wider one it has
 #: (an A100 runs fp8 matmuls as fp16; a CPU without bf16 units runs them as fp32).
@@ -28,10 +34,55 @@ def matmul_rate(dtype: str, compute: Compute) -> float:
     return compute.vector_flops_per_s * compute.vector_efficiency
 
 
-def compute_s(kind: str, flops: int, dtype: str, compute: Compute) -> float:
-    """Busy time of the compute units for one op (s)."""
+def gemm_shape(reads: Sequence[Tensor], writes: Sequence[Tensor]) -> Gemm | None:
+    """(batch, M, N, K) of a matmul op from its operand shapes, or None if they do not say.
+
+    reads[0] is the left operand (..., K). Against a 2-D weight (N, K) every leading dim is a
+    row: M = B x T. Against another activation (attention: q with K, probs with V) the leading
+    dims but the last two are a batch of independent GEMMs: batch = B x heads, M = T. N is
+    what the outputs add up to per row (q, k and v together for a fused QKV).
+    """
+    if len(reads) < 2 or len(reads[0].shape) < 2:
+        return None
+    a, b = reads[0].shape, reads[1].shape
+    K = a[-1]
+    batch, M = (1, math.prod(a[:-1])) if len(b) == 2 else (math.prod(a[:-2]), a[-2])
+    if min(K, batch, M) < 1:
+        return None
+    N = sum(math.prod(t.shape) for t in writes) // (batch * M)
+    return (batch, M, N, K) if N >= 1 else None
+
+
+def wave_factor(gemm: Gemm, units: int, tile: tuple[int, int, int]) -> float:
+    """How much longer than its FLOPs at the sustained rate a GEMM takes when its output is cut
+    into tiles that run in waves over `units` compute units (SMs): >= 1.
+
+    tiles = batch x ceil(M / tile_m) x ceil(N / tile_n); each unit computes one tile at a time,
+    so a wave lasts as long as one full tile, padding of edge tiles included. The tiles that
+    do not fill a last wave (all of them, for a grid smaller than the device) are split along
+    K (split-K, as stream-K schedulers do with the tail) into as many slices as still fit in
+    one wave, at most one per tile_k step of K; the units left idle in that wave count as time.
+    A tile is never taller or wider than the GEMM (an M = 1 decode step runs as a GEMV, not
+    padded to 64 or 128 rows). NVIDIA, "Matrix Multiplication Background User's Guide"
+    (DU-09799-001), tile and wave quantization.
+    """
+    batch, M, N, K = gemm
+    tm, tn, tk = min(M, tile[0]), min(N, tile[1]), tile[2]
+    tiles = batch * math.ceil(M / tm) * math.ceil(N / tn)
+    full, tail = divmod(tiles, units)
+    waves = full + (1 / max(1, min(units // tail, math.ceil(K / tk))) if tail else 0)
+    return waves * units * tm * tn / (batch * M * N)
+
+
+def compute_s(kind: str, flops: int, dtype: str, compute: Compute,
+              gemm: Gemm | None = None) -> float:
+    """Busy time of the compute units for one op (s). A matmul whose `gemm` shape is known, on
+    a device with `units` and a `matmul_tile`, pays wave quantization (see `wave_factor`)."""
     if kind == "matmul":
-        return flops / matmul_rate(dtype, compute)
+        t = flops / matmul_rate(dtype, compute)
+        if gemm is not None and compute.matmul_tile is not None:
+            t *= wave_factor(gemm, compute.units, compute.matmul_tile)
+        return t
     if kind == "vector":
         return flops / (compute.vector_flops_per_s * compute.vector_efficiency)
     return 0.0

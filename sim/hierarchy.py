@@ -21,6 +21,8 @@ class Compute:
     matmul_efficiency: float = 1.0  # sustained fraction of the dense peak
     vector_efficiency: float = 1.0
     prefetch_depth: int = 1  # ops ahead whose weights may be fetched early (engine default)
+    units: int = 1  # compute units (SMs) a matmul's tiles are spread over, in waves
+    matmul_tile: tuple[int, int, int] | None = None  # (M, N, K) elements; None: no wave model
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,9 @@ _COMPUTE = {
     "matmul_efficiency": (False, FRACTION),
     "vector_efficiency": (False, FRACTION),
     "prefetch_depth": (False, "an integer >= 0 such as 1"),
+    "units": (False, "an integer >= 1 such as 108 (SMs), given with matmul_tile"),
+    "matmul_tile": (False, "three integers [M, N, K] from 1 to 4096 such as [64, 128, 64], "
+                    "given with units"),
 }
 _LEVEL = {
     "name": (True, "a level name such as l2"),
@@ -262,7 +265,30 @@ def _compute(node: Node) -> Compute:
         vector_efficiency=as_fraction(f.get("vector_efficiency"), "compute.vector_efficiency"),
         prefetch_depth=as_integer(f.get("prefetch_depth"), "compute.prefetch_depth", 0, 1024,
                                 _COMPUTE["prefetch_depth"][1], default=1),
+        **_waves(f),
     )
+
+
+def _waves(f: dict[str, Node]) -> dict[str, Any]:
+    """compute.units and compute.matmul_tile, both or neither (see sim.cost.wave_factor)."""
+    units, tile = f.get("units"), f.get("matmul_tile")
+    if units is None and tile is None:
+        return {}
+    if units is None or tile is None:
+        given, key = (units, "units") if tile is None else (tile, "matmul_tile")
+        other = "matmul_tile" if tile is None else "units"
+        raise value_error(given, f"compute.{key}", f"is given without compute.{other}; "
+                          f"expected both or neither")
+    wanted = _COMPUTE["matmul_tile"][1]
+    items = tile.value if isinstance(tile.value, list) else None
+    if items is None or len(items) != 3:
+        detail = "is not a list" if items is None else f"of {len(items)}"
+        raise value_error(tile, "compute.matmul_tile", f"{detail}; expected {wanted}")
+    return {
+        "units": as_integer(units, "compute.units", 1, 1_000_000, _COMPUTE["units"][1]),
+        "matmul_tile": tuple(as_integer(n, "compute.matmul_tile", 1, 4096, wanted)
+                             for n in items),
+    }
 
 
 def _levels(node: Node, clock_hz: float) -> tuple[Level, ...]:
