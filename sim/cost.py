@@ -88,6 +88,12 @@ def compute_s(kind: str, flops: int, dtype: str, compute: Compute,
     return 0.0
 
 
+def op_compute_s(a: dict, compute: Compute) -> float:
+    """Busy time of the compute units for the op with node attributes `a` (sim/opgraph.py)."""
+    gemm = gemm_shape(a["reads"], a["writes"]) if a["kind"] == "matmul" else None
+    return compute_s(a["kind"], a["flops"], a["dtype"], compute, gemm)
+
+
 def all_reduce_s(nbytes: float, group: int, link: Interconnect) -> float:
     """All-reduce of `nbytes` per device over `group` devices (s).
 

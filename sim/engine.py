@@ -123,8 +123,7 @@ class OpFacts:
         reads, writes, mem = a["reads"], a["writes"], self.mem
         got = OpInfo(
             reads, writes, a["flops"],
-            cost.compute_s(a["kind"], a["flops"], a["dtype"], self.compute,
-                           cost.gemm_shape(reads, writes) if a["kind"] == "matmul" else None),
+            cost.op_compute_s(a, self.compute),
             sum(t.nbytes for t in reads) + sum(t.nbytes for t in writes),
             mem.plan_reads(t for t in reads if t.cls == "weight"),
             mem.plan_reads(t for t in reads if t.cls != "weight"),

@@ -13,7 +13,7 @@ from toy import chain, toy_hierarchy
 import workloads
 from run import HIER_DIR
 from sim import cost, load_hierarchy
-from sim.engine import OpFacts
+from sim.cost import op_compute_s
 from sim.hierarchy_file import HierarchyError
 
 A100_UNITS, A100_TILE = 108, (64, 128, 64)
@@ -134,12 +134,12 @@ def test_the_engine_charges_the_wave_factor() -> None:
     flat = toy_hierarchy().compute
     tiled = dataclasses.replace(flat, units=4, matmul_tile=(64, 128, 64))
     # 2 x 6 = 12 tiles on 4 units: 3 full waves, no tail
-    assert OpFacts(tiled)("op", a).compute_s == pytest.approx(OpFacts(flat)("op", a).compute_s)
+    assert op_compute_s(a, tiled) == pytest.approx(op_compute_s(a, flat))
     tiled = dataclasses.replace(flat, units=5, matmul_tile=(64, 128, 64))
     # 12 tiles on 5 units: 2 full waves + 2 tail tiles split 2 ways = 2.5 wave-times of
     # 5 x 64 x 128 slots for 128 x 768 elements
-    assert OpFacts(tiled)("op", a).compute_s == pytest.approx(
-        OpFacts(flat)("op", a).compute_s * 2.5 * 5 * 64 * 128 / (128 * 768))
+    assert op_compute_s(a, tiled) == pytest.approx(
+        op_compute_s(a, flat) * 2.5 * 5 * 64 * 128 / (128 * 768))
 
 
 # --- the hierarchy file ---------------------------------------------------------------------
