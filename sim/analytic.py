@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 import networkx as nx
 
 from . import cost
-from .engine import DEFAULT_OPTIONS, EngineOptions, OpFacts, Sink, check_tp, topo_order
+from .engine import DEFAULT_OPTIONS, EngineOptions, OpFacts, Sink, check_tp, topo_ops
 from .hierarchy import Hierarchy
 from .memory import Memory
 from .trace import OpRecord, level_bytes
@@ -48,10 +48,8 @@ def simulate_analytic(
     for G in phases:
         mem.begin_phase(G)
         step, phase = G.graph.get("step", 0), G.graph.get("phase", "decode")
-        nodes = G.nodes
-        for name in topo_order(G):
-            a = nodes[name]
-            op = info(name, a)
+        graph_ops = topo_ops(G)
+        for (name, a), op in zip(graph_ops, info.all(graph_ops), strict=True):
             reads = mem.route_reads(op.weights)  # weights first, as the DES engine asks
             for k, v in mem.route_reads(op.others).items():
                 reads[k] = reads.get(k, 0) + v

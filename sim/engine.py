@@ -61,22 +61,28 @@ class EngineOptions:
 DEFAULT_OPTIONS = EngineOptions()
 
 
-_ORDERS: weakref.WeakKeyDictionary[nx.DiGraph, tuple[int, int, list[str]]] = (
+_ORDERS: weakref.WeakKeyDictionary[nx.DiGraph, tuple[int, int, list[tuple[str, dict]]]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def topo_order(G: nx.DiGraph) -> list[str]:
-    """Topological order of G, kept while G lives (decode steps reuse one template graph whose
-    attributes change but not its nodes and edges). Keyed by the object itself, not its id: a
-    new graph can reuse a freed graph's id."""
+def topo_ops(G: nx.DiGraph) -> list[tuple[str, dict]]:
+    """(name, attribute dict) of G's ops in topological order, kept while G lives: decode steps
+    reuse one template graph whose attributes change in place, not its nodes and edges. Keyed
+    by the object itself, not its id: a new graph can reuse a freed graph's id."""
     shape = (G.number_of_nodes(), G.number_of_edges())
     hit = _ORDERS.get(G)
     if hit is not None and hit[:2] == shape:
         return hit[2]
-    order = list(nx.topological_sort(G))
-    _ORDERS[G] = (*shape, order)
-    return order
+    nodes = G.nodes
+    ops = [(name, nodes[name]) for name in nx.topological_sort(G)]
+    _ORDERS[G] = (*shape, ops)
+    return ops
+
+
+def topo_order(G: nx.DiGraph) -> list[str]:
+    """Op names of G in topological order (see topo_ops)."""
+    return [name for name, _ in topo_ops(G)]
 
 
 def check_tp(hier: Hierarchy, tp: int) -> None:
@@ -133,6 +139,17 @@ class OpFacts:
         self._known[name] = got
         return got
 
+    def all(self, graph_ops: list[tuple[str, dict]]) -> list[OpInfo]:
+        """The facts of every (name, attributes) in order; the same as calling self on each."""
+        known, act_level, out = self._known, self.mem.act_level, []
+        for name, a in graph_ops:
+            got = known.get(name)
+            if got is None or got.reads is not a["reads"] or got.writes is not a["writes"] \
+                    or got.flops != a["flops"] or got.act_level != act_level:
+                got = self(name, a)
+            out.append(got)
+        return out
+
 
 class _Device:
     """State shared by the ops of a run: the memory system, the fabric and the options."""
@@ -157,12 +174,11 @@ class _Device:
         """One flow per source level, starting at `at`; reads pay that level's latency, pure
         writes none."""
         start, lat = self.fabric.start, self.lat
-        if not writes:
-            if len(reads) == 1:
-                ((lvl, b),) = reads.items()
-                return [start(lvl, b, lat[lvl], at)]
-            return [start(lvl, b, lat[lvl], at) for lvl, b in sorted(reads.items())]
         flows = []
+        if not writes:
+            for lvl in sorted(reads) if len(reads) > 1 else reads:
+                flows.append(start(lvl, reads[lvl], lat[lvl], at))
+            return flows
         for lvl in sorted(reads.keys() | writes.keys()):
             r = reads.get(lvl, 0)
             flows.append(start(lvl, r + writes.get(lvl, 0), lat[lvl] if r else 0.0, at))
@@ -171,18 +187,18 @@ class _Device:
     def run_phase(self, G: nx.DiGraph, sink: Sink):  # SimPy process body
         env, mem, fabric, info = self.env, self.mem, self.fabric, self.info
         mem.begin_phase(G)
-        order = topo_order(G)
-        nodes = G.nodes
+        graph_ops = topo_ops(G)
         step, phase = G.graph.get("step", 0), G.graph.get("phase", "decode")
-        ops = [info(name, nodes[name]) for name in order]
+        ops = info.all(graph_ops)
         pre: dict[int, tuple[list[Flow], dict[int, int]]] = {}
         issued = 0  # highest op index whose weights were requested
-        last = len(order) - 1
+        last = len(graph_ops) - 1
         d, n, depth, paths = self.hier.compute.dispatch_s, self.n, self.depth, mem.paths
         route, route_writes, flows_of = mem.route_reads, mem.route_writes, self._flows
-        timeout, advance, drain, overlap = env.timeout, fabric.advance, fabric.drain, self.overlap
-        for i, name in enumerate(order):
-            a = nodes[name]
+        timeout, advance, drain = env.timeout, fabric.advance, fabric.drain
+        overlap = self.overlap
+        new_tuple = tuple.__new__  # an OpRecord without NamedTuple's Python-level __new__
+        for i, (name, a) in enumerate(graph_ops):
             op = ops[i]
             t0 = env.now
             advance(t0)
@@ -208,6 +224,7 @@ class _Device:
             if a["kind"] == "collective":
                 yield from self._collective(a, w_flows, td)
                 ic_s, cs = env.now - td, td
+                reads = writes = {}
             else:
                 reads = route(op.others)
                 writes = route_writes(op.results)
@@ -222,26 +239,26 @@ class _Device:
                         stall[blame] += cs - td
                     drain(flows)
                     ce = end = cs + C
+                    late = None  # the flow whose last byte arrives after compute, latest
                     for f in flows:
                         if f.t_last > end:
-                            end = f.t_last
-                    _charge(stall, flows, ce, end)
+                            end, late = f.t_last, f
+                    if late is not None:  # _charge, inline: the wait after compute
+                        latency = min(end - ce, max(0.0, end - max(ce, late.t_end)))
+                        stall[late.source] += latency
+                        stall[late.bottleneck] += end - ce - latency
                 else:
                     cs, end = self._serial(w_flows, reads, writes, C, td, stall)
-                if reads or writes:
-                    traffic = traffic.copy()
-                    for src in (reads, writes):
-                        for lvl, b in src.items():
-                            traffic[lvl] = traffic.get(lvl, 0) + b
                 yield timeout(end - t0)
-            nb = [0] * n
-            for src, b in traffic.items():
-                for k in paths[src]:
-                    nb[k] += b
-            sink(OpRecord(
+            nb = [0] * n  # bytes that crossed each level
+            for moved in (traffic, reads, writes):
+                for src, b in moved.items():
+                    for k in paths[src]:
+                        nb[k] += b
+            sink(new_tuple(OpRecord, (
                 step, phase, name, a["op"], a["kind"], a["layer"], t0, env.now, d,
                 op.compute_s, ic_s, tuple(stall), tuple(nb), op.flops, op.mops_bytes, cs,
-            ))
+            )))
 
     def _serial(self, w_flows: list[Flow], reads: dict[int, int], writes: dict[int, int],
                 C: float, td: float, stall: list[float]) -> tuple[float, float]:
@@ -279,13 +296,16 @@ class _Device:
             yield env.timeout(t_last - env.now)
 
 
+_T_LAST = attrgetter("t_last")
+
+
 def _charge(stall: list[float], flows: list[Flow], t_from: float, t_to: float) -> None:
     """Charge the wait [t_from, t_to), which ended with the last byte of the latest flow, to
     that flow: its final latency to its source level, the rest to its bottleneck level."""
     wait = t_to - t_from
     if wait <= 0 or not flows:
         return
-    f = max(flows, key=attrgetter("t_last"))
+    f = max(flows, key=_T_LAST)
     latency = min(wait, max(0.0, t_to - max(t_from, f.t_end)))
     stall[f.source] += latency
     stall[f.bottleneck] += wait - latency

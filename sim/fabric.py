@@ -21,23 +21,22 @@ import math
 
 
 class Flow:
-    __slots__ = ("source", "path", "nbytes", "remaining", "t_start", "latency_s", "t_end",
-                 "rate", "bottleneck", "t_first", "t_last")
+    __slots__ = ("source", "path", "remaining", "t_start", "latency_s", "t_end", "rate",
+                 "bottleneck", "t_first", "t_last")
 
     def __init__(
         self, source: int, path: tuple[int, ...], nbytes: float, t_start: float, latency_s: float
     ) -> None:
         self.source = source  # where the bytes come from (or go to)
         self.path = path  # levels crossed, source included
-        self.nbytes = nbytes
-        self.remaining = float(nbytes)
+        self.remaining = nbytes  # bytes not yet sent
         self.t_start = t_start  # first byte leaves the source (s)
         self.latency_s = latency_s
-        self.t_end = math.inf  # last byte leaves the source (s)
+        self.t_end = self.t_last = math.inf  # last byte leaves the source, reaches the compute
+        #                                      units (s), once drained
         self.rate = 0.0  # bytes/s
         self.bottleneck = source  # level whose fair share last set the rate
         self.t_first = t_start + latency_s  # first byte reaches the compute units (s)
-        self.t_last = math.inf  # last byte reaches the compute units (s), once drained
 
     def finish(self, t: float) -> None:
         self.remaining, self.t_end, self.t_last = 0.0, t, t + self.latency_s
@@ -93,9 +92,24 @@ class Fabric:
         stale = self._stale
         try:
             while moving or due:
+                if not moving:  # idle until the next flow is due
+                    t_next = math.inf
+                    for f in due:
+                        if f.t_start < t_next:
+                            t_next = f.t_start
+                    if t_next > t_limit:
+                        break
+                    lim = t_next + (t_next * 1e-12 + 1e-15)
+                    later = []
+                    for f in due:
+                        if f.t_start <= lim:
+                            moving.append(f)
+                        else:
+                            later.append(f)
+                    due, t, stale = later, t_next, True
+                    continue
                 if stale:
-                    if moving:
-                        self._share(moving)
+                    self._share(moving)
                     stale = False
                 t_next = math.inf
                 ends = []
