@@ -198,7 +198,11 @@ class TraceWriter:
             row["n_ops"] += int(n)
             row["end_s"] = float(d["end_s"][sl][-1])
             for c in _SUMS:
-                row[c] = row[c] + d[c][sl].sum(axis=0)
+                # a sequential sum carried on from the step's total so far, so that where a
+                # buffer ends never changes the result (numpy's sum() is pairwise)
+                part = d[c][sl]
+                row[c] = np.cumsum(np.concatenate([np.asarray(row[c])[None], part]),
+                                   axis=0)[-1]
 
     # -- completion --------------------------------------------------------------------------
     def finish(self, summary: dict[str, Any]) -> Path:
