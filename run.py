@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="des: discrete-event (default); analytic: per-op roofline")
     p.add_argument("--prefetch-depth", type=int, default=None, metavar="N",
                    help="ops ahead whose weights are fetched early (default: the hierarchy's)")
+    p.add_argument("--fusion", choices=("none", "fused"), default=None,
+                   help="none: one kernel per op, as eager PyTorch runs; fused: attention and "
+                        "each matmul with its elementwise epilogue as one kernel, as compiled "
+                        "inference stacks run (default: the hierarchy's compute.fusion)")
     p.add_argument("--no-overlap", action="store_true",
                    help="what-if: no streaming under compute (reads, then compute, then writes)")
     p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", dest="overrides",
@@ -97,12 +101,15 @@ def make_spec(args: argparse.Namespace) -> Any:
 
 
 def simulate_run(spec: Any, hier: Any, engine: str = "des", prefetch_depth: int | None = None,
-                 overlap: bool = True, sinks: tuple = (), progress: bool = False) -> dict[str, Any]:
-    """Simulate one run end to end and return its JSON summary (computed from the trace)."""
+                 overlap: bool = True, sinks: tuple = (), progress: bool = False,
+                 fusion: str | None = None) -> dict[str, Any]:
+    """Simulate one run end to end and return its JSON summary (computed from the trace).
+    `prefetch_depth` and `fusion` default to the hierarchy's."""
     import workloads
     from sim import EngineOptions, Summary, cost, simulate, simulate_analytic, tensor_footprint
 
     options = EngineOptions(prefetch_depth=prefetch_depth, overlap=overlap, tp=spec.tp)
+    fusion = hier.compute.fusion if fusion is None else fusion
     footprint = tensor_footprint(workloads.final_phase(spec))
     summary = Summary(hier)
 
@@ -120,7 +127,7 @@ def simulate_run(spec: Any, hier: Any, engine: str = "des", prefetch_depth: int 
         bar = tqdm(total=spec.n_phases, unit="step", delay=2.0, file=sys.stderr, leave=False)
     run = simulate if engine == "des" else simulate_analytic
     try:
-        run(workloads.phases(spec), hier, footprint, sink, options,
+        run(workloads.phases(spec, fusion), hier, footprint, sink, options,
             on_phase=(lambda G: bar.update()) if bar else None)
     finally:
         if bar is not None:
@@ -137,6 +144,7 @@ def simulate_run(spec: Any, hier: Any, engine: str = "des", prefetch_depth: int 
         "prompt_len": spec.prompt_len,
         "gen_len": spec.gen_len,
         "tp": spec.tp,
+        "fusion": fusion,
         "precision": {"weights": p.weights, "activations": p.activations, "kv_cache": p.kv_cache},
         "prefetch_depth": hier.compute.prefetch_depth if prefetch_depth is None else prefetch_depth,
         "overlap": overlap,
@@ -173,7 +181,8 @@ def cmd_run(argv: list[str]) -> int:
         trace = TraceWriter(args.trace, hier, ["memwall", *argv])
     with trace or nullcontext() as tw:
         summary = simulate_run(spec, hier, args.engine, args.prefetch_depth, not args.no_overlap,
-                               sinks=(tw.add,) if tw else (), progress=sys.stderr.isatty())
+                               sinks=(tw.add,) if tw else (), progress=sys.stderr.isatty(),
+                               fusion=args.fusion)
         if tw:
             tw.finish(summary)
     if args.json:

@@ -3,6 +3,7 @@
     python bench/bench_engine.py              # gpt2 x 1024 tokens, llama2-70b x 4096 tokens
     python bench/bench_engine.py --quick      # shorter runs, for a smoke check
     python bench/bench_engine.py --repeat 5   # medians of 5 runs
+    python bench/bench_engine.py --fusion none  # one kernel per op (default: each file's)
 
 Each figure is the median wall time of --repeat runs, printed beside a bare SimPy loop of one
 million timeouts measured in the same process, so the ratio travels across machines.
@@ -40,18 +41,21 @@ def bare_simpy(n: int = 1_000_000) -> float:
     return time.perf_counter() - t
 
 
-def one_run(model: str, hier: str, gen_len: int, engine: str) -> tuple[float, int]:
+def one_run(model: str, hier: str, gen_len: int, engine: str, fusion: str | None
+            ) -> tuple[float, int, str]:
     h = load_hierarchy(hier, search_dirs=[run.HIER_DIR])
     spec = workloads.RunSpec(workloads.load_workload(model), prompt_len=1, gen_len=gen_len)
     t = time.perf_counter()
-    s = run.simulate_run(spec, h, engine=engine)
-    return time.perf_counter() - t, s["n_ops"]
+    s = run.simulate_run(spec, h, engine=engine, fusion=fusion)
+    return time.perf_counter() - t, s["n_ops"], s["fusion"]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--fusion", choices=("none", "fused"), default=None,
+                    help="kernel fusion (default: each hierarchy file's)")
     args = ap.parse_args()
     # (model, hierarchy, tokens, target seconds); llama2-70b in bf16 needs the tiered DRAM
     cases = [("gpt2", "hbm_accel.yaml", 1024, 1.5),
@@ -63,14 +67,14 @@ def main() -> None:
     print(f"bare SimPy, 1e6 timeouts: {simpy_s:.2f} s (median of {args.repeat})")
     for model, hier, gen, target in cases:
         for engine in ("des", "analytic"):
-            times, n_ops = [], 0
+            times, n_ops, fusion = [], 0, ""
             for _ in range(args.repeat):
-                dt, n_ops = one_run(model, hier, gen, engine)
+                dt, n_ops, fusion = one_run(model, hier, gen, engine, args.fusion)
                 times.append(dt)
             med = statistics.median(times)
             goal = f"  target < {target} s" if target and engine == "des" else ""
-            print(f"{model:<11} {gen:>5} tokens on {hier:<22} {engine:<8} {med:7.2f} s  "
-                  f"{med / n_ops * 1e6:5.1f} us/op  {n_ops:>8} ops  "
+            print(f"{model:<11} {gen:>5} tokens on {hier:<22} {fusion:<5} {engine:<8} "
+                  f"{med:7.2f} s  {med / n_ops * 1e6:5.1f} us/op  {n_ops:>8} ops  "
                   f"{med / simpy_s:5.2f} x bare SimPy{goal}")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak resident memory: {rss:.0f} MiB")

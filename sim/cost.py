@@ -89,9 +89,16 @@ def compute_s(kind: str, flops: int, dtype: str, compute: Compute,
 
 
 def op_compute_s(a: dict, compute: Compute) -> float:
-    """Busy time of the compute units for the op with node attributes `a` (sim/opgraph.py)."""
-    gemm = gemm_shape(a["reads"], a["writes"]) if a["kind"] == "matmul" else None
-    return compute_s(a["kind"], a["flops"], a["dtype"], compute, gemm)
+    """Busy time of the compute units for the op (or fused kernel) with node attributes `a`
+    (sim/opgraph.py): a kernel's parts each at their own rate, a matmul with its GEMM shape."""
+    parts = a.get("parts")
+    if parts is None:
+        parts = ((a["kind"], a["flops"], a["dtype"], a["reads"], a["writes"]),)
+    return sum(
+        compute_s(kind, flops, dtype, compute,
+                  gemm_shape(reads, writes) if kind == "matmul" else None)
+        for kind, flops, dtype, reads, writes in parts
+    )
 
 
 def all_reduce_s(nbytes: float, group: int, link: Interconnect) -> float:

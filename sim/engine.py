@@ -97,6 +97,16 @@ def check_tp(hier: Hierarchy, tp: int) -> None:
         )
 
 
+def op_mops_bytes(a: dict) -> int:
+    """The paper's MOPs of an op: every operand and result once at the op boundary. A kernel
+    that fuses several ops (`parts`) counts each op at its own boundary, so that MOPs stay a
+    property of the model whatever the runtime fuses (bytes moved are a separate figure)."""
+    parts = a.get("parts")
+    if parts is None:
+        return sum(t.nbytes for t in a["reads"]) + sum(t.nbytes for t in a["writes"])
+    return sum(t.nbytes for *_, reads, writes in parts for t in (*reads, *writes))
+
+
 class OpInfo(NamedTuple):
     """What an engine needs of one op beyond its graph attributes."""
 
@@ -130,7 +140,7 @@ class OpFacts:
         got = OpInfo(
             reads, writes, a["flops"],
             cost.op_compute_s(a, self.compute),
-            sum(t.nbytes for t in reads) + sum(t.nbytes for t in writes),
+            op_mops_bytes(a),
             mem.plan_reads(t for t in reads if t.cls == "weight"),
             mem.plan_reads(t for t in reads if t.cls != "weight"),
             mem.plan_writes(writes),

@@ -23,6 +23,7 @@ class Compute:
     prefetch_depth: int = 1  # ops ahead whose weights may be fetched early (engine default)
     units: int = 1  # compute units (SMs) a matmul's tiles are spread over, in waves
     matmul_tile: tuple[int, int, int] | None = None  # (M, N, K) elements; None: no wave model
+    fusion: str = "none"  # which ops the runtime runs as one kernel (workloads/fusion.py)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.hierarchy import Compute, Hierarchy, Interconnect, Level, Placement
-from sim.opgraph import DTYPES
+from sim.opgraph import DTYPES, FUSIONS
 from sim.units import expected, format_quantity
 from sim.yamlfile import (
     FRACTION,
@@ -70,6 +70,7 @@ _COMPUTE = {
     "matmul_efficiency": (False, FRACTION),
     "vector_efficiency": (False, FRACTION),
     "prefetch_depth": (False, "an integer >= 0 such as 1"),
+    "fusion": (False, f"one of {', '.join(FUSIONS)}"),
     "units": (False, "an integer >= 1 such as 108 (SMs), given with matmul_tile"),
     "matmul_tile": (False, "three integers [M, N, K] from 1 to 4096 such as [64, 128, 64], "
                     "given with units"),
@@ -265,6 +266,7 @@ def _compute(node: Node) -> Compute:
         vector_efficiency=as_fraction(f.get("vector_efficiency"), "compute.vector_efficiency"),
         prefetch_depth=as_integer(f.get("prefetch_depth"), "compute.prefetch_depth", 0, 1024,
                                 _COMPUTE["prefetch_depth"][1], default=1),
+        fusion=as_choice(f.get("fusion"), "compute.fusion", FUSIONS, default="none"),
         **_waves(f),
     )
 

@@ -11,6 +11,10 @@ Nodes are op names (str, unique in the graph); edges are data dependencies. Node
     reads   tuple[Tensor, ...], every operand, each counted once at the op boundary
     writes  tuple[Tensor, ...], every result
     group   int, devices taking part (collective ops only; payload = bytes of `reads`)
+    parts   optional, a kernel that fuses several ops (workloads/fusion.py): the (kind, flops,
+            dtype, reads, writes) of each, timed each at its own rate and GEMM shape; kind,
+            flops and dtype are then the kernel's (matmul if any part is, the sum, the first
+            matmul's dtype)
 
 Graph attributes: phase ("encode" | "prefill" | "decode"), step (0 for the first phase, then
 1, 2, ... per decode step), batch, tokens (positions processed in this phase), kv_len (positions
@@ -37,6 +41,8 @@ DTYPES: tuple[str, ...] = tuple(DTYPE_BITS)
 TensorClass = Literal["weight", "activation", "kv_cache"]
 TENSOR_CLASSES: tuple[str, ...] = ("weight", "activation", "kv_cache")
 OP_KINDS: tuple[str, ...] = ("matmul", "vector", "collective")
+#: How a runtime groups ops into kernels (workloads/fusion.py): one kernel per op, or fused.
+FUSIONS: tuple[str, ...] = ("none", "fused")
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,8 @@ def format_report(s: dict[str, Any], hier: Hierarchy, top: int = 5) -> str:
     p = s.get("precision", {})
     lines = [
         f"memwall: {s['workload']} on {s['hierarchy']} ({s.get('engine', 'des')} engine, "
-        f"tp {s['tp']}, prefetch depth {s.get('prefetch_depth')})",
+        f"tp {s['tp']}, prefetch depth {s.get('prefetch_depth')}, "
+        f"{'fused kernels' if s.get('fusion') == 'fused' else 'one kernel per op'})",
         f"  batch {s['batch']}, prompt {s['prompt_len']}, generate {s['gen_len']}; "
         f"weights {p.get('weights')}, activations {p.get('activations')}, "
         f"KV cache {p.get('kv_cache')}",
@@ -86,8 +87,11 @@ def _why(s: dict[str, Any]) -> str:
     by, busy = s["bound_by"], s["busy_s"][s["bound_by"]]
     if by == "dispatch":
         ops = s["n_ops"] / steps
+        remedy = ("a cheaper launch (a captured graph, an on-device command queue) would "
+                  "help most" if s.get("fusion") == "fused" else
+                  "fused kernels (--fusion fused) would help most")
         return (f"about {ops:.0f} kernels per token, each paying {si(busy / s['n_ops'], 's')} "
-                f"of launch overhead; fewer or fused kernels would help most")
+                f"of launch overhead; {remedy}")
     if by == "compute":
         return "the compute units are the busiest resource; more FLOP/s or lower precision helps"
     if by == "interconnect":

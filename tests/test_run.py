@@ -15,6 +15,7 @@ from sim import load_hierarchy
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden" / "gpt2_hbm_accel.json"
+GOLDEN_UNFUSED = GOLDEN.with_name("gpt2_hbm_accel_unfused.json")
 SHORT = ["--prompt-len", "16", "--gen-len", "8"]
 
 
@@ -23,11 +24,11 @@ def summary(capsys, *argv: str) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
-def sim_gpt2(hier: str, *overrides: str, **spec) -> dict:
+def sim_gpt2(hier: str, *overrides: str, fusion: str | None = None, **spec) -> dict:
     h = load_hierarchy(hier, search_dirs=[run.HIER_DIR], overrides=overrides)
     s = workloads.RunSpec(workloads.load_workload(spec.pop("workload", "gpt2")),
                           **{"prompt_len": 16, "gen_len": 8, **spec})
-    return run.simulate_run(s, h)
+    return run.simulate_run(s, h, fusion=fusion)
 
 
 def test_json_summary_has_every_key_scripts_rely_on(capsys):
@@ -44,10 +45,13 @@ def test_json_summary_has_every_key_scripts_rely_on(capsys):
     assert s["total_s"] >= s["bound_s"]
 
 
-def test_golden_gpt2_on_hbm_accel():
-    """The end-to-end figures of a short gpt2 run, against a stored summary (rel 1e-6)."""
-    got = sim_gpt2("hbm_accel.yaml")
-    want = json.loads(GOLDEN.read_text())
+@pytest.mark.parametrize("fusion, golden", [(None, GOLDEN), ("none", GOLDEN_UNFUSED)])
+def test_golden_gpt2_on_hbm_accel(fusion, golden):
+    """The end-to-end figures of a short gpt2 run, against a stored summary (rel 1e-6): with
+    the file's fused kernels, and one kernel per op."""
+    got = sim_gpt2("hbm_accel.yaml", fusion=fusion)
+    want = json.loads(golden.read_text())
+    assert got["fusion"] == want["fusion"]
     for key in ("total_s", "prefill_s", "decode_s_per_token", "compute_s", "bound_s", "flops",
                 "mops_bytes"):
         assert got[key] == pytest.approx(want[key], rel=1e-6), key

@@ -12,6 +12,7 @@ from workloads.counts import (
     op_counts,
     run_counts,
 )
+from workloads.fusion import FUSIONS, fuse, fusion_groups
 from workloads.graph import build_phase, final_phase, n_phases, phases
 from workloads.hf_config import HFConfigError, from_hf_config, parse_hf_config
 from workloads.model import (
@@ -26,9 +27,9 @@ from workloads.presets import PRESETS, load_workload, preset
 from workloads.spec import RunSpec
 
 __all__ = [
-    "PRESETS", "Counts", "HFConfigError", "ModelConfig", "Precision", "RunCounts", "RunSpec",
-    "WorkloadError", "build_phase", "compute_dtype", "describe", "final_phase",
-    "format_describe", "from_hf_config", "graph_counts", "load_workload", "n_phases",
-    "op_counts", "parameter_shapes", "parse_hf_config", "phases", "preset", "run_counts",
-    "tensor_bytes",
+    "FUSIONS", "PRESETS", "Counts", "HFConfigError", "ModelConfig", "Precision", "RunCounts",
+    "RunSpec", "WorkloadError", "build_phase", "compute_dtype", "describe", "final_phase",
+    "format_describe", "from_hf_config", "fuse", "fusion_groups", "graph_counts", "load_workload",
+    "n_phases", "op_counts", "parameter_shapes", "parse_hf_config", "phases", "preset",
+    "run_counts", "tensor_bytes",
 ]

@@ -2,7 +2,8 @@
 
 A multiply-accumulate is 2 FLOPs. MOPs are the bytes an op reads and writes at its boundary:
 every operand once, every result once (`Tensor.nbytes`), whatever the memory hierarchy would
-cache. Arithmetic intensity = FLOPs / MOPs. A tp > 1 spec counts the graph of one device.
+cache or a runtime would fuse (a fused kernel's MOPs are its ops'). Arithmetic intensity =
+FLOPs / MOPs. A tp > 1 spec counts the graph of one device.
 
 Whole-run totals do not walk every decode graph: a decode step differs from the next only in
 its attention core (block.attention_core), so run_counts sums the rest of one decode graph once,

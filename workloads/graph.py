@@ -29,6 +29,8 @@ import networkx as nx
 
 from sim.opgraph import Tensor, check_op_graph
 from workloads.block import Dims, PhaseBuilder, attention_core
+from workloads.fusion import FUSIONS, fuse
+from workloads.model import WorkloadError
 from workloads.spec import RunSpec
 
 
@@ -52,24 +54,36 @@ def final_phase(spec: RunSpec) -> nx.DiGraph:
     return build_phase(spec, spec.n_phases - 1)
 
 
-def phases(spec: RunSpec) -> Iterator[nx.DiGraph]:
-    """Every phase in order: phase 0, then decode steps 1 .. gen_len - 1.
+def phases(spec: RunSpec, fusion: str = "none") -> Iterator[nx.DiGraph]:
+    """Every phase in order, as the kernels that run it (`fusion`, see workloads/fusion.py):
+    phase 0, then decode steps 1 .. gen_len - 1.
 
     The decode steps are ONE template DiGraph updated in place: only the attributes that
-    depend on the KV length (flops, reads and writes of attn_score, softmax, attn_value, and
-    the graph's step and kv_len) change. A consumer must finish with a graph (and drop any
-    reference to it or its attribute dicts) before asking for the next one; copy it
-    (`G.copy()`) to keep it.
+    depend on the KV length (flops, reads and writes of attn_score, softmax, attn_value, or
+    of the kernel that fuses them, and the graph's step and kv_len) change. A consumer must
+    finish with a graph (and drop any reference to it or its attribute dicts) before asking
+    for the next one; copy it (`G.copy()`) to keep it.
     """
-    yield build_phase(spec, 0)
+    if fusion not in FUSIONS:
+        raise WorkloadError(f"fusion = {fusion!r}: expected one of {', '.join(FUSIONS)}")
+    G = build_phase(spec, 0)
+    yield G if fusion == "none" else fuse(G)[0]
     if spec.n_phases == 1:
         return
     G = build_phase(spec, 1)
-    yield G
     update = decode_updater(spec, G)
+    if fusion == "none":
+        yield G
+        for step in range(2, spec.n_phases):
+            update(step)
+            yield G
+        return
+    K, refresh = fuse(G)
+    yield K
     for step in range(2, spec.n_phases):
         update(step)
-        yield G
+        refresh()
+        yield K
 
 
 def decode_updater(spec: RunSpec, G: nx.DiGraph) -> Callable[[int], None]:

@@ -1,0 +1,179 @@
+"""Kernel fusion: which ops of a phase's op graph run as one kernel.
+
+    none   every op is a kernel of its own, as eager PyTorch runs a model.
+    fused  what inference stacks (FasterTransformer, TensorRT-LLM, vLLM, torch.compile) fuse:
+           - attention: a layer's score, softmax and value ops are one kernel (fused masked
+             attention, FlashAttention), so the scores never leave the chip;
+           - epilogues: an elementwise op (residual add, activation, rotary embedding,
+             position or type embedding add, the pooler's tanh) runs at the end of the kernel
+             that produced its last input (the latest of its producers in topological order)
+             if that producer is a matmul, the embedding gather, or itself such an epilogue;
+             another matmul producer that reads the same activation joins that kernel
+             (SwiGLU's gate and up projections become one GEMM). A residual add after an
+             all-reduce stays a kernel of its own.
+           Norms (row reductions), collectives, and matmuls that consume another matmul's
+           result stay kernels of their own.
+
+A kernel reads the tensors its ops read that none of them writes, once each, and writes what
+its ops write that an op outside it reads, that nothing reads (a phase's outputs), or that
+persists (the KV cache); the rest stays on chip. Its FLOPs are its ops' sum, and its node
+carries `parts`, the (kind, flops, dtype, reads, writes) of each op, so that each is timed at
+its own rate and a matmul by its own GEMM shape.
+A kernel of several ops is named after them: "h3.attn.out+residual", "embed+pos_embed";
+its op type joins theirs the same way ("attn_out+residual").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import networkx as nx
+
+from sim.opgraph import FUSIONS, OpGraphError, Tensor
+
+__all__ = ["FUSIONS", "fuse", "fusion_groups", "kernel_name"]
+EPILOGUE_OPS = frozenset({"residual", "activation", "rotary", "pos_embedding"})
+ATTENTION_OPS = frozenset({"attn_score", "softmax", "attn_value"})
+
+
+def fusion_groups(G: nx.DiGraph) -> list[list[str]]:
+    """The kernels of op graph G under fusion "fused": lists of op names in topological order,
+    the lists ordered by their first op."""
+    order = list(nx.topological_sort(G))
+    pos = {name: i for i, name in enumerate(order)}
+    nodes = G.nodes
+    parent = {name: name for name in order}
+
+    def find(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def union(a: str, b: str) -> None:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb, key=pos.__getitem__)] = min(ra, rb, key=pos.__getitem__)
+
+    def activation_reads(name: str) -> set[str]:
+        return {t.name for t in nodes[name]["reads"] if t.cls != "weight"}
+
+    cores: dict[int, str] = {}  # layer -> first attention-core op seen
+    epilogue: set[str] = set()
+    for name in order:
+        a = nodes[name]
+        if a["op"] in ATTENTION_OPS:
+            first = cores.setdefault(a["layer"], name)
+            union(first, name)
+        elif a["op"] in EPILOGUE_OPS and a["kind"] == "vector":
+            producers = list(G.predecessors(name))
+            if not producers:
+                continue
+            host = max(producers, key=pos.__getitem__)  # produced its last input
+            if not (nodes[host]["kind"] == "matmul" or nodes[host]["op"] == "embedding"
+                    or host in epilogue):
+                continue
+            union(host, name)
+            epilogue.add(name)
+            if nodes[host]["kind"] == "matmul":
+                x = activation_reads(host)
+                for p in producers:
+                    if p != host and nodes[p]["kind"] == "matmul" and activation_reads(p) == x:
+                        union(host, p)
+    groups: dict[str, list[str]] = {}
+    for name in order:
+        groups.setdefault(find(name), []).append(name)
+    return list(groups.values())
+
+
+def kernel_name(members: list[str]) -> str:
+    """"h3.attn.out" + "h3.attn.residual" -> "h3.attn.out+residual" (shared dotted prefix
+    written once)."""
+    if len(members) == 1:
+        return members[0]
+    split = [m.split(".") for m in members]
+    k = 0
+    while all(len(s) > k + 1 and s[k] == split[0][k] for s in split):
+        k += 1
+    return members[0] + "".join("+" + ".".join(s[k:]) for s in split[1:])
+
+
+class _Kernel:
+    """One kernel of several ops: merges their attributes, again when they change."""
+
+    __slots__ = ("name", "members", "internal", "seen", "attrs")
+
+    def __init__(self, G: nx.DiGraph, members: list[str], internal: frozenset[str]) -> None:
+        self.name = kernel_name(members)
+        self.members = [G.nodes[m] for m in members]  # the op graph's own attribute dicts
+        self.internal = internal  # tensors written and read only inside the kernel
+        self.seen: tuple = ()
+        self.attrs: dict = {}
+        anchor = next((a for a in self.members if a["kind"] == "matmul"), self.members[0])
+        self.attrs.update(kind=anchor["kind"], op="+".join(a["op"] for a in self.members),
+                          layer=anchor["layer"], dtype=anchor["dtype"])
+        self.refresh()
+
+    def refresh(self) -> bool:
+        """Merge the ops' current attributes; False if no op's reads or writes were replaced
+        (an op graph changes an op by giving it new tuples, with its new FLOPs)."""
+        seen = tuple(x for a in self.members for x in (a["reads"], a["writes"]))
+        if self.seen and all(x is y for x, y in zip(seen, self.seen, strict=True)):
+            return False
+        self.seen = seen
+        written = {t.name for a in self.members for t in a["writes"]}
+        reads: dict[str, Tensor] = {}
+        for a in self.members:
+            for t in a["reads"]:
+                if t.name not in written and t.name not in reads:
+                    reads[t.name] = t
+        writes = tuple(t for a in self.members for t in a["writes"]
+                       if t.name not in self.internal)
+        self.attrs.update(
+            flops=sum(a["flops"] for a in self.members), reads=tuple(reads.values()),
+            writes=writes,
+            parts=tuple((a["kind"], a["flops"], a["dtype"], a["reads"], a["writes"])
+                        for a in self.members))
+        return True
+
+
+def fuse(G: nx.DiGraph) -> tuple[nx.DiGraph, Callable[[], None]]:
+    """The kernel graph of op graph G under fusion "fused", and a function that brings it up
+    to date after the attention ops of G change in place (a decode template moving to its
+    next step; no other op changes then). Graph attributes are shared with G's."""
+    groups = fusion_groups(G)
+    readers: dict[str, set[str]] = {}
+    for name, a in G.nodes(data=True):
+        for t in a["reads"]:
+            readers.setdefault(t.name, set()).add(name)
+    K = nx.DiGraph()
+    K.graph = G.graph
+    home: dict[str, str] = {}
+    kernels: list[_Kernel] = []
+    for members in groups:
+        inside = set(members)
+        if len(members) == 1:
+            K.add_node(members[0], **G.nodes[members[0]])
+            home[members[0]] = members[0]
+            continue
+        internal = frozenset(
+            t.name for m in members for t in G.nodes[m]["writes"]
+            if t.cls != "kv_cache" and readers.get(t.name) and readers[t.name] <= inside)
+        k = _Kernel(G, members, internal)
+        kernels.append(k)
+        K.add_node(k.name, **k.attrs)
+        for m in members:
+            home[m] = k.name
+    K.add_edges_from((home[u], home[v]) for u, v in G.edges if home[u] != home[v])
+    if not nx.is_directed_acyclic_graph(K):
+        raise OpGraphError(f"fusing {G.graph.get('model')} made a cycle: {nx.find_cycle(K)}")
+    K_nodes = K.nodes
+    # a decode step changes only the attention core (graph.decode_updater)
+    changing = [k for k in kernels if any(a["op"] in ATTENTION_OPS for a in k.members)]
+
+    def refresh() -> None:
+        for k in changing:
+            if k.refresh():
+                K_nodes[k.name].update(k.attrs)
+
+    return K, refresh
