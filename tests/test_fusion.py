@@ -137,12 +137,12 @@ def test_a_fused_run_pays_one_dispatch_per_kernel():
     fused, unfused = run.simulate_run(spec, h), run.simulate_run(spec, h, fusion="none")
     assert (fused["fusion"], unfused["fusion"]) == ("fused", "none")
     assert (fused["n_ops"], unfused["n_ops"]) == (8 * (12 * 7 + 3), 8 * (12 * 12 + 4))
-    assert fused["stall_s"]["dispatch"] == pytest.approx(fused["n_ops"] * 4e-6)
+    assert fused["stall_s"]["dispatch"] == pytest.approx(fused["n_ops"] * h.compute.dispatch_s)
     # MOPs are the model's (each op at its own boundary); fusion moves fewer bytes
     assert (fused["flops"], fused["mops_bytes"]) == (unfused["flops"], unfused["mops_bytes"])
     assert fused["bytes_by_level"]["l2"] < unfused["bytes_by_level"]["l2"]
-    # fewer launches and no score round trips: a fused decode step is faster
-    assert fused["decode_s_per_token"] < 0.7 * unfused["decode_s_per_token"]
+    # fewer launches and no score or epilogue round trips: a fused decode step is faster
+    assert fused["decode_s_per_token"] < 0.8 * unfused["decode_s_per_token"]
 
 
 def test_fusion_in_the_hierarchy_file_and_its_errors(tmp_path: Path):
