@@ -94,11 +94,12 @@ def op_compute_s(a: dict, compute: Compute) -> float:
     parts = a.get("parts")
     if parts is None:
         parts = ((a["kind"], a["flops"], a["dtype"], a["reads"], a["writes"]),)
-    return sum(
-        compute_s(kind, flops, dtype, compute,
-                  gemm_shape(reads, writes) if kind == "matmul" else None)
-        for kind, flops, dtype, reads, writes in parts
-    )
+    waves = compute.matmul_tile is not None  # else the GEMM shape changes nothing
+    t = 0.0
+    for kind, flops, dtype, reads, writes in parts:
+        t += compute_s(kind, flops, dtype, compute,
+                       gemm_shape(reads, writes) if waves and kind == "matmul" else None)
+    return t
 
 
 def all_reduce_s(nbytes: float, group: int, link: Interconnect) -> float:

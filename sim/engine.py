@@ -102,9 +102,13 @@ def op_mops_bytes(a: dict) -> int:
     that fuses several ops (`parts`) counts each op at its own boundary, so that MOPs stay a
     property of the model whatever the runtime fuses (bytes moved are a separate figure)."""
     parts = a.get("parts")
-    if parts is None:
-        return sum(t.nbytes for t in a["reads"]) + sum(t.nbytes for t in a["writes"])
-    return sum(t.nbytes for *_, reads, writes in parts for t in (*reads, *writes))
+    tensors = [a["reads"], a["writes"]] if parts is None else \
+        [x for p in parts for x in (p[3], p[4])]
+    n = 0
+    for ts in tensors:
+        for t in ts:
+            n += t.nbytes
+    return n
 
 
 class OpInfo(NamedTuple):
@@ -137,12 +141,14 @@ class OpFacts:
                 and got.flops == a["flops"] and got.act_level == self.mem.act_level:
             return got
         reads, writes, mem = a["reads"], a["writes"], self.mem
+        weights = [t for t in reads if t.cls == "weight"]
+        others = [t for t in reads if t.cls != "weight"] if weights else reads
         got = OpInfo(
             reads, writes, a["flops"],
             cost.op_compute_s(a, self.compute),
             op_mops_bytes(a),
-            mem.plan_reads(t for t in reads if t.cls == "weight"),
-            mem.plan_reads(t for t in reads if t.cls != "weight"),
+            mem.plan_reads(weights),
+            mem.plan_reads(others),
             mem.plan_writes(writes),
             mem.act_level,
         )
@@ -205,13 +211,12 @@ class _Device:
         last = len(graph_ops) - 1
         d, n, depth, paths = self.hier.compute.dispatch_s, self.n, self.depth, mem.paths
         route, route_writes, flows_of = mem.route_reads, mem.route_writes, self._flows
-        timeout, advance, drain = env.timeout, fabric.advance, fabric.drain
+        timeout, drain = env.timeout, fabric.drain
         overlap = self.overlap
         new_tuple = tuple.__new__  # an OpRecord without NamedTuple's Python-level __new__
         for i, (name, a) in enumerate(graph_ops):
             op = ops[i]
-            t0 = env.now
-            advance(t0)
+            t0 = env.now  # flows started at t0 are due then: the fabric moves on to t0 in drain
             own = pre.pop(i, None)
             if issued < i:
                 issued = i

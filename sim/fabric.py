@@ -52,6 +52,9 @@ class Fabric:
         # (the source wins a tie, then the innermost level)
         self.solo = [min(((bandwidths[i], i) for i in (p[-1], *p)), key=lambda x: x[0])
                      for p in paths]
+        # max-min fair (rate, bottleneck) per source level, keyed by the sources of the flows in
+        # flight: the rates depend on nothing else, and a run revisits few combinations
+        self._shares: dict[tuple[int, ...], dict[int, tuple[float, int]]] = {}
         self.moving: list[Flow] = []
         self.due: list[Flow] = []  # start later than `t`
         self.t = 0.0  # the instant `remaining` refers to (s)
@@ -112,10 +115,8 @@ class Fabric:
                     self._share(moving)
                     stale = False
                 t_next = math.inf
-                ends = []
                 for f in moving:
                     te = t + f.remaining / f.rate
-                    ends.append(te)
                     if te < t_next:
                         t_next = te
                 for f in due:
@@ -127,8 +128,8 @@ class Fabric:
                 lim = t_next + (t_next * 1e-12 + 1e-15)
                 still = []
                 drained = False
-                for f, te in zip(moving, ends, strict=True):
-                    if te <= lim:
+                for f in moving:
+                    if t + f.remaining / f.rate <= lim:  # the same sum as above, bit for bit
                         f.remaining, f.t_end, f.t_last = 0.0, t_next, t_next + f.latency_s
                         drained = True
                     else:
@@ -163,30 +164,43 @@ class Fabric:
             self.moving, self.due, self.t, self._stale = moving, due, t, stale
 
     def _share(self, moving: list[Flow]) -> None:
-        """Max-min fair rates by progressive filling: repeatedly find the level whose remaining
-        bandwidth split over its unfrozen flows is smallest, and freeze those flows there."""
+        """Give every moving flow its max-min fair rate and bottleneck (see fair_shares)."""
         if len(moving) == 1:
             f = moving[0]
             f.rate, f.bottleneck = self.solo[f.source]
             return
-        bw = self.bw
-        cap = list(bw)
-        open_ = moving
-        while open_:
-            crossing = [0] * len(bw)  # unfrozen flows through each level
-            for f in open_:
-                for i in f.path:
-                    crossing[i] += 1
-            best_share, best_i = math.inf, 0
-            for i, n in enumerate(crossing):
-                if n and cap[i] / n < best_share:
-                    best_share, best_i = cap[i] / n, i
-            keep = []
-            for f in open_:
-                if best_i in f.path:
-                    f.rate, f.bottleneck = best_share, best_i
-                    for i in f.path:
-                        cap[i] -= best_share
-                else:
-                    keep.append(f)
-            open_ = keep
+        key = tuple(sorted([f.source for f in moving]))
+        table = self._shares.get(key)
+        if table is None:
+            table = self._shares[key] = fair_shares(key, self.paths, self.bw)
+        for f in moving:
+            f.rate, f.bottleneck = table[f.source]
+
+
+def fair_shares(sources: tuple[int, ...], paths: list[tuple[int, ...]], bandwidths: list[float]
+                ) -> dict[int, tuple[float, int]]:
+    """Max-min fair (rate, bottleneck level) of flows from `sources` (one entry per flow) by
+    progressive filling: repeatedly find the level whose remaining bandwidth split over its
+    unfrozen flows is smallest, and freeze those flows there. Flows from one source share a
+    path, so they freeze together at the same rate: the answer is per source."""
+    cap = list(bandwidths)
+    count: dict[int, int] = {}
+    for s in sources:
+        count[s] = count.get(s, 0) + 1
+    out: dict[int, tuple[float, int]] = {}
+    while count:
+        crossing = [0] * len(cap)  # unfrozen flows through each level
+        for s, k in count.items():
+            for i in paths[s]:
+                crossing[i] += k
+        best_share, best_i = math.inf, 0
+        for i, k in enumerate(crossing):
+            if k and cap[i] / k < best_share:
+                best_share, best_i = cap[i] / k, i
+        for s in [s for s in count if best_i in paths[s]]:
+            out[s] = (best_share, best_i)
+            for _ in range(count[s]):  # one flow at a time, as the filling goes
+                for i in paths[s]:
+                    cap[i] -= best_share
+            del count[s]
+    return out

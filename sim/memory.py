@@ -44,7 +44,12 @@ def tensor_footprint(G: nx.DiGraph) -> dict[str, tuple[str, int]]:
 
 def activation_bytes(a: dict) -> int:
     """Activation bytes one op (node attributes `a`) reads and writes."""
-    return sum(t.nbytes for t in (*a["reads"], *a["writes"]) if t.cls == "activation")
+    n = 0
+    for ts in (a["reads"], a["writes"]):
+        for t in ts:
+            if t.cls == "activation":
+                n += t.nbytes
+    return n
 
 
 def activation_pool_bytes(G: nx.DiGraph, known: dict | None = None) -> int:

@@ -29,7 +29,7 @@ from collections.abc import Callable
 
 import networkx as nx
 
-from sim.opgraph import FUSIONS, OpGraphError, Tensor
+from sim.opgraph import FUSIONS, OpGraphError
 
 __all__ = ["FUSIONS", "fuse", "fusion_groups", "kernel_name"]
 EPILOGUE_OPS = frozenset({"residual", "activation", "rotary", "pos_embedding"})
@@ -101,13 +101,26 @@ def kernel_name(members: list[str]) -> str:
 class _Kernel:
     """One kernel of several ops: merges their attributes, again when they change."""
 
-    __slots__ = ("name", "members", "internal", "seen", "attrs")
+    __slots__ = ("name", "members", "read_at", "write_at", "seen", "attrs")
 
     def __init__(self, G: nx.DiGraph, members: list[str], internal: frozenset[str]) -> None:
         self.name = kernel_name(members)
         self.members = [G.nodes[m] for m in members]  # the op graph's own attribute dicts
-        self.internal = internal  # tensors written and read only inside the kernel
-        self.seen: tuple = ()
+        # where the kernel's reads and writes sit among its ops' (op index, position): a read
+        # of a tensor no op of it writes, first occurrence only; a write not `internal` (written
+        # and read only inside the kernel). Positions, not tensors: a decode step replaces an
+        # op's tensors by ones of the same name and role.
+        written = {t.name for a in self.members for t in a["writes"]}
+        seen_reads: set[str] = set()
+        self.read_at: list[tuple[int, int]] = []
+        for i, a in enumerate(self.members):
+            for j, t in enumerate(a["reads"]):
+                if t.name not in written and t.name not in seen_reads:
+                    seen_reads.add(t.name)
+                    self.read_at.append((i, j))
+        self.write_at = [(i, j) for i, a in enumerate(self.members)
+                         for j, t in enumerate(a["writes"]) if t.name not in internal]
+        self.seen: list = []
         self.attrs: dict = {}
         anchor = next((a for a in self.members if a["kind"] == "matmul"), self.members[0])
         self.attrs.update(kind=anchor["kind"], op="+".join(a["op"] for a in self.members),
@@ -117,23 +130,20 @@ class _Kernel:
     def refresh(self) -> bool:
         """Merge the ops' current attributes; False if no op's reads or writes were replaced
         (an op graph changes an op by giving it new tuples, with its new FLOPs)."""
-        seen = tuple(x for a in self.members for x in (a["reads"], a["writes"]))
+        members = self.members
+        seen = [x for a in members for x in (a["reads"], a["writes"])]
         if self.seen and all(x is y for x, y in zip(seen, self.seen, strict=True)):
             return False
         self.seen = seen
-        written = {t.name for a in self.members for t in a["writes"]}
-        reads: dict[str, Tensor] = {}
-        for a in self.members:
-            for t in a["reads"]:
-                if t.name not in written and t.name not in reads:
-                    reads[t.name] = t
-        writes = tuple(t for a in self.members for t in a["writes"]
-                       if t.name not in self.internal)
+        flops = 0
+        for a in members:
+            flops += a["flops"]
         self.attrs.update(
-            flops=sum(a["flops"] for a in self.members), reads=tuple(reads.values()),
-            writes=writes,
-            parts=tuple((a["kind"], a["flops"], a["dtype"], a["reads"], a["writes"])
-                        for a in self.members))
+            flops=flops,
+            reads=tuple([members[i]["reads"][j] for i, j in self.read_at]),
+            writes=tuple([members[i]["writes"][j] for i, j in self.write_at]),
+            parts=tuple([(a["kind"], a["flops"], a["dtype"], a["reads"], a["writes"])
+                         for a in members]))
         return True
 
 
