@@ -29,8 +29,7 @@ the bytes of the positions this phase appends.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import networkx as nx
 
@@ -45,9 +44,9 @@ OP_KINDS: tuple[str, ...] = ("matmul", "vector", "collective")
 FUSIONS: tuple[str, ...] = ("none", "fused")
 
 
-@dataclass(frozen=True, slots=True)
-class Tensor:
-    """One operand or result as an op sees it at its boundary."""
+class Tensor(NamedTuple):
+    """One operand or result as an op sees it at its boundary (a NamedTuple: a decode step
+    makes hundreds, and a frozen dataclass costs a setattr per field)."""
 
     name: str  # identity across ops and steps (e.g. "h3.attn.c_attn.weight", "h3.k_cache")
     cls: TensorClass
