@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterable, Mapping
 import networkx as nx
 
 from . import cost
-from .engine import DEFAULT_OPTIONS, EngineOptions, OpFacts, Sink, check_tp, topo_ops
+from .engine import DEFAULT_OPTIONS, EngineOptions, OpFacts, Sink, check_tp
 from .hierarchy import Hierarchy
 from .memory import Memory
-from .trace import OpRecord, level_bytes
+from .opgraph import topo_ops
+from .trace import OpRecord
 
 
 def _transfer(lb: tuple[int, ...], reads: dict[int, int], bw: list[float], lat: list[float]):
@@ -43,13 +44,12 @@ def simulate_analytic(
     info = OpFacts(hier.compute, mem)
     bw = [lv.sustained_bytes_per_s for lv in hier.levels]
     lat = [lv.latency_s for lv in hier.levels]
-    paths = mem.paths
+    crossed = mem.crossed
     t = 0.0
     for G in phases:
-        mem.begin_phase(G)
         step, phase = G.graph.get("step", 0), G.graph.get("phase", "decode")
         graph_ops = topo_ops(G)
-        for (name, a), op in zip(graph_ops, info.all(graph_ops), strict=True):
+        for (name, a), op in zip(graph_ops, info.phase(graph_ops), strict=True):
             reads = mem.route_reads(op.weights)  # weights first, as the DES engine asks
             for k, v in mem.route_reads(op.others).items():
                 reads[k] = reads.get(k, 0) + v
@@ -59,7 +59,7 @@ def simulate_analytic(
                 traffic[k] = traffic.get(k, 0) + v
             C = op.compute_s
             stall = [0.0] * n
-            lb = level_bytes(traffic, paths, n)
+            lb = crossed((traffic,))
             ic_s = 0.0
             if a["kind"] == "collective":
                 if hier.interconnect is not None:
@@ -73,8 +73,8 @@ def simulate_analytic(
                 stall[top] += max(0.0, T - C)
                 body, start_c = L + max(C, T), L
             else:
-                L, src, Tr, top_r = _transfer(level_bytes(reads, paths, n), reads, bw, lat)
-                _, _, Tw, top_w = _transfer(level_bytes(writes, paths, n), {}, bw, lat)
+                L, src, Tr, top_r = _transfer(crossed((reads,)), reads, bw, lat)
+                _, _, Tw, top_w = _transfer(crossed((writes,)), {}, bw, lat)
                 if src >= 0:
                     stall[src] += L
                 stall[top_r] += Tr

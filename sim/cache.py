@@ -46,18 +46,15 @@ class Cache:
         # recent first) and the stack fits the capacity, so `name` is within its stack
         # distance iff it is still in the stack: a rescan then hits its whole previous extent.
         stack = self._stack
-        r = stack.get(name, 0)  # 0: never seen, or pruned as deeper than the capacity
-        hit = 0
-        if r:
-            hit = min(r, nbytes)
-            stack.move_to_end(name)
-        extent = max(self._extent.get(name, 0), nbytes)
-        self._extent[name] = extent
-        stack[name] = extent
-        self.used_bytes += extent - r
-        if self.used_bytes > self.capacity_bytes:
+        r = stack.pop(name, 0)  # 0: never seen, or pruned as deeper than the capacity
+        extent = self._extent.get(name, 0)
+        if nbytes > extent:
+            extent = self._extent[name] = nbytes
+        stack[name] = extent  # the most recent now
+        used = self.used_bytes = self.used_bytes + extent - r
+        if used > self.capacity_bytes:
             self._prune()
-        return hit
+        return r if r < nbytes else nbytes
 
     def _prune(self) -> None:
         """Forget the least recent tensors until the rest fit: a tensor deeper than the

@@ -24,7 +24,6 @@ Attribution (every second of an op goes to exactly one cause; they add up to its
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from operator import attrgetter
@@ -37,8 +36,8 @@ from . import cost
 from .errors import MemwallError
 from .fabric import Fabric, Flow
 from .hierarchy import Compute, Hierarchy
-from .memory import Memory, Plan
-from .opgraph import Tensor
+from .memory import Memory, Plan, activation_bytes
+from .opgraph import Tensor, topo_ops
 from .trace import OpRecord
 
 Sink = Callable[[OpRecord], None]
@@ -59,30 +58,6 @@ class EngineOptions:
 
 
 DEFAULT_OPTIONS = EngineOptions()
-
-
-_ORDERS: weakref.WeakKeyDictionary[nx.DiGraph, tuple[int, int, list[tuple[str, dict]]]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def topo_ops(G: nx.DiGraph) -> list[tuple[str, dict]]:
-    """(name, attribute dict) of G's ops in topological order, kept while G lives: decode steps
-    reuse one template graph whose attributes change in place, not its nodes and edges. Keyed
-    by the object itself, not its id: a new graph can reuse a freed graph's id."""
-    shape = (G.number_of_nodes(), G.number_of_edges())
-    hit = _ORDERS.get(G)
-    if hit is not None and hit[:2] == shape:
-        return hit[2]
-    nodes = G.nodes
-    ops = [(name, nodes[name]) for name in nx.topological_sort(G)]
-    _ORDERS[G] = (*shape, ops)
-    return ops
-
-
-def topo_order(G: nx.DiGraph) -> list[str]:
-    """Op names of G in topological order (see topo_ops)."""
-    return [name for name, _ in topo_ops(G)]
 
 
 def check_tp(hier: Hierarchy, tp: int) -> None:
@@ -123,6 +98,11 @@ class OpInfo(NamedTuple):
     others: Plan  # routing of the activation and KV cache reads
     results: Plan  # routing of the writes
     act_level: int  # where activations lived when the plans were made
+    op_type: str  # the node's "op", "kind" and "layer", for the records
+    kind: str
+    layer: int
+    prefetch: bool  # has weight reads to request ahead
+    act_bytes: int  # activation bytes it reads and writes (memory.activation_bytes)
 
 
 class OpFacts:
@@ -135,35 +115,51 @@ class OpFacts:
         self.mem = mem
         self._known: dict[str, OpInfo] = {}
 
-    def __call__(self, name: str, a: dict) -> OpInfo:
-        got = self._known.get(name)
-        if got is not None and got.reads is a["reads"] and got.writes is a["writes"] \
-                and got.flops == a["flops"] and got.act_level == self.mem.act_level:
-            return got
+    def _derive(self, name: str, a: dict, act_bytes: int) -> OpInfo:
         reads, writes, mem = a["reads"], a["writes"], self.mem
         weights = [t for t in reads if t.cls == "weight"]
         others = [t for t in reads if t.cls != "weight"] if weights else reads
-        got = OpInfo(
+        w_plan = mem.plan_reads(weights)
+        got = self._known[name] = OpInfo(
             reads, writes, a["flops"],
             cost.op_compute_s(a, self.compute),
             op_mops_bytes(a),
-            mem.plan_reads(weights),
+            w_plan,
             mem.plan_reads(others),
             mem.plan_writes(writes),
             mem.act_level,
+            a["op"], a["kind"], a["layer"],
+            bool(w_plan[0] or w_plan[1]),
+            act_bytes,
         )
-        self._known[name] = got
         return got
 
-    def all(self, graph_ops: list[tuple[str, dict]]) -> list[OpInfo]:
-        """The facts of every (name, attributes) in order; the same as calling self on each."""
-        known, act_level, out = self._known, self.mem.act_level, []
-        for name, a in graph_ops:
+    def phase(self, graph_ops: list[tuple[str, dict]]) -> list[OpInfo]:
+        """Begin a phase of these (name, attributes), in order: home its activations
+        (Memory.begin_phase, sized by its largest op) and return the facts of every op."""
+        known, out = self._known, []
+        pool, stale = 0, []
+        for i, (name, a) in enumerate(graph_ops):
             got = known.get(name)
             if got is None or got.reads is not a["reads"] or got.writes is not a["writes"] \
-                    or got.flops != a["flops"] or got.act_level != act_level:
-                got = self(name, a)
+                    or got.flops != a["flops"]:
+                b = activation_bytes(a)
+                stale.append((i, b))
+            else:
+                b = got.act_bytes
             out.append(got)
+            if b > pool:
+                pool = b
+        mem = self.mem
+        mem.begin_phase(pool)
+        act_level = mem.act_level
+        for i, b in stale:
+            name, a = graph_ops[i]
+            out[i] = self._derive(name, a, b)
+        for i, got in enumerate(out):
+            if got.act_level != act_level:  # planned for another home of the activations
+                name, a = graph_ops[i]
+                out[i] = self._derive(name, a, got.act_bytes)
         return out
 
 
@@ -186,31 +182,17 @@ class _Device:
         self.depth = hier.compute.prefetch_depth if depth is None else depth
         self.overlap = options.overlap
 
-    def _flows(self, reads: dict[int, int], writes: dict[int, int], at: float) -> list[Flow]:
-        """One flow per source level, starting at `at`; reads pay that level's latency, pure
-        writes none."""
-        start, lat = self.fabric.start, self.lat
-        flows = []
-        if not writes:
-            for lvl in sorted(reads) if len(reads) > 1 else reads:
-                flows.append(start(lvl, reads[lvl], lat[lvl], at))
-            return flows
-        for lvl in sorted(reads.keys() | writes.keys()):
-            r = reads.get(lvl, 0)
-            flows.append(start(lvl, r + writes.get(lvl, 0), lat[lvl] if r else 0.0, at))
-        return flows
-
     def run_phase(self, G: nx.DiGraph, sink: Sink):  # SimPy process body
         env, mem, fabric, info = self.env, self.mem, self.fabric, self.info
-        mem.begin_phase(G)
         graph_ops = topo_ops(G)
         step, phase = G.graph.get("step", 0), G.graph.get("phase", "decode")
-        ops = info.all(graph_ops)
+        ops = info.phase(graph_ops)
         pre: dict[int, tuple[list[Flow], dict[int, int]]] = {}
         issued = 0  # highest op index whose weights were requested
         last = len(graph_ops) - 1
-        d, n, depth, paths = self.hier.compute.dispatch_s, self.n, self.depth, mem.paths
-        route, route_writes, flows_of = mem.route_reads, mem.route_writes, self._flows
+        d, n, depth = self.hier.compute.dispatch_s, self.n, self.depth
+        route, route_writes, lat, crossed = mem.route_reads, mem.route_writes, self.lat, mem.crossed
+        flows_of = fabric.start_many
         timeout, drain = env.timeout, fabric.drain
         overlap = self.overlap
         new_tuple = tuple.__new__  # an OpRecord without NamedTuple's Python-level __new__
@@ -222,21 +204,21 @@ class _Device:
                 issued = i
             while issued < last and issued < i + depth:
                 issued += 1
-                plan = ops[issued].weights
-                if plan[0] or plan[1]:
-                    traffic = route(plan)
-                    pre[issued] = flows_of(traffic, {}, t0), traffic
+                ahead = ops[issued]
+                if ahead.prefetch:
+                    traffic = route(ahead.weights)
+                    pre[issued] = flows_of(traffic, None, lat, t0), traffic
             td = t0 + d
             if own is not None:
                 w_flows, traffic = own
-            elif op.weights[0] or op.weights[1]:
+            elif op.prefetch:
                 traffic = route(op.weights)
-                w_flows = flows_of(traffic, {}, td)
+                w_flows = flows_of(traffic, None, lat, td)
             else:
                 w_flows, traffic = [], {}
             stall = [0.0] * n
             ic_s = 0.0
-            if a["kind"] == "collective":
+            if op.kind == "collective":
                 yield from self._collective(a, w_flows, td)
                 ic_s, cs = env.now - td, td
                 reads = writes = {}
@@ -245,7 +227,7 @@ class _Device:
                 writes = route_writes(op.results)
                 C = op.compute_s
                 if overlap:
-                    flows = w_flows + flows_of(reads, writes, td)
+                    flows = w_flows + flows_of(reads, writes, lat, td)
                     cs, blame = td, -1
                     for f in flows:
                         if f.t_first > cs:
@@ -259,20 +241,19 @@ class _Device:
                         if f.t_last > end:
                             end, late = f.t_last, f
                     if late is not None:  # _charge, inline: the wait after compute
-                        latency = min(end - ce, max(0.0, end - max(ce, late.t_end)))
+                        wait = end - ce
+                        latency = end - (ce if ce > late.t_end else late.t_end)  # >= 0
+                        if latency > wait:
+                            latency = wait
                         stall[late.source] += latency
-                        stall[late.bottleneck] += end - ce - latency
+                        stall[late.bottleneck] += wait - latency
                 else:
                     cs, end = self._serial(w_flows, reads, writes, C, td, stall)
                 yield timeout(end - t0)
-            nb = [0] * n  # bytes that crossed each level
-            for moved in (traffic, reads, writes):
-                for src, b in moved.items():
-                    for k in paths[src]:
-                        nb[k] += b
             sink(new_tuple(OpRecord, (
-                step, phase, name, a["op"], a["kind"], a["layer"], t0, env.now, d,
-                op.compute_s, ic_s, tuple(stall), tuple(nb), op.flops, op.mops_bytes, cs,
+                step, phase, name, op.op_type, op.kind, op.layer, t0, env.now, d,
+                op.compute_s, ic_s, tuple(stall), crossed((traffic, reads, writes)), op.flops,
+                op.mops_bytes, cs,
             )))
 
     def _serial(self, w_flows: list[Flow], reads: dict[int, int], writes: dict[int, int],
@@ -280,7 +261,7 @@ class _Device:
         """Overlap off: all reads, then compute, then the writes. Returns (compute start, end)
         and charges the waits to `stall`."""
         fabric = self.fabric
-        flows = w_flows + self._flows(reads, {}, td)
+        flows = w_flows + fabric.start_many(reads, None, self.lat, td)
         fabric.drain(flows)
         cs = td
         for f in flows:
@@ -288,7 +269,7 @@ class _Device:
                 cs = f.t_last
         _charge(stall, flows, td, cs)
         ce = cs + C
-        wf = self._flows({}, writes, ce)
+        wf = fabric.start_many({}, writes, self.lat, ce)
         fabric.drain(wf)
         end = max([ce, *(f.t_last for f in wf)])
         _charge(stall, wf, ce, end)

@@ -19,23 +19,21 @@ from __future__ import annotations
 
 import math
 
+_BITS = 32  # a signature counts the flows in flight per source level in fields of this width
+
 
 class Flow:
-    __slots__ = ("source", "path", "remaining", "t_start", "latency_s", "t_end", "rate",
-                 "bottleneck", "t_first", "t_last")
+    __slots__ = ("source", "remaining", "t_start", "latency_s", "t_end", "bottleneck",
+                 "t_first", "t_last")
 
-    def __init__(
-        self, source: int, path: tuple[int, ...], nbytes: float, t_start: float, latency_s: float
-    ) -> None:
+    def __init__(self, source: int, nbytes: float, t_start: float, latency_s: float) -> None:
         self.source = source  # where the bytes come from (or go to)
-        self.path = path  # levels crossed, source included
         self.remaining = nbytes  # bytes not yet sent
         self.t_start = t_start  # first byte leaves the source (s)
         self.latency_s = latency_s
         self.t_end = self.t_last = math.inf  # last byte leaves the source, reaches the compute
         #                                      units (s), once drained
-        self.rate = 0.0  # bytes/s
-        self.bottleneck = source  # level whose fair share last set the rate
+        self.bottleneck = source  # level whose fair share set its last rate (set when drained)
         self.t_first = t_start + latency_s  # first byte reaches the compute units (s)
 
     def finish(self, t: float) -> None:
@@ -48,32 +46,51 @@ class Fabric:
     def __init__(self, bandwidths: list[float], paths: list[tuple[int, ...]]) -> None:
         self.bw = bandwidths  # sustained bytes/s per level, innermost first
         self.paths = paths  # levels crossed by a flow from each source level
-        # (rate, bottleneck) of a flow alone on the path from each source level
-        # (the source wins a tie, then the innermost level)
-        self.solo = [min(((bandwidths[i], i) for i in (p[-1], *p)), key=lambda x: x[0])
-                     for p in paths]
-        # max-min fair (rate, bottleneck) per source level, keyed by the sources of the flows in
-        # flight: the rates depend on nothing else, and a run revisits few combinations
-        self._shares: dict[tuple[int, ...], dict[int, tuple[float, int]]] = {}
         self.moving: list[Flow] = []
         self.due: list[Flow] = []  # start later than `t`
         self.t = 0.0  # the instant `remaining` refers to (s)
-        self._stale = False  # rates need recomputing
+        # The rates depend only on how many flows from each source are moving, so that count,
+        # packed into one integer (the signature), keys a table of (rates, bottlenecks) per
+        # source level, solved once per combination a run meets.
+        self._unit = [1 << (_BITS * i) for i in range(len(paths))]
+        self._sig = 0
+        self._tables: dict[int, tuple[list[float], list[int]]] = {}
 
     def start(self, source: int, nbytes: float, latency_s: float, at: float) -> Flow:
         """A flow whose first byte leaves `source` at `at` (not before the fabric's instant)."""
         if nbytes <= 0:
-            f = Flow(source, self.paths[source], 0, at, 0.0)
+            f = Flow(source, 0, at, 0.0)
             f.finish(at)
             return f
         if at <= self.t:
-            f = Flow(source, self.paths[source], nbytes, self.t, latency_s)
+            f = Flow(source, nbytes, self.t, latency_s)
             self.moving.append(f)
-            self._stale = True
+            self._sig += self._unit[source]
         else:
-            f = Flow(source, self.paths[source], nbytes, at, latency_s)
+            f = Flow(source, nbytes, at, latency_s)
             self.due.append(f)
         return f
+
+    def start_many(self, reads: dict[int, int], writes: dict[int, int] | None,
+                   latency_s: list[float], at: float) -> list[Flow]:
+        """One flow per level of `reads` and `writes` (level -> bytes), innermost first, all
+        starting at `at`; a level's latency is paid if it is read, not for pure writes."""
+        start = self.start
+        if not writes:
+            if len(reads) == 1:
+                for lvl, b in reads.items():
+                    return [start(lvl, b, latency_s[lvl], at)]
+            flows = []
+            for lvl in sorted(reads):
+                flows.append(start(lvl, reads[lvl], latency_s[lvl], at))
+            return flows
+        both = reads.copy()
+        for lvl, w in writes.items():
+            both[lvl] = both.get(lvl, 0) + w
+        flows = []
+        for lvl in sorted(both) if len(both) > 1 else both:
+            flows.append(start(lvl, both[lvl], latency_s[lvl] if lvl in reads else 0.0, at))
+        return flows
 
     def advance(self, t: float) -> None:
         """Move every flow on to instant `t`."""
@@ -91,8 +108,8 @@ class Fabric:
 
     # -- internals -------------------------------------------------------------------------
     def _run(self, t_limit: float, until: list[Flow] | tuple[()]) -> None:
-        moving, due, t = self.moving, self.due, self.t
-        stale = self._stale
+        moving, due, t, sig = self.moving, self.due, self.t, self._sig
+        unit, tables = self._unit, self._tables
         try:
             while moving or due:
                 if not moving:  # idle until the next flow is due
@@ -107,16 +124,18 @@ class Fabric:
                     for f in due:
                         if f.t_start <= lim:
                             moving.append(f)
+                            sig += unit[f.source]
                         else:
                             later.append(f)
-                    due, t, stale = later, t_next, True
+                    due, t = later, t_next
                     continue
-                if stale:
-                    self._share(moving)
-                    stale = False
+                table = tables.get(sig)
+                if table is None:
+                    table = tables[sig] = self._table(sig)
+                rate = table[0]
                 t_next = math.inf
                 for f in moving:
-                    te = t + f.remaining / f.rate
+                    te = t + f.remaining / rate[f.source]
                     if te < t_next:
                         t_next = te
                 for f in due:
@@ -129,11 +148,14 @@ class Fabric:
                 still = []
                 drained = False
                 for f in moving:
-                    if t + f.remaining / f.rate <= lim:  # the same sum as above, bit for bit
+                    r = rate[f.source]
+                    if t + f.remaining / r <= lim:  # the same sum as above, bit for bit
                         f.remaining, f.t_end, f.t_last = 0.0, t_next, t_next + f.latency_s
+                        f.bottleneck = table[1][f.source]
+                        sig -= unit[f.source]
                         drained = True
                     else:
-                        f.remaining -= f.rate * dt
+                        f.remaining -= r * dt
                         still.append(f)
                 moving = still
                 t = t_next
@@ -142,10 +164,10 @@ class Fabric:
                     for f in due:
                         if f.t_start <= lim:
                             moving.append(f)
+                            sig += unit[f.source]
                         else:
                             later.append(f)
                     due = later
-                stale = True
                 if drained and until:
                     for f in until:
                         if f.remaining > 0:
@@ -154,39 +176,41 @@ class Fabric:
                         return
             if t_limit < math.inf and t_limit > t:
                 dt = t_limit - t
-                if stale and moving:
-                    self._share(moving)
-                    stale = False
-                for f in moving:
-                    f.remaining -= f.rate * dt
+                if moving:
+                    table = tables.get(sig)
+                    if table is None:
+                        table = tables[sig] = self._table(sig)
+                    for f in moving:
+                        f.remaining -= table[0][f.source] * dt
                 t = t_limit
         finally:
-            self.moving, self.due, self.t, self._stale = moving, due, t, stale
+            self.moving, self.due, self.t, self._sig = moving, due, t, sig
 
-    def _share(self, moving: list[Flow]) -> None:
-        """Give every moving flow its max-min fair rate and bottleneck (see fair_shares)."""
-        if len(moving) == 1:
-            f = moving[0]
-            f.rate, f.bottleneck = self.solo[f.source]
-            return
-        key = tuple(sorted([f.source for f in moving]))
-        table = self._shares.get(key)
-        if table is None:
-            table = self._shares[key] = fair_shares(key, self.paths, self.bw)
-        for f in moving:
-            f.rate, f.bottleneck = table[f.source]
+    def _table(self, sig: int) -> tuple[list[float], list[int]]:
+        """(rate, bottleneck) per source level for the flows that signature `sig` counts."""
+        n = len(self.paths)
+        mask = (1 << _BITS) - 1
+        count = {s: (sig >> (_BITS * s)) & mask for s in range(n) if (sig >> (_BITS * s)) & mask}
+        rate, bottleneck = [0.0] * n, list(range(n))
+        if sum(count.values()) == 1:  # alone: its slowest level (the source wins a tie, then
+            (s,) = count  #              the innermost level)
+            p = self.paths[s]
+            rate[s], bottleneck[s] = min(((self.bw[i], i) for i in (p[-1], *p)),
+                                         key=lambda x: x[0])
+            return rate, bottleneck
+        for s, (r, b) in fair_shares(count, self.paths, self.bw).items():
+            rate[s], bottleneck[s] = r, b
+        return rate, bottleneck
 
 
-def fair_shares(sources: tuple[int, ...], paths: list[tuple[int, ...]], bandwidths: list[float]
+def fair_shares(count: dict[int, int], paths: list[tuple[int, ...]], bandwidths: list[float]
                 ) -> dict[int, tuple[float, int]]:
-    """Max-min fair (rate, bottleneck level) of flows from `sources` (one entry per flow) by
+    """Max-min fair (rate, bottleneck level) of `count[s]` flows from each source level s, by
     progressive filling: repeatedly find the level whose remaining bandwidth split over its
     unfrozen flows is smallest, and freeze those flows there. Flows from one source share a
     path, so they freeze together at the same rate: the answer is per source."""
     cap = list(bandwidths)
-    count: dict[int, int] = {}
-    for s in sources:
-        count[s] = count.get(s, 0) + 1
+    count = dict(count)
     out: dict[int, tuple[float, int]] = {}
     while count:
         crossing = [0] * len(cap)  # unfrozen flows through each level

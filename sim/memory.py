@@ -52,22 +52,6 @@ def activation_bytes(a: dict) -> int:
     return n
 
 
-def activation_pool_bytes(G: nx.DiGraph, known: dict | None = None) -> int:
-    """Activation bytes the largest op of a phase reads and writes: the buffer activations need.
-    `known` (op name -> (reads, writes, bytes)) keeps each op's figure while its tuples are the
-    same objects, as in a decode template graph."""
-    if known is None:
-        return max((activation_bytes(a) for _, a in G.nodes(data=True)), default=0)
-    pool = 0
-    for name, a in G.nodes(data=True):
-        got = known.get(name)
-        if got is None or got[0] is not a["reads"] or got[1] is not a["writes"]:
-            got = known[name] = (a["reads"], a["writes"], activation_bytes(a))
-        if got[2] > pool:
-            pool = got[2]
-    return pool
-
-
 def crossing_paths(hier: Hierarchy) -> list[tuple[int, ...]]:
     """For each source level s, the levels a byte from s crosses on its way to the compute units:
     s and every level inside it, except a sibling tier: a level with no cache policy that some
@@ -120,11 +104,16 @@ class Memory:
         }
         self.act_level = self.act_levels[0]
         self.paths = crossing_paths(hier)
+        # a path is every level from the source inward, but for the sibling tiers it skips:
+        # (level, source) pairs where a byte from the source does not cross the level
+        n = len(self.levels)
+        self._skips = [(k, src) for src in range(n) for k in range(src)
+                       if k not in self.paths[src]]
+        self._inward = tuple(range(n - 2, -1, -1))
         self._inside = [  # caches inside each level, innermost first
             [(i, c) for i, c in self.caches.items() if i < lvl] for lvl in range(len(self.levels))
         ]
         self.kv_written: dict[str, int] = {}
-        self._act_bytes: dict[str, tuple] = {}  # see activation_pool_bytes
 
     # -- placement ---------------------------------------------------------------------------
     def _fill(self, nbytes: int, order: list[int]) -> tuple[Chunk, ...]:
@@ -175,9 +164,9 @@ class Memory:
             f"hierarchy with more memory"
         )
 
-    def begin_phase(self, G: nx.DiGraph) -> None:
-        """Home this phase's activations and shrink caches that share their level."""
-        pool = activation_pool_bytes(G, self._act_bytes)
+    def begin_phase(self, pool: int) -> None:
+        """Home a phase's activations, `pool` bytes (what its largest op reads and writes of
+        them), and shrink the caches that share their level."""
         for i in self.act_levels:
             if pool <= self.free[i]:
                 self.act_level = i
@@ -186,6 +175,20 @@ class Memory:
             raise self._does_not_fit("activations", pool, self.act_levels)
         for i, c in self.caches.items():
             c.resize(self.free[i] - (pool if i == self.act_level else 0))
+
+    def crossed(self, moved: Iterable[dict[int, int]]) -> tuple[int, ...]:
+        """Bytes that crossed each level when the transfers `moved` (each: source level ->
+        bytes) went between their sources and the compute units (see crossing_paths)."""
+        nb = [0] * len(self.levels)
+        for m in moved:
+            for src, b in m.items():
+                nb[src] += b
+        skipped = [(k, nb[src]) for k, src in self._skips] if self._skips else ()
+        for k in self._inward:  # a byte from a level crosses every level inside it
+            nb[k] += nb[k + 1]
+        for k, b in skipped:
+            nb[k] -= b
+        return tuple(nb)
 
     # -- routing -----------------------------------------------------------------------------
     # An op's reads and writes are compiled once into a Plan (while the op's tensors and the
@@ -204,8 +207,9 @@ class Memory:
             if home is None:
                 home = ((self.act_level, 0, b),)
             caches = self._inside[home[0][0]]
-            if caches:
-                cached.append((t.name, b, caches, home))
+            if caches:  # `whole`: the level of a home chunk that holds all it reads, else -1
+                whole = home[0][0] if len(home) == 1 and b <= home[0][2] else -1
+                cached.append((t.name, b, caches, home, whole))
             else:
                 _spread(0, b, home, fixed)
         return fixed, tuple(cached)
@@ -230,8 +234,8 @@ class Memory:
     def route_reads(self, plan: Plan) -> dict[int, int]:
         """level -> bytes served from it, for one run of the reads of `plan` (updates caches)."""
         fixed, cached = plan
-        out = dict(fixed)
-        for name, b, caches, home in cached:
+        out = fixed.copy()
+        for name, b, caches, home, whole in cached:
             covered = 0  # bytes [0, covered) already served by a cache further in
             for i, c in caches:
                 hit = c.lookup(name, b)
@@ -239,9 +243,8 @@ class Memory:
                     out[i] = out.get(i, 0) + hit - covered
                     covered = hit
             if covered < b:
-                if len(home) == 1 and b <= home[0][2]:  # one chunk holds all it reads
-                    lvl = home[0][0]
-                    out[lvl] = out.get(lvl, 0) + b - covered
+                if whole >= 0:
+                    out[whole] = out.get(whole, 0) + b - covered
                 else:
                     _spread(covered, b, home, out)
         return out
@@ -249,7 +252,7 @@ class Memory:
     def route_writes(self, plan: Plan) -> dict[int, int]:
         """level -> bytes landing in it, for one run of the writes of `plan`."""
         fixed, kv = plan
-        out = dict(fixed)
+        out = fixed.copy()
         written = self.kv_written
         for name, b, home in kv:
             start = written.get(name, 0)

@@ -25,10 +25,15 @@ e.g. the embedding gather reads only its rows, so size placement from this, not 
 A weight tensor keeps its `name` in every step so the engine can tell it is already cached. A KV
 cache tensor is named per layer; its reads carry the bytes of every position so far, its writes
 the bytes of the positions this phase appends.
+
+A producer may yield the same DiGraph object for several phases (decode steps), changing only
+node attributes between them, by giving an op new `reads`/`writes` tuples and `flops`; never its
+nodes or edges. Consumers cache per-op facts while those tuples stay the same objects.
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import Literal, NamedTuple
 
 import networkx as nx
@@ -74,3 +79,28 @@ def check_op_graph(G: nx.DiGraph) -> None:
         for t in (*a.get("reads", ()), *a.get("writes", ())):
             if t.cls not in TENSOR_CLASSES or t.nbytes < 0:
                 raise OpGraphError(f"op {name!r}: bad tensor {t}")
+
+
+_ORDERS: weakref.WeakKeyDictionary[nx.DiGraph, tuple[int, list[tuple[str, dict]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def topo_ops(G: nx.DiGraph) -> list[tuple[str, dict]]:
+    """(name, attribute dict) of G's ops in topological order, kept while G lives and has as
+    many nodes: decode steps reuse one template graph whose attributes change in place, never
+    its nodes and edges (see the contract above). Keyed
+    by the object itself, not its id: a new graph can reuse a freed graph's id."""
+    n = len(G)  # a cheap guard: counting edges walks every node
+    hit = _ORDERS.get(G)
+    if hit is not None and hit[0] == n:
+        return hit[1]
+    nodes = G.nodes
+    ops = [(name, nodes[name]) for name in nx.topological_sort(G)]
+    _ORDERS[G] = (n, ops)
+    return ops
+
+
+def topo_order(G: nx.DiGraph) -> list[str]:
+    """Op names of G in topological order (see topo_ops)."""
+    return [name for name, _ in topo_ops(G)]

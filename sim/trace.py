@@ -27,14 +27,3 @@ class OpRecord(NamedTuple):
     def elapsed_s(self) -> float:
         return self.end_s - self.start_s
 
-
-def level_bytes(
-    traffic: dict[int, int], paths: list[tuple[int, ...]], n_levels: int
-) -> tuple[int, ...]:
-    """Bytes crossing each level when `traffic` (source level -> bytes) flows to the compute
-    units: a byte from level s crosses the levels of paths[s]."""
-    out = [0] * n_levels
-    for src, b in traffic.items():
-        for i in paths[src]:
-            out[i] += b
-    return tuple(out)

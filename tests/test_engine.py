@@ -175,7 +175,7 @@ def test_a_new_graph_never_gets_a_dead_graphs_order():
 
     import networkx as nx
 
-    from sim.engine import topo_order
+    from sim.opgraph import topo_order
 
     for i in range(200):  # same node count, different names, ids recycled
         G = nx.DiGraph()

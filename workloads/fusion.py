@@ -101,7 +101,7 @@ def kernel_name(members: list[str]) -> str:
 class _Kernel:
     """One kernel of several ops: merges their attributes, again when they change."""
 
-    __slots__ = ("name", "members", "read_at", "write_at", "seen", "attrs")
+    __slots__ = ("name", "members", "read_at", "write_at", "attrs")
 
     def __init__(self, G: nx.DiGraph, members: list[str], internal: frozenset[str]) -> None:
         self.name = kernel_name(members)
@@ -120,21 +120,16 @@ class _Kernel:
                     self.read_at.append((i, j))
         self.write_at = [(i, j) for i, a in enumerate(self.members)
                          for j, t in enumerate(a["writes"]) if t.name not in internal]
-        self.seen: list = []
-        self.attrs: dict = {}
+        self.attrs: dict = {}  # the kernel node's attribute dict, once it is in the graph
         anchor = next((a for a in self.members if a["kind"] == "matmul"), self.members[0])
         self.attrs.update(kind=anchor["kind"], op="+".join(a["op"] for a in self.members),
                           layer=anchor["layer"], dtype=anchor["dtype"])
         self.refresh()
 
-    def refresh(self) -> bool:
-        """Merge the ops' current attributes; False if no op's reads or writes were replaced
-        (an op graph changes an op by giving it new tuples, with its new FLOPs)."""
+    def refresh(self) -> None:
+        """Merge the ops' current attributes into `attrs` (after an op graph changed an op by
+        giving it new tuples and FLOPs)."""
         members = self.members
-        seen = [x for a in members for x in (a["reads"], a["writes"])]
-        if self.seen and all(x is y for x, y in zip(seen, self.seen, strict=True)):
-            return False
-        self.seen = seen
         flops = 0
         for a in members:
             flops += a["flops"]
@@ -144,7 +139,6 @@ class _Kernel:
             writes=tuple([members[i]["writes"][j] for i, j in self.write_at]),
             parts=tuple([(a["kind"], a["flops"], a["dtype"], a["reads"], a["writes"])
                          for a in members]))
-        return True
 
 
 def fuse(G: nx.DiGraph) -> tuple[nx.DiGraph, Callable[[], None]]:
@@ -172,18 +166,17 @@ def fuse(G: nx.DiGraph) -> tuple[nx.DiGraph, Callable[[], None]]:
         k = _Kernel(G, members, internal)
         kernels.append(k)
         K.add_node(k.name, **k.attrs)
+        k.attrs = K.nodes[k.name]  # refreshed in place from now on
         for m in members:
             home[m] = k.name
     K.add_edges_from((home[u], home[v]) for u, v in G.edges if home[u] != home[v])
     if not nx.is_directed_acyclic_graph(K):
         raise OpGraphError(f"fusing {G.graph.get('model')} made a cycle: {nx.find_cycle(K)}")
-    K_nodes = K.nodes
     # a decode step changes only the attention core (graph.decode_updater)
     changing = [k for k in kernels if any(a["op"] in ATTENTION_OPS for a in k.members)]
 
     def refresh() -> None:
         for k in changing:
-            if k.refresh():
-                K_nodes[k.name].update(k.attrs)
+            k.refresh()
 
     return K, refresh
