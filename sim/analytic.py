@@ -8,6 +8,7 @@ discrete-event engine gives with prefetch depth 0, and a fast estimate for sweep
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Mapping
 
 import networkx as nx
@@ -15,7 +16,7 @@ import networkx as nx
 from . import cost
 from .engine import DEFAULT_OPTIONS, EngineOptions, OpFacts, Sink, check_tp
 from .hierarchy import Hierarchy
-from .memory import Memory
+from .memory import Memory, activation_pool_bytes
 from .opgraph import topo_ops
 from .trace import OpRecord
 
@@ -39,14 +40,18 @@ def simulate_analytic(
     on_phase: Callable[[nx.DiGraph], None] | None = None,
 ) -> None:
     check_tp(hier, options.tp)
-    mem = Memory(hier, footprint)
+    phases = iter(phases)
+    first = next(phases, None)
+    if first is None:
+        return
+    mem = Memory(hier, footprint, activation_pool_bytes(first))
     n, d = len(hier.levels), hier.compute.dispatch_s
     info = OpFacts(hier.compute, mem)
     bw = [lv.sustained_bytes_per_s for lv in hier.levels]
     lat = [lv.latency_s for lv in hier.levels]
     crossed = mem.crossed
     t = 0.0
-    for G in phases:
+    for G in itertools.chain((first,), phases):
         step, phase = G.graph.get("step", 0), G.graph.get("phase", "decode")
         graph_ops = topo_ops(G)
         for (name, a), op in zip(graph_ops, info.phase(graph_ops), strict=True):

@@ -24,6 +24,7 @@ Attribution (every second of an op goes to exactly one cause; they add up to its
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from operator import attrgetter
@@ -36,7 +37,7 @@ from . import cost
 from .errors import MemwallError
 from .fabric import Fabric, Flow
 from .hierarchy import Compute, Hierarchy
-from .memory import Memory, Plan, activation_bytes
+from .memory import Memory, Plan, activation_bytes, activation_pool_bytes
 from .opgraph import Tensor, topo_ops
 from .trace import OpRecord
 
@@ -168,13 +169,13 @@ class _Device:
 
     def __init__(
         self, env: simpy.Environment, hier: Hierarchy, footprint: Mapping[str, tuple[str, int]],
-        options: EngineOptions,
+        activation_bytes: int, options: EngineOptions,
     ) -> None:
         self.env = env
         self.hier = hier
         self.n = len(hier.levels)
         self.lat = [lv.latency_s for lv in hier.levels]
-        self.mem = Memory(hier, footprint)
+        self.mem = Memory(hier, footprint, activation_bytes)
         self.fabric = Fabric([lv.sustained_bytes_per_s for lv in hier.levels], self.mem.paths)
         self.links = simpy.Resource(env, capacity=1)  # this device's interconnect ports
         self.info = OpFacts(hier.compute, self.mem)
@@ -315,11 +316,15 @@ def simulate(
     """Run every phase in order on one device (the others of a tensor-parallel group are
     identical), calling `sink` with one OpRecord per op as it finishes."""
     check_tp(hier, options.tp)
+    phases = iter(phases)
+    first = next(phases, None)
+    if first is None:
+        return
     env = simpy.Environment()
-    dev = _Device(env, hier, footprint, options)
+    dev = _Device(env, hier, footprint, activation_pool_bytes(first), options)
 
     def driver():
-        for G in phases:
+        for G in itertools.chain((first,), phases):
             yield from dev.run_phase(G, sink)
             if on_phase is not None:
                 on_phase(G)

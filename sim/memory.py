@@ -1,6 +1,9 @@
 """Where every tensor lives and which level serves each byte an op reads or writes.
 
-Homes: weights are placed first, in the order ops first use them, each in the first level of
+Homes: room for the first phase's activations is kept first, in the first level of
+`placement.activations` that can hold them (only if that level also homes weights or KV cache;
+a cache level just lends them its space). Weights are placed next, in the order ops first use
+them, each in the first level of
 `placement.weights` with room (a tensor that straddles a full level is split, its first bytes
 in the inner level). The KV cache comes next at its final size and spills the way it grows: the
 first positions of every layer stay in the first level of `placement.kv_cache` and, once that is
@@ -52,6 +55,11 @@ def activation_bytes(a: dict) -> int:
     return n
 
 
+def activation_pool_bytes(G: nx.DiGraph) -> int:
+    """Activation bytes the largest op of phase G reads and writes: the buffer they need."""
+    return max((activation_bytes(a) for _, a in G.nodes(data=True)), default=0)
+
+
 def crossing_paths(hier: Hierarchy) -> list[tuple[int, ...]]:
     """For each source level s, the levels a byte from s crosses on its way to the compute units:
     s and every level inside it, except a sibling tier: a level with no cache policy that some
@@ -76,7 +84,12 @@ def _gb(n: float) -> str:
 class Memory:
     """Homes, caches and the byte-level routing of reads and writes for one device."""
 
-    def __init__(self, hier: Hierarchy, footprint: Mapping[str, tuple[str, int]]) -> None:
+    def __init__(self, hier: Hierarchy, footprint: Mapping[str, tuple[str, int]],
+                 activation_bytes: int = 0) -> None:
+        """`footprint`: the weights and KV cache to home (tensor_footprint); `activation_bytes`:
+        the activation buffer of the first phase, kept free for activations before any weight
+        is homed, so that a prefill too large for the first activation level finds room in
+        the next even when weights could fill it (they spill to the next tier instead)."""
         self.hier = hier
         self.levels = hier.levels
         names = [lv.name for lv in self.levels]
@@ -90,6 +103,13 @@ class Memory:
         w_levels = [names.index(n) for n in hier.placement.weights]
         kv_levels = [names.index(n) for n in hier.placement.kv_cache]
         self.act_levels = [names.index(n) for n in hier.placement.activations]
+        self.reserved = [0] * len(self.levels)  # kept for activations, not homed
+        for i in self.act_levels:
+            if activation_bytes <= self.free[i]:
+                if i in w_levels or i in kv_levels:  # a home level: keep the room
+                    self.reserved[i] = activation_bytes
+                    self.free[i] -= activation_bytes
+                break
         if need["weight"] > sum(self.free[i] for i in w_levels):
             raise self._does_not_fit("weights", need["weight"], w_levels)
         for name, nbytes in weights:
@@ -151,13 +171,17 @@ class Memory:
             self.homes[n] = tuple(shares[n]) or ((order[0], 0, 0),)
 
     def _does_not_fit(
-        self, what: str, nbytes: int, order: list[int], already: int = 0
+        self, what: str, nbytes: int, order: list[int], already: int = 0,
+        room: list[int] | None = None,
     ) -> MemwallError:
-        lv = self.levels
+        lv, free = self.levels, self.free if room is None else room
         offers = ", ".join(
-            f"{lv[i].name} {_gb(self.free[i])} free of {_gb(lv[i].capacity_bytes)}" for i in order
+            f"{lv[i].name} {_gb(free[i])} free of {_gb(lv[i].capacity_bytes)}" for i in order
         )
         extra = f" after {_gb(already)} of weights" if already else ""
+        kept = sum(self.reserved[i] for i in order) if room is None else 0
+        if kept:
+            extra += f" and {_gb(kept)} kept for the first phase's activations"
         return MemwallError(
             f"{self.hier.name}: {what} need {_gb(nbytes)} ({nbytes} bytes){extra} but the levels "
             f"placement allows offer {offers}; use more devices (--tp), a lower precision, or a "
@@ -167,14 +191,15 @@ class Memory:
     def begin_phase(self, pool: int) -> None:
         """Home a phase's activations, `pool` bytes (what its largest op reads and writes of
         them), and shrink the caches that share their level."""
+        room = [f + r for f, r in zip(self.free, self.reserved, strict=True)]
         for i in self.act_levels:
-            if pool <= self.free[i]:
+            if pool <= room[i]:
                 self.act_level = i
                 break
         else:
-            raise self._does_not_fit("activations", pool, self.act_levels)
+            raise self._does_not_fit("activations", pool, self.act_levels, room=room)
         for i, c in self.caches.items():
-            c.resize(self.free[i] - (pool if i == self.act_level else 0))
+            c.resize(room[i] - (pool if i == self.act_level else 0))
 
     def crossed(self, moved: Iterable[dict[int, int]]) -> tuple[int, ...]:
         """Bytes that crossed each level when the transfers `moved` (each: source level ->

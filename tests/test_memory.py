@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from toy import chain
 
 import run
-from sim import load_hierarchy
-from sim.memory import Memory
+from sim import load_hierarchy, simulate, tensor_footprint
+from sim.errors import MemwallError
+from sim.hierarchy import Compute, Hierarchy, Level, Placement
+from sim.memory import Memory, activation_pool_bytes
 
 TIERED = load_hierarchy("hbm_accel_tiered.yaml", search_dirs=[run.HIER_DIR])
 BIG = load_hierarchy("hbm_accel_big_l2.yaml", search_dirs=[run.HIER_DIR])
@@ -38,3 +44,42 @@ def test_crossed_is_the_sum_over_each_sources_path(moved):
                 for k in mem.paths[src]:
                     want[k] += b
         assert mem.crossed(moved) == tuple(want)
+
+
+def tiered(hbm_bytes: int) -> Hierarchy:
+    """sram 1 MB (LRU cache), hbm, then a big slow tier; activations in sram, else hbm."""
+    return Hierarchy(
+        "tiered-toy",
+        Compute(1e9, {"fp32": 1e12}, 1e11, 1e-6),
+        (Level("sram", 10**6, 1e12, 10e-9, 1.0, "lru"),
+         Level("hbm", hbm_bytes, 1e11, 100e-9),
+         Level("slow", 10**10, 1e10, 1e-6)),
+        Placement(("hbm", "slow"), ("hbm", "slow"), ("sram", "hbm")),
+    )
+
+
+def test_a_prefill_too_big_for_sram_keeps_room_in_hbm_and_weights_spill():
+    # 4 ops of 1 MB weights each fill a 4 MB hbm; each op's 1.5 MB of activations fits in no
+    # sram: hbm keeps 1.5 MB for them before any weight is homed, and weights spill to `slow`
+    G = chain(4, w_bytes=10**6, x_bytes=750_000)
+    hier = tiered(4 * 10**6)
+    records: list = []
+    simulate([G], hier, tensor_footprint(G), records.append)
+    mem = Memory(hier, tensor_footprint(G), activation_pool_bytes(G))
+    assert mem.reserved == [0, 1_500_000, 0]
+    assert mem.homes["w2"] == ((1, 0, 500_000), (2, 500_000, 10**6))
+    assert mem.homes["w3"] == ((2, 0, 10**6),)
+    assert sum(r.bytes[2] for r in records) == 1_500_000  # the spilled weights, read from slow
+    mem.begin_phase(activation_pool_bytes(G))
+    assert mem.act_level == 1
+
+
+def test_weights_that_fit_only_without_the_activation_room_say_so():
+    G = chain(4, w_bytes=10**6, x_bytes=750_000)
+    hier = dataclasses.replace(tiered(4 * 10**6), placement=Placement(
+        ("hbm",), ("hbm",), ("sram", "hbm")))
+    with pytest.raises(MemwallError) as e:
+        Memory(hier, tensor_footprint(G), activation_pool_bytes(G))
+    msg = str(e.value)
+    assert "weights need 0.004 GB (4000000 bytes)" in msg
+    assert "0.0015 GB kept for the first phase's activations" in msg and "\n" not in msg
