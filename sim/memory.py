@@ -4,11 +4,12 @@ Homes: room for the first phase's activations is kept first, in the first level 
 `placement.activations` that can hold them (only if that level also homes weights or KV cache;
 a cache level just lends them its space). Weights are placed next, in the order ops first use
 them, each in the first level of `placement.weights` with room (a tensor that straddles a full
-level is split, its first bytes in the inner level). The KV cache comes next at its final size and spills the way it grows: the
-first positions of every layer stay in the first level of `placement.kv_cache` and, once that is
-full, later positions go to the next. Activations are homed per phase, whole, in the first level
-of `placement.activations` with room for the phase's largest op. What is left of a level with a
-cache policy caches tensors homed further out (see cache.py).
+level is split, its first bytes in the inner level). The KV cache comes next at its final size
+and spills the way it grows: the first positions of every layer stay in the first level of
+`placement.kv_cache` and, once that is full, later positions go to the next. Activations are
+homed per phase, whole, in the first level of `placement.activations` with room for the
+phase's largest op. What is left of a level with a cache policy caches tensors homed further
+out (see cache.py).
 """
 
 from __future__ import annotations

@@ -1,0 +1,34 @@
+"""The benchmark scripts still run (they print timings, so only what they count is checked)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import run
+from sim import load_hierarchy, read_trace
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def bench(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_engine_times_the_runs_it_names():
+    b = bench("bench_engine")
+    _, n_ops, fusion = b.one_run("gpt2", "hbm_accel.yaml", 3, "des", None)
+    assert (n_ops, fusion) == (3 * (12 * 7 + 3), "fused")  # a prefill of 1 token, 2 decodes
+    _, n_ops, fusion = b.one_run("gpt2", "hbm_accel.yaml", 3, "analytic", "none")
+    assert (n_ops, fusion) == (3 * (12 * 12 + 4), "none")
+
+
+def test_bench_trace_streams_synthetic_records(tmp_path: Path):
+    b = bench("bench_trace")
+    hier = load_hierarchy("hbm_accel.yaml", search_dirs=[run.HIER_DIR])
+    per, peak = b.synthetic(hier, 1000, tmp_path / "s.h5", True)
+    assert per > 0 and peak > 0
+    assert len(read_trace(tmp_path / "s.h5").records["step"]) == 1000
