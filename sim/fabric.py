@@ -54,7 +54,7 @@ class Fabric:
         # source level, solved once per combination a run meets.
         self._unit = [1 << (_BITS * i) for i in range(len(paths))]
         self._sig = 0
-        self._tables: dict[int, tuple[list[float], list[int]]] = {}
+        self._tables = _Tables(self)
 
     def start(self, source: int, nbytes: float, latency_s: float, at: float) -> Flow:
         """A flow whose first byte leaves `source` at `at` (not before the fabric's instant)."""
@@ -112,32 +112,14 @@ class Fabric:
         unit, tables = self._unit, self._tables
         try:
             while moving or due:
-                if not moving:  # idle until the next flow is due
-                    t_next = math.inf
-                    for f in due:
-                        if f.t_start < t_next:
-                            t_next = f.t_start
-                    if t_next > t_limit:
-                        break
-                    lim = t_next + (t_next * 1e-12 + 1e-15)
-                    later = []
-                    for f in due:
-                        if f.t_start <= lim:
-                            moving.append(f)
-                            sig += unit[f.source]
-                        else:
-                            later.append(f)
-                    due, t = later, t_next
-                    continue
-                table = tables.get(sig)
-                if table is None:
-                    table = tables[sig] = self._table(sig)
-                rate = table[0]
+                drained = False
                 t_next = math.inf
-                for f in moving:
-                    te = t + f.remaining / rate[f.source]
-                    if te < t_next:
-                        t_next = te
+                if moving:
+                    rate, bottleneck = tables[sig]
+                    for f in moving:
+                        te = t + f.remaining / rate[f.source]
+                        if te < t_next:
+                            t_next = te
                 for f in due:
                     if f.t_start < t_next:
                         t_next = f.t_start
@@ -145,19 +127,19 @@ class Fabric:
                     break
                 dt = t_next - t
                 lim = t_next + (t_next * 1e-12 + 1e-15)
-                still = []
-                drained = False
-                for f in moving:
-                    r = rate[f.source]
-                    if t + f.remaining / r <= lim:  # the same sum as above, bit for bit
-                        f.remaining, f.t_end, f.t_last = 0.0, t_next, t_next + f.latency_s
-                        f.bottleneck = table[1][f.source]
-                        sig -= unit[f.source]
-                        drained = True
-                    else:
-                        f.remaining -= r * dt
-                        still.append(f)
-                moving = still
+                if moving:
+                    still = []
+                    for f in moving:
+                        r = rate[f.source]
+                        if t + f.remaining / r <= lim:  # the same sum as above, bit for bit
+                            f.remaining, f.t_end, f.t_last = 0.0, t_next, t_next + f.latency_s
+                            f.bottleneck = bottleneck[f.source]
+                            sig -= unit[f.source]
+                            drained = True
+                        else:
+                            f.remaining -= r * dt
+                            still.append(f)
+                    moving = still
                 t = t_next
                 if due:
                     later = []
@@ -175,13 +157,10 @@ class Fabric:
                     else:
                         return
             if t_limit < math.inf and t_limit > t:
-                dt = t_limit - t
                 if moving:
-                    table = tables.get(sig)
-                    if table is None:
-                        table = tables[sig] = self._table(sig)
+                    rate = tables[sig][0]
                     for f in moving:
-                        f.remaining -= table[0][f.source] * dt
+                        f.remaining -= rate[f.source] * (t_limit - t)
                 t = t_limit
         finally:
             self.moving, self.due, self.t, self._sig = moving, due, t, sig
@@ -201,6 +180,18 @@ class Fabric:
         for s, (r, b) in fair_shares(count, self.paths, self.bw).items():
             rate[s], bottleneck[s] = r, b
         return rate, bottleneck
+
+
+class _Tables(dict):
+    """signature -> (rate, bottleneck) per source level, solved on first use."""
+
+    def __init__(self, fabric: Fabric) -> None:
+        super().__init__()
+        self.fabric = fabric
+
+    def __missing__(self, sig: int) -> tuple[list[float], list[int]]:
+        got = self[sig] = self.fabric._table(sig)
+        return got
 
 
 def fair_shares(count: dict[int, int], paths: list[tuple[int, ...]], bandwidths: list[float]
