@@ -35,8 +35,7 @@ class Summary:
         self._rows: dict[str, int] = {}  # op name -> its row in _by_op
         self._op_type: list[str] = []  # per row
         self._by_op = np.zeros((0, 4))  # per row: calls, elapsed, compute, wait (s)
-        # an op sequence (a step's, in record order) -> its rows, and whether they are distinct
-        self._order: dict[tuple[str, ...], tuple[np.ndarray, bool]] = {}
+        self._order: dict[tuple[str, ...], np.ndarray] = {}  # a step's op sequence -> rows
         self._pending: list[OpRecord] = []  # records of the step being received
 
     def add(self, r: OpRecord) -> None:
@@ -81,15 +80,11 @@ class Summary:
             self._steps[step] = [starts[0], ends[-1], sum(compute, 0.0), sum(wait, 0.0)]
         else:
             s[1], s[2], s[3] = ends[-1], sum(compute, s[2]), sum(wait, s[3])
-        got = self._order.get(ops)
-        if got is None:
-            got = self._order[ops] = (self._rows_of(ops, op_types), len(set(ops)) == len(ops))
-        rows, distinct = got
-        values = np.column_stack((np.ones(len(recs)), elapsed, compute, wait))
-        if distinct:  # as a graph's ops are
-            self._by_op[rows] += values
-        else:
-            np.add.at(self._by_op, rows, values)
+        rows = self._order.get(ops)
+        if rows is None:
+            rows = self._order[ops] = self._rows_of(ops, op_types)
+        np.add.at(self._by_op, rows,  # in record order, an op seen twice in a step included
+                  np.column_stack((np.ones(len(recs)), elapsed, compute, wait)))
 
     def _rows_of(self, ops: tuple[str, ...], op_types: tuple[str, ...]) -> np.ndarray:
         known = self._rows
