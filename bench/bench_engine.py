@@ -23,9 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 import simpy  # noqa: E402
 
-import run  # noqa: E402
-import workloads  # noqa: E402
-from sim import load_hierarchy  # noqa: E402
+import memwall  # noqa: E402
 
 
 def bare_simpy(n: int = 1_000_000) -> float:
@@ -43,11 +41,11 @@ def bare_simpy(n: int = 1_000_000) -> float:
 
 def one_run(model: str, hier: str, gen_len: int, engine: str, fusion: str | None
             ) -> tuple[float, int, str]:
-    h = load_hierarchy(hier, search_dirs=[run.HIER_DIR])
-    spec = workloads.RunSpec(workloads.load_workload(model), prompt_len=1, gen_len=gen_len)
+    req = memwall.request(model, hier, prompt_len=1, gen_len=gen_len, engine=engine,
+                          fusion=fusion)
     t = time.perf_counter()
-    s = run.simulate_run(spec, h, engine=engine, fusion=fusion)
-    return time.perf_counter() - t, s["n_ops"], s["fusion"]
+    r = memwall.run(req)
+    return time.perf_counter() - t, r.n_ops, r.fusion
 
 
 def main() -> None:

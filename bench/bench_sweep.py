@@ -23,7 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout
 
-import sweep  # noqa: E402
+from memwall import sweeps  # noqa: E402
+from memwall.simulation import run  # noqa: E402
 
 N_POINTS = 16
 
@@ -40,7 +41,7 @@ def _run(path: Path, workers: int) -> tuple[float, float]:
     from distributed import Client
 
     marks: dict[str, float] = {}
-    submit, done = Client.submit, sweep.Progress.__call__
+    submit, done = Client.submit, sweeps.Progress.__call__
 
     def timed_submit(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         marks.setdefault("submit", time.perf_counter())
@@ -52,29 +53,26 @@ def _run(path: Path, workers: int) -> tuple[float, float]:
 
     with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()), \
             contextlib.redirect_stderr(io.StringIO()):
-        Client.submit, sweep.Progress.__call__ = timed_submit, timed_done
+        Client.submit, sweeps.Progress.__call__ = timed_submit, timed_done
         t0 = time.perf_counter()
         try:
-            code = sweep.main([str(path), "--out", out, "--workers", str(workers)],
-                              [ROOT / "hierarchies"])
+            res = sweeps.sweep(path, out, workers=workers, progress=True)
         finally:
-            Client.submit, sweep.Progress.__call__ = submit, done
+            Client.submit, sweeps.Progress.__call__ = submit, done
         total = time.perf_counter() - t0
-    if code != 0:
-        raise SystemExit(f"sweep with {workers} workers failed (exit {code})")
+    if res.missing or res.failed:
+        raise SystemExit(f"sweep with {workers} workers: {res.missing} points missing, "
+                         f"{res.failed} failed")
     return total, marks["done"] - marks["submit"]
 
 
 def _bare_s(path: Path) -> float:
-    """Median simulate_run time of the sweep's points in this process, s."""
-    from run import simulate_run
-
-    points = sweep.resolve(sweep.read_sweep(path), [ROOT / "hierarchies"])
+    """Median time of the sweep's points run in this process, s."""
+    points = sweeps.resolve(sweeps.read_sweep(path))
     times = []
     for p in points[:4]:
-        spec, hier, engine, depth = p.task
         t0 = time.perf_counter()
-        simulate_run(spec, hier, engine, depth)
+        run(p.task)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -98,7 +96,7 @@ def main() -> None:
            for w, r in runs.items()}
     print(f"{N_POINTS}-point sweep, GPT-2 prompt 16 gen {args.gen_len} DES, "
           f"medians of {args.repeats}")
-    print(f"  bare simulate_run per point      {bare:8.3f} s")
+    print(f"  bare run per point              {bare:8.3f} s")
     print(f"  {'':30s} {'command':>9s} {'points':>9s}")
     for w, (total, pts) in med.items():
         print(f"  {w} worker{'s' if w > 1 else ' '}                      "

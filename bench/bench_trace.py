@@ -23,18 +23,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout
 
-import run  # noqa: E402
-import workloads  # noqa: E402
-from sim import Level, OpRecord, TraceWriter, load_hierarchy  # noqa: E402
+import memwall  # noqa: E402
+from sim import Level, OpRecord, TraceWriter  # noqa: E402
 
 
-def timed_run(spec: workloads.RunSpec, hier, trace: Path | None) -> float:
+def timed_run(req: memwall.Request, trace: Path | None) -> float:
     t0 = time.perf_counter()
-    if trace is None:
-        run.simulate_run(spec, hier)
-    else:
-        with TraceWriter(trace, hier) as w:
-            w.finish(run.simulate_run(spec, hier, sinks=(w.add,)))
+    memwall.run(req, trace=trace)
     return time.perf_counter() - t0
 
 
@@ -74,17 +69,17 @@ def main() -> None:
     ap.add_argument("--stream-records", type=int, default=1_000_000,
                     help="synthetic records for the memory check (0 skips it)")
     args = ap.parse_args()
-    hier = load_hierarchy(args.hier, search_dirs=[ROOT / "hierarchies"])
-    spec = workloads.RunSpec(workloads.load_workload(args.workload), prompt_len=args.prompt_len,
-                             gen_len=args.gen_len)
+    req = memwall.request(args.workload, args.hier, prompt_len=args.prompt_len,
+                          gen_len=args.gen_len)
+    hier = req.hierarchy
     with tempfile.TemporaryDirectory() as d:
         trace = Path(d) / "bench.h5"
-        timed_run(spec, hier, None)  # warm caches (graph templates, imports)
+        timed_run(req, None)  # warm caches (graph templates, imports)
         plain, traced = [], []
         for _ in range(args.repeats):
-            plain.append(timed_run(spec, hier, None))
-            traced.append(timed_run(spec, hier, trace))
-        n = run.simulate_run(spec, hier)["n_ops"]
+            plain.append(timed_run(req, None))
+            traced.append(timed_run(req, trace))
+        n = memwall.run(req).n_ops
         size = trace.stat().st_size
         a, b = statistics.median(plain), statistics.median(traced)
         print(f"{args.workload} on {hier.name}, prompt {args.prompt_len}, gen {args.gen_len}: "

@@ -1,44 +1,51 @@
 """memwall's simulator: hierarchy model, cost model, SimPy engine, trace and summaries.
 
 `sim` knows nothing of Transformers beyond the op-graph contract in `sim.opgraph`.
+Every public name below is importable from `sim`; each module loads on first use, so
+importing one name (say `sim.errors.MemwallError`) costs no more than that module, and a run
+without --trace never loads h5py, nor one without plots matplotlib.
 """
 
-from . import cost
-from .analytic import simulate_analytic
-from .engine import EngineOptions, simulate
-from .errors import MemwallError
-from .hierarchy import Compute, Hierarchy, Interconnect, Level, Placement
-from .hierarchy_file import HierarchyError, apply_overrides, hierarchy_to_dict, load_hierarchy
-from .memory import tensor_footprint
-from .opgraph import DTYPES, Tensor, check_op_graph
-from .report import format_report
-from .summary import Summary
-from .trace import OpRecord
+from importlib import import_module
 
-__all__ = [
-    "Compute", "DTYPES", "EngineOptions", "Hierarchy", "HierarchyError", "Interconnect", "Level",
-    "MemwallError", "OpRecord", "Placement", "Summary", "Tensor", "apply_overrides",
-    "check_op_graph", "cost", "format_report", "hierarchy_to_dict", "load_hierarchy",
-    "simulate", "simulate_analytic", "tensor_footprint",
-    # traces (sim.trace_file, sim.trace_reader, sim.inspection, sim.perfetto, sim.plot)
-    "Selection", "Trace", "TraceFileError", "TraceWriter", "export_perfetto",
-    "format_inspection", "inspect_trace", "iter_records", "op_totals", "plot_trace",
-    "read_trace", "token_range",
-]
-
-# Trace names load h5py (and plots matplotlib) on first use, so a run without --trace skips them.
-_LAZY = {
-    "TraceWriter": "trace_file", "Trace": "trace_reader", "TraceFileError": "trace_reader",
-    "iter_records": "trace_reader", "op_totals": "trace_reader", "read_trace": "trace_reader",
-    "Selection": "inspection", "format_inspection": "inspection", "inspect_trace": "inspection",
-    "token_range": "inspection", "export_perfetto": "perfetto", "plot_trace": "plot",
+_LAZY = {  # public name -> module of sim that defines it
+    **dict.fromkeys(("simulate_analytic",), "analytic"),
+    **dict.fromkeys(("EngineOptions", "simulate"), "engine"),
+    **dict.fromkeys(("MemwallError",), "errors"),
+    **dict.fromkeys(("Compute", "Hierarchy", "Interconnect", "Level", "Placement"),
+                    "hierarchy"),
+    **dict.fromkeys(("HierarchyError", "apply_overrides", "hierarchy_from_data",
+                     "hierarchy_to_dict", "load_hierarchy", "parse_hierarchy"),
+                    "hierarchy_file"),
+    **dict.fromkeys(("tensor_footprint",), "memory"),
+    **dict.fromkeys(("DTYPES", "Tensor", "check_op_graph"), "opgraph"),
+    **dict.fromkeys(("format_report",), "report"),
+    **dict.fromkeys(("Summary",), "summary"),
+    **dict.fromkeys(("OpRecord",), "trace"),
+    # traces and their readers, inspection, export and plots
+    **dict.fromkeys(("TraceWriter",), "trace_file"),
+    **dict.fromkeys(("Trace", "TraceFileError", "iter_records", "op_totals", "read_trace"),
+                    "trace_reader"),
+    **dict.fromkeys(("Selection", "format_inspection", "inspect_trace", "token_range"),
+                    "inspection"),
+    **dict.fromkeys(("export_perfetto",), "perfetto"),
+    **dict.fromkeys(("plot_trace", "trace_figure"), "plot"),
 }
+_MODULES = ("cost",)  # submodules exported by name
+
+__all__ = sorted([*_LAZY, *_MODULES])
 
 
 def __getattr__(name: str) -> object:
+    if name in _MODULES:
+        return import_module(f".{name}", __name__)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'sim' has no attribute {name!r}")
-    from importlib import import_module
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
 
-    return getattr(import_module(f".{module}", __name__), name)
+
+def __dir__() -> list[str]:
+    return __all__

@@ -5,8 +5,13 @@ Levels are ordered innermost first (registers, l1, l2, hbm, further DRAM tiers),
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+import yaml
+
+from .errors import MemwallError
 
 Policy = Literal["none", "lru", "pin"]
 Topology = Literal["ring", "switch", "full"]
@@ -65,8 +70,11 @@ class Hierarchy:
     interconnect: Interconnect | None = None
     description: str = ""
     schema_version: int = 1
-    path: str = ""  # where it was loaded from
-    document: Any = field(default=None, compare=False, repr=False)  # raw tree, for overrides
+    path: str = ""  # where it was loaded from ("" for YAML text or a mapping)
+    sha256: str = field(default="", compare=False)  # of the file's (or text's) bytes
+    overrides: tuple[str, ...] = field(default=(), compare=False)  # "PATH=VALUE", as applied
+    source: Any = field(default=None, compare=False, repr=False)  # the loader's tree, for
+    #                                                             override (hierarchy_file)
 
     def level(self, name: str) -> Level:
         for lv in self.levels:
@@ -76,3 +84,28 @@ class Hierarchy:
 
     def index(self, name: str) -> int:
         return [lv.name for lv in self.levels].index(name)
+
+    def override(self, changes: Mapping[str, Any] | Sequence[str]) -> Hierarchy:
+        """This hierarchy with values changed, re-validated with the checks and messages of
+        --set: a mapping {"memory.l2.capacity": "512 MiB"} (values as the file takes them:
+        strings with units, numbers, lists) or "PATH=VALUE" texts. Overrides add up: the
+        result's `overrides` lists this hierarchy's and then these."""
+        if self.source is None:
+            raise MemwallError(f"hierarchy {self.name}: rebuilt from a trace, it keeps no "
+                               "source to apply overrides to; load the file again")
+        if isinstance(changes, str):
+            changes = [changes]
+        if isinstance(changes, Mapping):
+            texts = [f"{k}={_yaml_text(v)}" for k, v in changes.items()]
+            origins = [f"override {t}" for t in texts]
+        else:
+            texts, origins = list(changes), []
+        return self.source.rebuild(texts, origins)
+
+
+def _yaml_text(value: Any) -> str:
+    """A Python value as the YAML text --set would take for it (strings as they are)."""
+    if isinstance(value, str):
+        return value
+    text = yaml.safe_dump(value, default_flow_style=True, width=1 << 20)
+    return text.removesuffix("...\n").strip()  # a scalar dumps as "0.9\n...\n"

@@ -11,13 +11,16 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import hashlib
 import os
 import re
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from sim.hierarchy import Compute, Hierarchy, Interconnect, Level, Placement
 from sim.opgraph import DTYPES, FUSIONS
@@ -97,16 +100,78 @@ def load_hierarchy(
     name_or_path: str | os.PathLike[str],
     search_dirs: Sequence[Path] = (),
     overrides: Sequence[str] = (),
+    origins: Sequence[str] = (),
 ) -> Hierarchy:
     """Read a hierarchy file (a bare name is looked up in `search_dirs`), apply overrides, build."""
-    path, text = _read(name_or_path, search_dirs)
+    path, data = _read(name_or_path, search_dirs)
+    text = _decode(data, path)
+    source = _Source.of_text(text, path, Path(path).stem, hashlib.sha256(data).hexdigest())
+    return source.rebuild(overrides, origins)
+
+
+def parse_hierarchy(text: str, name: str = "hierarchy", overrides: Sequence[str] = (),
+                    origins: Sequence[str] = ()) -> Hierarchy:
+    """A hierarchy from YAML text (no file); errors name it as `<name>:<line>`."""
+    sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return _Source.of_text(text, "", name, sha, where=name).rebuild(overrides, origins)
+
+
+def hierarchy_from_data(data: Mapping[str, Any], name: str = "hierarchy",
+                        overrides: Sequence[str] = (), origins: Sequence[str] = ()) -> Hierarchy:
+    """A hierarchy from a mapping shaped like the file (values as the file takes them:
+    strings with units, numbers, lists); errors name `<name>:<line>` of the mapping written
+    out as YAML, and the key path."""
+    try:
+        text = yaml.safe_dump(_plain_data(data), sort_keys=False, allow_unicode=True)
+    except yaml.YAMLError as e:
+        raise HierarchyError(f"{name}: not plain data (mappings, lists, strings, numbers): "
+                             f"{str(e).splitlines()[0]}") from None
+    return parse_hierarchy(text, name, overrides, origins)
+
+
+def _plain_data(x: Any) -> Any:
+    if isinstance(x, Mapping):
+        return {str(k): _plain_data(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain_data(v) for v in x]
+    return x
+
+
+class _Source:
+    """A hierarchy's raw located tree and where it came from: what `Hierarchy.override`
+    rebuilds from (overrides edit a copy of the tree; the file is never read again)."""
+
+    def __init__(self, root: Node, path: str, stem: str, sha256: str,
+                 overrides: tuple[str, ...] = (), origins: tuple[str, ...] = ()) -> None:
+        self.root, self.path, self.stem, self.sha256 = root, path, stem, sha256
+        self.overrides, self.origins = overrides, origins
+
+    @classmethod
+    def of_text(cls, text: str, path: str, stem: str, sha256: str, where: str = "") -> _Source:
+        where = where or path
+        return cls(_located(text, lambda line: f"{where}:{line}"), path, stem, sha256)
+
+    def rebuild(self, overrides: Sequence[str], origins: Sequence[str] = ()) -> Hierarchy:
+        """The hierarchy with this source's overrides and then `overrides` applied (each
+        override names its origin in errors: `origins[i]`, else "--set PATH=VALUE")."""
+        overrides = tuple(overrides)
+        origins = tuple(origins)[:len(overrides)]
+        origins += tuple(f"--set {t}" for t in overrides[len(origins):])
+        every, where = self.overrides + overrides, self.origins + origins
+        with _as_hierarchy_error():
+            h = _build(_override(self.root, every, where), self.path, self.stem)
+        later = _Source(self.root, self.path, self.stem, self.sha256, every, where)
+        return dataclasses.replace(h, sha256=self.sha256, overrides=every, source=later)
+
+
+def _located(text: str, locate: Callable[[int], str]) -> Node:
     with _as_hierarchy_error():
-        root = compose(text, lambda line: f"{path}:{line}", "")
-        if root is None or root.value is None:
-            raise HierarchyError(f"{path}:1: empty file; expected a hierarchy with "
-                                 "schema_version, compute, memory and placement "
-                                 "(see hierarchies/README.md)")
-        return _build(_override(root, overrides), path, Path(path).stem)
+        root = compose(text, locate, "")
+    if root is None or root.value is None:
+        raise HierarchyError(f"{locate(1)}: empty file; expected a hierarchy with "
+                             "schema_version, compute, memory and placement "
+                             "(see hierarchies/README.md)")
+    return root
 
 
 def apply_overrides(h: Hierarchy, overrides: Sequence[str],
@@ -116,11 +181,9 @@ def apply_overrides(h: Hierarchy, overrides: Sequence[str],
     `origins[i]` is where override i came from ("sweeps/x.yaml:7"), named by its errors;
     without one, errors name it as "--set PATH=VALUE".
     """
-    if h.document is None:
+    if h.source is None:
         raise HierarchyError(f"hierarchy {h.name}: no source document to apply overrides to")
-    stem = Path(h.path).stem if h.path else h.name
-    with _as_hierarchy_error():
-        return _build(_override(h.document, overrides, origins), h.path, stem)
+    return h.source.rebuild(overrides, origins)
 
 
 @contextmanager
@@ -134,13 +197,17 @@ def _as_hierarchy_error() -> Iterator[None]:
         raise HierarchyError(str(e)) from None
 
 
+_NOT_PHYSICAL = ("sha256", "overrides", "source")  # provenance, not the device
+
+
 def hierarchy_to_dict(h: Hierarchy) -> dict[str, Any]:
-    """`h` as plain JSON-serialisable data in SI units (field names carry the units)."""
+    """`h` as plain JSON-serialisable data in SI units (field names carry the units): the
+    device, not where its file came from (sha256, overrides)."""
 
     def plain(x: Any) -> Any:
         if dataclasses.is_dataclass(x) and not isinstance(x, type):
             return {f.name: plain(getattr(x, f.name)) for f in dataclasses.fields(x)
-                    if f.name != "document"}
+                    if f.name not in _NOT_PHYSICAL}
         if isinstance(x, (list, tuple)):
             return [plain(v) for v in x]
         if isinstance(x, dict):
@@ -153,7 +220,8 @@ def hierarchy_to_dict(h: Hierarchy) -> dict[str, Any]:
 # --- reading -------------------------------------------------------------------------------
 
 
-def _read(name_or_path: str | os.PathLike[str], search_dirs: Sequence[Path]) -> tuple[str, str]:
+def _read(name_or_path: str | os.PathLike[str], search_dirs: Sequence[Path]
+          ) -> tuple[str, bytes]:
     given = os.fspath(name_or_path)
     seps = [s for s in (os.sep, os.altsep, "/") if s]
     if any(s in given for s in seps):
@@ -163,19 +231,22 @@ def _read(name_or_path: str | os.PathLike[str], search_dirs: Sequence[Path]) -> 
         candidates = [Path(d) / n for d in search_dirs for n in names] + [Path(n) for n in names]
     for candidate in candidates:
         try:
-            data = candidate.read_bytes()
+            return str(candidate), candidate.read_bytes()
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             continue
         except OSError as e:
             raise HierarchyError(f"{candidate}: cannot read hierarchy file: {e.strerror}") from None
-        try:
-            return str(candidate), data.decode("utf-8")
-        except UnicodeDecodeError as e:
-            line = data[: e.start].count(b"\n") + 1
-            raise HierarchyError(f"{candidate}:{line}: not UTF-8 text") from None
     where = ", ".join(str(d) for d in search_dirs) or "no search directories"
     raise HierarchyError(f'hierarchy "{given}" not found (looked in {where} and the current '
                          "directory); expected a bundled name such as hbm_accel.yaml or a path")
+
+
+def _decode(data: bytes, path: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise HierarchyError(f"{path}:{line}: not UTF-8 text") from None
 
 
 # --- overrides -----------------------------------------------------------------------------
@@ -245,7 +316,6 @@ def _build(root: Node, path: str, stem: str) -> Hierarchy:
         else "",
         schema_version=version,
         path=path,
-        document=root,
     )
 
 

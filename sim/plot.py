@@ -1,4 +1,5 @@
-"""Pictures of a trace, drawn headless (matplotlib's Agg canvas, imported only when drawing).
+"""Pictures of a trace, drawn headless: matplotlib Figures made without pyplot (so the global
+backend is never touched and a notebook's inline plots keep working), imported only when drawing.
 
     roofline    achieved FLOP/s against arithmetic intensity (FLOPs/MOPs), a point per op
                 type; one bandwidth ceiling per memory level (sustained) and the compute peaks
@@ -10,14 +11,14 @@
 
 from __future__ import annotations
 
+import json
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .errors import MemwallError
-from .outfile import replacing
+from .outfile import figure_format, write_figure
 from .perfetto import default_window
 from .report import si
 from .trace_reader import Tokens, Trace, op_totals, read_trace
@@ -28,7 +29,17 @@ DPI = 120
 
 
 def plot_trace(path: str, kind: str, out: str | os.PathLike[str], tokens: Tokens = None) -> None:
-    """Draw picture `kind` of trace `path` into the PNG `out` (written atomically)."""
+    """Draw picture `kind` of trace `path` into `out`, in the format of its extension (png,
+    pdf, svg), written atomically, with the run's provenance in the file's metadata."""
+    figure_format(out, "-o")
+    fig = trace_figure(path, kind, tokens)
+    t = read_trace(path, records=False)
+    write_figure(fig, out, {"Title": fig.axes[0].get_title(),
+                            "Description": json.dumps(t.summary.get("provenance", {}))}, dpi=DPI)
+
+
+def trace_figure(path: str, kind: str, tokens: Tokens = None) -> Any:
+    """Picture `kind` of trace `path` (steps `tokens`) as a matplotlib Figure."""
     if kind not in KINDS:
         raise MemwallError(f"--kind {kind!r}: expected one of {', '.join(KINDS)}")
     from matplotlib.figure import Figure
@@ -43,7 +54,7 @@ def plot_trace(path: str, kind: str, out: str | os.PathLike[str], tokens: Tokens
     else:
         window = tokens if tokens is not None else default_window(read_trace(path, records=False))
         _timeline(ax, read_trace(path, tokens=window))
-    _save(fig, Path(out))
+    return fig
 
 
 def _title(t: Trace, what: str) -> str:
@@ -170,8 +181,3 @@ def _time_unit(span_s: float) -> tuple[float, str]:
         if span_s * scale >= 1.0:
             return scale, unit
     return 1e9, "ns"
-
-
-def _save(fig: Any, target: Path) -> None:
-    with replacing(target) as tmp:
-        fig.savefig(tmp, format="png")

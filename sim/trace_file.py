@@ -4,7 +4,8 @@ Layout (every table is columnar: one 1-D dataset per column, or 2-D (rows, level
 per-level columns; chunked, gzip with shuffle, fletcher32 checksums; `units` attribute on each):
 
     /                attrs: format="memwall-trace", schema_version, memwall_version,
-                     command_line, created (ISO 8601, UTC), hierarchy, workload, summary (JSON)
+                     command_line, created (ISO 8601, UTC), hierarchy, workload, summary,
+                     provenance (JSON: what produced the run, as in the summary)
     /lookup/         op_types, kinds, phases: names stored once, referred to by index
     /levels/         name, capacity_bytes, bandwidth_bytes_per_s, efficiency, latency_s,
                      sustained_bytes_per_s (innermost first)
@@ -16,8 +17,8 @@ per-level columns; chunked, gzip with shuffle, fletcher32 checksums; `units` att
                      start_s, end_s, compute_s, dispatch_s, interconnect_s, stall_s, bytes,
                      flops, mops_bytes
 
-The file is written under a hidden temporary name in the target's directory and renamed only
-when complete; a run that raises removes it.
+The file is written under a hidden temporary name and put in place only when complete
+(sim/outfile.py); a run that raises removes it.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import numpy as np
 
 from .hierarchy import Hierarchy
 from .hierarchy_file import hierarchy_to_dict
-from .outfile import memwall_version, publish, temporary_path
+from .outfile import Staged, memwall_version
 from .summary import Summary
 from .trace import OpRecord
 
@@ -98,13 +99,16 @@ class TraceWriter:
     """
 
     def __init__(self, path: str | os.PathLike[str], hier: Hierarchy,
-                 command_line: Sequence[str] = (), chunk_rows: int = CHUNK_ROWS) -> None:
+                 command_line: Sequence[str] = (), provenance: dict[str, Any] | None = None,
+                 chunk_rows: int = CHUNK_ROWS) -> None:
         self.path = Path(path)
         self.hier = hier
         self.command_line = list(command_line)
+        self.provenance = provenance or {}
         self.chunk_rows = chunk_rows
         self.n_levels = len(hier.levels)
-        self.tmp = temporary_path(self.path)
+        self.staged = Staged(path)
+        self.tmp = self.staged.tmp
         self.f: h5py.File | None = h5py.File(self.tmp, "w")
         self.op_index: dict[tuple[str, str, str, int], int] = {}
         self.types: dict[str, int] = {}
@@ -221,11 +225,12 @@ class TraceWriter:
             "hierarchy": json.dumps(hier_dict),
             "workload": json.dumps(run_meta(summary, self.hier)),
             "summary": json.dumps(summary),
+            "provenance": json.dumps(self.provenance),
             "n_records": self.n,
         })
         f.close()
         self.f = None
-        publish(self.tmp, self.path)
+        self.staged.commit()
         return self.path
 
     def _write_tables(self, f: h5py.File) -> None:
@@ -267,7 +272,7 @@ class TraceWriter:
                 self.f.close()
             finally:
                 self.f = None
-                self.tmp.unlink(missing_ok=True)
+                self.staged.discard()
 
     def __enter__(self) -> TraceWriter:
         return self

@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-import run
+from runs import HIER_DIR
+
 from sim import load_hierarchy, read_trace
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
@@ -28,7 +29,7 @@ def test_bench_engine_times_the_runs_it_names():
 
 def test_bench_trace_streams_synthetic_records(tmp_path: Path):
     b = bench("bench_trace")
-    hier = load_hierarchy("hbm_accel.yaml", search_dirs=[run.HIER_DIR])
+    hier = load_hierarchy("hbm_accel.yaml", search_dirs=[HIER_DIR])
     per, peak = b.synthetic(hier, 1000, tmp_path / "s.h5", True)
     assert per > 0 and peak > 0
     assert len(read_trace(tmp_path / "s.h5").records["step"]) == 1000

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from runs import HIER_DIR
 from toy import toy_hierarchy
 
-from run import HIER_DIR
 from sim import cost, load_hierarchy
 
 

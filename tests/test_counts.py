@@ -37,7 +37,7 @@ specs = st.one_of(
               precision=st.builds(Precision, *[st.sampled_from(DTYPES)] * 3),
               tp=st.sampled_from([1, 2])),
     st.builds(RunSpec, model=st.just(two_layers("bert-base")), batch=st.integers(1, 3),
-              prompt_len=st.integers(1, 40)),
+              prompt_len=st.integers(1, 40), gen_len=st.just(0)),
 )
 
 
@@ -96,7 +96,7 @@ def test_weight_free_terms_are_linear_in_batch() -> None:
 @pytest.mark.parametrize("L", [128, 256, 512])
 def test_paper_fig3_shape(L: int) -> None:
     gpt = run_counts(RunSpec(PRESETS["gpt2"], prompt_len=1, gen_len=L, precision=I8))
-    bert = run_counts(RunSpec(PRESETS["bert-base"], prompt_len=L, precision=I8))
+    bert = run_counts(RunSpec(PRESETS["bert-base"], prompt_len=L, gen_len=0, precision=I8))
     assert len(gpt.phases) == L
     # about the same FLOPs: the same blocks; GPT-2 adds its LM head (a quarter of its FLOPs
     # here), BERT attends over all L positions for every token.
@@ -121,6 +121,6 @@ def test_describe_is_json_ready_and_readable() -> None:
     assert len(d["by_layer"]) == 81
     text = format_describe(d)
     assert "llama2-70b" in text and "decode (63 steps)" in text and "all_reduce" in text
-    bert = describe(RunSpec(PRESETS["bert-base"], prompt_len=128))
+    bert = describe(RunSpec(PRESETS["bert-base"], prompt_len=128, gen_len=0))
     assert "decode" not in bert["phases"] and bert["phases"]["encode"]["tokens"] == 128
     assert "encode (128 tok)" in format_describe(bert)

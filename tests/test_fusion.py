@@ -9,11 +9,12 @@ from pathlib import Path
 import networkx as nx
 import pytest
 from hypothesis import given, settings
+from runs import HIER_DIR, simulate_spec
 from test_graph import decoder_specs, two_layers
 from test_hierarchy import BASE, load_text
 
-import run
 import workloads
+from memwall import cli
 from sim import cost, load_hierarchy
 from sim.errors import MemwallError
 from sim.hierarchy_file import HierarchyError
@@ -50,7 +51,7 @@ def test_llama_fuses_rotary_into_qkv_and_gate_with_up():
 
 
 def test_bert_fuses_the_embedding_adds_and_post_norm_residuals():
-    K, _ = fuse(build_phase(RunSpec(two_layers("bert-base"), prompt_len=8), 0))
+    K, _ = fuse(build_phase(RunSpec(two_layers("bert-base"), prompt_len=8, gen_len=0), 0))
     assert "embed+pos_embed+type_embed" in K and "embed_norm" in K
     assert layer0(K) == ["h0.attn.qkv", "h0.attn.score+softmax+value", "h0.attn.out+residual",
                          "h0.norm1", "h0.mlp.up+act", "h0.mlp.down+residual", "h0.norm2"]
@@ -118,11 +119,11 @@ def test_decode_kernels_match_fusing_a_fresh_build_of_each_step(spec):
 
 def test_phases_refuses_an_unknown_fusion():
     with pytest.raises(WorkloadError, match="fusion = 'all': expected one of none, fused"):
-        next(phases(RunSpec(PRESETS["gpt2"]), "all"))
+        next(phases(RunSpec(PRESETS["gpt2"], prompt_len=1, gen_len=0), "all"))
 
 
 def test_a_kernel_computes_for_the_sum_of_its_parts():
-    h = load_hierarchy("a100_80gb.yaml", search_dirs=[run.HIER_DIR])
+    h = load_hierarchy("a100_80gb.yaml", search_dirs=[HIER_DIR])
     G = build_phase(RunSpec(two_layers("llama2-7b"), prompt_len=128, gen_len=1), 0)
     K, _ = fuse(G)
     parts = ("h0.mlp.up", "h0.mlp.gate", "h0.mlp.act")
@@ -132,9 +133,9 @@ def test_a_kernel_computes_for_the_sum_of_its_parts():
 
 
 def test_a_fused_run_pays_one_dispatch_per_kernel():
-    h = load_hierarchy("hbm_accel.yaml", search_dirs=[run.HIER_DIR])
+    h = load_hierarchy("hbm_accel.yaml", search_dirs=[HIER_DIR])
     spec = RunSpec(PRESETS["gpt2"], prompt_len=16, gen_len=8)
-    fused, unfused = run.simulate_run(spec, h), run.simulate_run(spec, h, fusion="none")
+    fused, unfused = simulate_spec(spec, h), simulate_spec(spec, h, fusion="none")
     assert (fused["fusion"], unfused["fusion"]) == ("fused", "none")
     assert (fused["n_ops"], unfused["n_ops"]) == (8 * (12 * 7 + 3), 8 * (12 * 12 + 4))
     assert fused["stall_s"]["dispatch"] == pytest.approx(fused["n_ops"] * h.compute.dispatch_s)
@@ -161,24 +162,24 @@ def test_fusion_in_the_hierarchy_file_and_its_errors(tmp_path: Path):
 def test_cli_fusion_flag_overrides_the_file(capsys):
     argv = ["--workload", "gpt2", "--hier", "hbm_accel.yaml", "--prompt-len", "8",
             "--gen-len", "4", "--json", "-"]
-    assert run.main(argv) == 0
+    assert cli.main(argv) == 0
     assert json.loads(capsys.readouterr().out)["fusion"] == "fused"
-    assert run.main([*argv, "--fusion", "none"]) == 0
+    assert cli.main([*argv, "--fusion", "none"]) == 0
     s = json.loads(capsys.readouterr().out)
     assert s["fusion"] == "none" and s["n_ops"] == 4 * 148
-    assert run.main([*argv, "--fusion", "some"]) == 2
+    assert cli.main([*argv, "--fusion", "some"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--fusion: invalid choice: 'some'" in err
 
 
 def test_report_names_the_kernel_granularity(capsys):
-    assert run.main(["--workload", "gpt2", "--hier", "a100_80gb.yaml", "--prompt-len", "8",
+    assert cli.main(["--workload", "gpt2", "--hier", "a100_80gb.yaml", "--prompt-len", "8",
                      "--gen-len", "2"]) == 0
     assert "one kernel per op" in capsys.readouterr().out.splitlines()[0]
 
 
 def test_bundled_design_files_fuse_and_calibrated_gpu_files_do_not():
-    fusion = {n: load_hierarchy(n, search_dirs=[run.HIER_DIR]).compute.fusion
+    fusion = {n: load_hierarchy(n, search_dirs=[HIER_DIR]).compute.fusion
               for n in ("hbm_accel", "hbm_accel_big_l2", "hbm_accel_tiered", "a100_80gb",
                         "h100_sxm", "h200", "xeon_gold_6242")}
     assert fusion == {"hbm_accel": "fused", "hbm_accel_big_l2": "fused",

@@ -67,12 +67,12 @@ def test_decoder_phases() -> None:
     G0 = build_phase(spec, 0)
     assert G0.nodes["lm_head"]["reads"][0].shape == (2, 1, 768)  # last position only
     # gen_len 0: prefill only, no token generated, no LM head; gen_len 1: one token
-    assert "lm_head" not in build_phase(RunSpec(PRESETS["gpt2"], prompt_len=5), 0)
+    assert "lm_head" not in build_phase(RunSpec(PRESETS["gpt2"], prompt_len=5, gen_len=0), 0)
     assert n_phases(RunSpec(PRESETS["gpt2"], prompt_len=5, gen_len=1)) == 1
 
 
 def test_encoder_phase() -> None:
-    spec = RunSpec(PRESETS["bert-base"], batch=2, prompt_len=16)
+    spec = RunSpec(PRESETS["bert-base"], batch=2, prompt_len=16, gen_len=0)
     (G,) = list(phases(spec))
     assert (G.graph["phase"], G.graph["tokens"], G.graph["kv_len"]) == ("encode", 16, 0)
     assert "pooler" in G and "lm_head" not in G
@@ -84,7 +84,7 @@ def test_encoder_phase() -> None:
 
 def test_run_errors() -> None:
     with pytest.raises(WorkloadError, match="batch = 0"):
-        RunSpec(PRESETS["gpt2"], batch=0)
+        RunSpec(PRESETS["gpt2"], batch=0, prompt_len=1, gen_len=0)
     with pytest.raises(WorkloadError, match="learned position table of 1024"):
         RunSpec(PRESETS["gpt2"], prompt_len=1000, gen_len=30)
     RunSpec(PRESETS["llama2-7b"], prompt_len=4000, gen_len=200)  # rotary: allowed
@@ -109,8 +109,8 @@ def test_layer_ops_and_edges() -> None:
 
 
 def test_weight_only_int8_computes_in_bf16() -> None:
-    G = build_phase(RunSpec(two_layers("llama2-70b"), precision=Precision("int8", "bf16",
-                                                                             "fp8")), 0)
+    G = build_phase(RunSpec(two_layers("llama2-70b"), prompt_len=1, gen_len=0,
+                            precision=Precision("int8", "bf16", "fp8")), 0)
     assert G.nodes["h0.attn.qkv"]["dtype"] == "bf16"
     assert G.nodes["h0.attn.score"]["dtype"] == "bf16"
     assert G.nodes["h0.attn.qkv"]["reads"][1].nbytes == 8192 * 8192  # 1 byte per weight
@@ -162,7 +162,7 @@ def test_llama_decode_step_closed_form(name: str) -> None:
 def test_bert_encode_closed_form() -> None:
     m, B, T = PRESETS["bert-base"], 2, 128
     L, d = m.n_layers, m.d_model
-    G = build_phase(RunSpec(m, batch=B, prompt_len=T), 0)
+    G = build_phase(RunSpec(m, batch=B, prompt_len=T, gen_len=0), 0)
     assert matmul_flops(G) == (2 * B * T * L * 12 * d * d + B * T * L * 9 * d
                                + 4 * B * L * T * T * d + 2 * B * d * d + B * d)  # + pooler
 
@@ -241,13 +241,13 @@ def test_tensor_parallel_llama2_70b() -> None:
 
 def test_tensor_parallel_errors() -> None:
     with pytest.raises(WorkloadError, match="tp = 3: 'llama2-7b' has n_heads = 32"):
-        RunSpec(PRESETS["llama2-7b"], tp=3)
+        RunSpec(PRESETS["llama2-7b"], prompt_len=1, gen_len=0, tp=3)
     with pytest.raises(WorkloadError, match="n_kv_heads = 8"):
-        RunSpec(PRESETS["llama2-70b"], tp=16)
+        RunSpec(PRESETS["llama2-70b"], prompt_len=1, gen_len=0, tp=16)
 
 
 def test_tensor_parallel_tied_lm_head_reads_a_vocab_shard() -> None:
-    G = build_phase(RunSpec(two_layers("gpt2"), gen_len=1, tp=4), 0)
+    G = build_phase(RunSpec(two_layers("gpt2"), prompt_len=1, gen_len=1, tp=4), 0)
     w = G.nodes["lm_head"]["reads"][1]
     assert (w.name, w.shape) == ("embed.weight", (-(-50257 // 4), 768))
     assert G.graph["weight_bytes"]["embed.weight"] == 50257 * 768 * 2  # stored whole

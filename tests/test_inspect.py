@@ -6,13 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+from runs import HIER_DIR, simulate_spec
 
-import run
 import workloads
+from memwall import cli
 from sim import TraceWriter, format_report, load_hierarchy, read_trace
 from sim.inspection import Selection, inspect_trace, token_range
-
-HIER_DIR = Path(__file__).resolve().parent.parent / "hierarchies"
 
 
 @pytest.fixture(scope="module")
@@ -22,14 +21,14 @@ def traced(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     hier = load_hierarchy("hbm_accel.yaml", search_dirs=[HIER_DIR])
     spec = workloads.RunSpec(workloads.load_workload("gpt2"), prompt_len=8, gen_len=4)
     with TraceWriter(path, hier) as w:
-        summary = run.simulate_run(spec, hier, sinks=(w.add,))
+        summary = simulate_spec(spec, hier, sinks=(w.add,))
         w.finish(summary)
     return path, summary
 
 
 def test_inspect_prints_the_runs_report_first(traced, capsys):
     path, summary = traced
-    assert run.main(["inspect", str(path), "--top", "5"]) == 0
+    assert cli.main(["inspect", str(path), "--top", "5"]) == 0
     out = capsys.readouterr().out
     hier = load_hierarchy("hbm_accel.yaml", search_dirs=[HIER_DIR])
     assert out.startswith(format_report(summary, hier, top=5))
@@ -38,7 +37,7 @@ def test_inspect_prints_the_runs_report_first(traced, capsys):
 
 def test_inspect_json_has_breakdowns(traced, capsys):
     path, summary = traced
-    assert run.main(["inspect", str(path), "--json", "-"]) == 0
+    assert cli.main(["inspect", str(path), "--json", "-"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["summary"]["n_ops"] == summary["n_ops"]
     assert [r["step"] for r in res["by_token"]] == [0, 1, 2, 3]
@@ -69,8 +68,8 @@ def test_token_range_syntax():
 
 def test_bad_selection_is_one_line(traced, capsys):
     path, _ = traced
-    assert run.main(["inspect", str(path), "--tokens", "x:y"]) == 2
-    assert run.main(["inspect", str(path), "--tokens", "50:60"]) == 2
+    assert cli.main(["inspect", str(path), "--tokens", "x:y"]) == 2
+    assert cli.main(["inspect", str(path), "--tokens", "50:60"]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and all(e.startswith("memwall: error: ") for e in err)
 
@@ -78,7 +77,7 @@ def test_bad_selection_is_one_line(traced, capsys):
 def test_export_perfetto(traced, tmp_path, capsys):
     path, _ = traced
     out = tmp_path / "t.json"
-    assert run.main(["export", str(path), "--perfetto", str(out)]) == 0
+    assert cli.main(["export", str(path), "--perfetto", str(out)]) == 0
     doc = json.loads(out.read_text())
     ev = doc["traceEvents"]
     tracks = {e["args"]["name"] for e in ev if e["name"] == "thread_name"}
@@ -87,7 +86,7 @@ def test_export_perfetto(traced, tmp_path, capsys):
     assert steps == {"step 1", "step 2", "step 3"}  # default: the first decode steps
     slices = [e for e in ev if e["ph"] == "X"]
     assert all(e["dur"] >= 0 and e["ts"] >= 0 for e in slices)
-    assert run.main(["export", str(path), "--perfetto", str(out), "--tokens", "0:1"]) == 0
+    assert cli.main(["export", str(path), "--perfetto", str(out), "--tokens", "0:1"]) == 0
     doc = json.loads(out.read_text())
     assert {e["name"] for e in doc["traceEvents"] if e.get("cat") == "step"} == {"step 0"}
     assert [p.name for p in tmp_path.iterdir()] == ["t.json"]

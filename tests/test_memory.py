@@ -7,16 +7,16 @@ import dataclasses
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from runs import HIER_DIR
 from toy import chain
 
-import run
 from sim import load_hierarchy, simulate, tensor_footprint
 from sim.errors import MemwallError
 from sim.hierarchy import Compute, Hierarchy, Level, Placement
 from sim.memory import Memory, activation_pool_bytes
 
-TIERED = load_hierarchy("hbm_accel_tiered.yaml", search_dirs=[run.HIER_DIR])
-BIG = load_hierarchy("hbm_accel_big_l2.yaml", search_dirs=[run.HIER_DIR])
+TIERED = load_hierarchy("hbm_accel_tiered.yaml", search_dirs=[HIER_DIR])
+BIG = load_hierarchy("hbm_accel_big_l2.yaml", search_dirs=[HIER_DIR])
 
 
 def test_an_lpddr_byte_crosses_l2_but_not_hbm():

@@ -1,4 +1,4 @@
-"""paper.py: the Fig. 1 growth fit, the Fig. 3 counts and plot, the projection."""
+"""memwall/paper.py: the Fig. 1 growth fit, the Fig. 3 counts and plot, the projection."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import paper
-from sim import load_hierarchy
+from memwall import cli, paper
+from memwall.inputs import as_hierarchy
+from sim.outfile import write_figure
 
 
 def _is_png(path: Path) -> bool:
@@ -32,16 +33,15 @@ def test_fit_on_the_paper_data_lands_near_its_rates(tmp_path: Path) -> None:
     fits = paper.fig1_fits(rows)
     for group, paper_rate in paper.PAPER_RATES.items():
         assert fits[group]["rate_per_2y"] == pytest.approx(paper_rate, rel=0.05), group
-    paper.plot_fig1(rows, fits, tmp_path / "fig1.png")
+    write_figure(paper.plot_fig1(rows, fits), tmp_path / "fig1.png")
     assert _is_png(tmp_path / "fig1.png")
+    assert paper.fig1() == fits  # the bundled data by default
 
 
-def test_fig3_spec_extends_positions_and_uses_the_decoder_convention() -> None:
-    spec = paper.fig3_spec("gpt2", 4096)
-    assert (spec.prompt_len, spec.gen_len, spec.positions) == (1, 4096, 4096)
-    assert spec.precision.weights == spec.precision.activations == "int8"
-    bert = paper.fig3_spec("bert-base", 1024)
-    assert (bert.prompt_len, bert.gen_len, bert.model.max_positions) == (1024, 0, 1024)
+def test_fig3_model_extends_positions_only_when_needed() -> None:
+    assert paper.fig3_model("gpt2", 4096).max_positions == 4096
+    assert paper.fig3_model("gpt2", 128).max_positions == 1024
+    assert paper.fig3_model("bert-base", 1024).max_positions == 1024
 
 
 def test_fig3_shape_of_the_result(tmp_path: Path) -> None:
@@ -52,15 +52,13 @@ def test_fig3_shape_of_the_result(tmp_path: Path) -> None:
     assert by["gpt2"]["mops_bytes"] > 10 * by["bert-base"]["mops_bytes"]
     assert by["gpt2"]["arithmetic_intensity"] < by["bert-base"]["arithmetic_intensity"] / 10
     assert by["gpt2"]["latency_s"] > by["bert-large"]["latency_s"]  # GPT-2 slowest
-    paper.plot_fig3(rows, tmp_path / "fig3.png")
+    write_figure(paper.plot_fig3(rows), tmp_path / "fig3.png")
     assert _is_png(tmp_path / "fig3.png")
 
 
 def test_scaled_hierarchy_follows_the_trends() -> None:
-    base = load_hierarchy("hbm_accel.yaml", search_dirs=[paper.HIER_DIR])
-    from sim import apply_overrides
-
-    h = apply_overrides(base, paper.scaled_overrides(base, 4))
+    base = as_hierarchy("hbm_accel.yaml")
+    h = base.override(paper.scaled_overrides(base, 4))
     c, c0 = h.compute.peak_flops_per_s, base.compute.peak_flops_per_s
     assert c["bf16"] == pytest.approx(9 * c0["bf16"], rel=1e-5)  # 3.0x per 2 years
     for level, factor in (("hbm", 1.6**2), ("l2", 9)):  # DRAM class 1.6x; on chip as compute
@@ -72,21 +70,17 @@ def test_scaled_hierarchy_follows_the_trends() -> None:
 
 
 def test_projection_rows_and_plot(tmp_path: Path) -> None:
-    import workloads
-
-    spec = workloads.RunSpec(workloads.load_workload("gpt2"), prompt_len=16, gen_len=4)
-    rows = paper.projection("hbm_accel.yaml", spec, 4, engine="analytic")
+    rows = paper.projection("hbm_accel.yaml", "gpt2", 4, engine="analytic", prompt_len=16,
+                            gen_len=4)
     assert [r["year"] for r in rows] == [0, 2, 4]
     assert rows[-1]["decode_s_per_token"] <= rows[0]["decode_s_per_token"]
     assert rows[-1]["compute_utilization"] <= rows[0]["compute_utilization"]
-    paper.plot_projection(rows, "t", tmp_path / "proj.png")
+    write_figure(paper.plot_projection(rows, "t"), tmp_path / "proj.png")
     paper.write_csv(rows, tmp_path / "proj.csv")
     assert _is_png(tmp_path / "proj.png") and (tmp_path / "proj.csv").read_text().count("\n") == 4
 
 
 def test_projection_refuses_negative_years(capsys, tmp_path):
-    import run
-
-    assert run.main(["paper", "projection", "--hier", "hbm_accel.yaml", "--workload", "gpt2",
+    assert cli.main(["paper", "projection", "--hier", "hbm_accel.yaml", "--workload", "gpt2",
                      "--years", "-2", "--out", str(tmp_path)]) == 2
     assert "--years -2" in capsys.readouterr().err

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from runs import HIER_DIR, simulate_spec
 
-import run
 import workloads
+from memwall import cli
 from sim import MemwallError, TraceWriter, load_hierarchy, plot_trace
 
-HIER_DIR = Path(__file__).resolve().parent.parent / "hierarchies"
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -21,7 +21,7 @@ def traced(tmp_path_factory: pytest.TempPathFactory) -> Path:
     hier = load_hierarchy("hbm_accel.yaml", search_dirs=[HIER_DIR])
     spec = workloads.RunSpec(workloads.load_workload("gpt2"), prompt_len=8, gen_len=4)
     with TraceWriter(path, hier) as w:
-        w.finish(run.simulate_run(spec, hier, sinks=(w.add,)))
+        w.finish(simulate_spec(spec, hier, sinks=(w.add,)))
     return path
 
 
@@ -30,7 +30,7 @@ def test_plot_is_a_valid_nonblank_png(traced, tmp_path, kind):
     from matplotlib.image import imread
 
     out = tmp_path / f"{kind}.png"
-    assert run.main(["plot", str(traced), "--kind", kind, "-o", str(out)]) == 0
+    assert cli.main(["plot", str(traced), "--kind", kind, "-o", str(out)]) == 0
     assert out.read_bytes()[:8] == PNG
     pixels = imread(out)
     assert pixels.ndim == 3 and pixels.shape[0] > 100 and pixels.shape[1] > 100

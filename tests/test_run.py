@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from runs import HIER_DIR, simulate_spec
 
-import run
 import workloads
+from memwall import cli
 from sim import load_hierarchy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,15 +21,15 @@ SHORT = ["--prompt-len", "16", "--gen-len", "8"]
 
 
 def summary(capsys, *argv: str) -> dict:
-    assert run.main([*argv, "--json", "-"]) == 0
+    assert cli.main([*argv, "--json", "-"]) == 0
     return json.loads(capsys.readouterr().out)
 
 
 def sim_gpt2(hier: str, *overrides: str, fusion: str | None = None, **spec) -> dict:
-    h = load_hierarchy(hier, search_dirs=[run.HIER_DIR], overrides=overrides)
+    h = load_hierarchy(hier, search_dirs=[HIER_DIR], overrides=overrides)
     s = workloads.RunSpec(workloads.load_workload(spec.pop("workload", "gpt2")),
                           **{"prompt_len": 16, "gen_len": 8, **spec})
-    return run.simulate_run(s, h, fusion=fusion)
+    return simulate_spec(s, h, fusion=fusion)
 
 
 def test_json_summary_has_every_key_scripts_rely_on(capsys):
@@ -61,11 +62,14 @@ def test_golden_gpt2_on_hbm_accel(fusion, golden):
 
 
 def test_identical_inputs_give_byte_identical_json(tmp_path):
-    out = [tmp_path / "a.json", tmp_path / "b.json"]
-    for p in out:
-        assert run.main(["--workload", "gpt2", "--hier", "hbm_accel.yaml", *SHORT,
-                         "--json", str(p)]) == 0
-    assert out[0].read_bytes() == out[1].read_bytes()
+    """The same command twice writes the same bytes (the provenance records the command
+    line, output path included, and nothing that changes from run to run)."""
+    out, runs = tmp_path / "a.json", []
+    for _ in range(2):
+        assert cli.main(["--workload", "gpt2", "--hier", "hbm_accel.yaml", *SHORT,
+                         "--json", str(out)]) == 0
+        runs.append(out.read_bytes())
+    assert runs[0] == runs[1]
 
 
 def test_big_l2_keeps_gpt2_weights_resident_across_tokens():
@@ -93,10 +97,10 @@ def test_big_l2_keeps_gpt2_weights_resident_across_tokens():
 @pytest.mark.parametrize("wide,narrow", [("fp32", "bf16"), ("bf16", "int8"), ("int8", "int4")])
 def test_lower_precision_is_never_slower(wide, narrow):
     def t(dtype: str) -> float:
-        h = load_hierarchy("hbm_accel.yaml", search_dirs=[run.HIER_DIR])
+        h = load_hierarchy("hbm_accel.yaml", search_dirs=[HIER_DIR])
         spec = workloads.RunSpec(workloads.load_workload("gpt2"), prompt_len=16, gen_len=4,
                                  precision=workloads.Precision(dtype, "bf16", dtype))
-        return run.simulate_run(spec, h)["total_s"]
+        return simulate_spec(spec, h)["total_s"]
 
     assert t(narrow) <= t(wide)
 
@@ -124,7 +128,7 @@ def test_encoder_runs_one_pass(capsys):
 
 
 def test_report_names_every_level_and_the_verdict(capsys):
-    assert run.main(["--workload", "gpt2", "--hier", "hbm_accel.yaml", *SHORT]) == 0
+    assert cli.main(["--workload", "gpt2", "--hier", "hbm_accel.yaml", *SHORT]) == 0
     out = capsys.readouterr().out
     for word in ("decode", "tokens/s", "where the time went", "compute", "stall hbm", "hbm",
                  "arithmetic intensity", "verdict", "stall most"):
@@ -132,7 +136,7 @@ def test_report_names_every_level_and_the_verdict(capsys):
 
 
 def test_model_that_fits_nowhere_is_one_line_with_bytes(capsys):
-    assert run.main(["--workload", "llama2-70b", "--hier", "hbm_accel.yaml", *SHORT]) == 2
+    assert cli.main(["--workload", "llama2-70b", "--hier", "hbm_accel.yaml", *SHORT]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err
     assert "weights need" in err and "bytes" in err and "hbm" in err and "free of 80 GB" in err
@@ -145,7 +149,7 @@ def test_tiered_dram_holds_a_70b_model():
 
 
 def test_bad_override_exits_2_with_the_key(capsys):
-    code = run.main(["--workload", "gpt2", "--hier", "hbm_accel.yaml",
+    code = cli.main(["--workload", "gpt2", "--hier", "hbm_accel.yaml",
                      "--set", "memory.l2.bandwidth=3 GHz"])
     assert code == 2
     err = capsys.readouterr().err
@@ -165,7 +169,7 @@ def test_bad_input_never_prints_a_traceback(tmp_path):
 
 
 def test_describe_prints_counts(capsys):
-    assert run.main(["describe", "--workload", "gpt2", "--weight-dtype", "int8",
+    assert cli.main(["describe", "--workload", "gpt2", "--weight-dtype", "int8",
                      "--act-dtype", "int8", "--kv-dtype", "int8", "--prompt-len", "1",
                      "--gen-len", "128", "--json", "-"]) == 0
     d = json.loads(capsys.readouterr().out)
@@ -174,10 +178,10 @@ def test_describe_prints_counts(capsys):
 
 
 @pytest.mark.parametrize("argv,words", [
-    (["--prefetch-depth", "-1"], ["prefetch depth = -1", "expected"]),
+    (["--prefetch-depth", "-1"], ["prefetch_depth = -1", "expected"]),
     (["--json", "/nonexistent-dir/x.json"], ["--json", "no such directory"]),
 ])
 def test_bad_options_fail_before_simulating(capsys, argv, words):
-    assert run.main(["--workload", "gpt2", "--hier", "hbm_accel.yaml", *SHORT, *argv]) == 2
+    assert cli.main(["--workload", "gpt2", "--hier", "hbm_accel.yaml", *SHORT, *argv]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and all(w in err for w in words)

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-import sweep
-from sim.sweep_file import SweepError, parse_sweep
-from sim.sweep_results import pareto, read_point, write_point
+from memwall import cli, sweeps
+from memwall.sweep_file import SweepError, parse_sweep
+from memwall.sweep_results import pareto, read_point, write_point
+from sim import MemwallError
 
 ROOT = Path(__file__).resolve().parent.parent
-HIER = [ROOT / "hierarchies"]
 
 TINY = """\
 base: hbm_accel.yaml
@@ -116,24 +116,24 @@ def test_file_errors_name_file_line_key_and_value(text: str, message: str) -> No
 def test_bad_values_fail_fast_with_the_sweep_files_line(tmp_path: Path, extra: str,
                                                         message: str) -> None:
     path = _write(tmp_path, TINY.split("grid:")[0] + "\n" + extra)
-    s = sweep.read_sweep(path)
-    with pytest.raises(sweep.MemwallError) as e:
-        sweep.resolve(s, HIER)
+    s = sweeps.read_sweep(path)
+    with pytest.raises(MemwallError) as e:
+        sweeps.resolve(s)
     assert str(e.value).startswith(str(path.parent / message)) and "\n" not in str(e.value)
 
 
 def test_unknown_workload_and_base_name_the_line(tmp_path: Path) -> None:
-    s = sweep.read_sweep(_write(tmp_path, TINY.replace("llama2-70b", "llama9")))
+    s = sweeps.read_sweep(_write(tmp_path, TINY.replace("llama2-70b", "llama9")))
     with pytest.raises(SweepError, match=r"sweep\.yaml:5: workload llama9: "):
-        sweep.resolve(s, HIER)
-    s = sweep.read_sweep(_write(tmp_path, TINY.replace("hbm_accel.yaml", "nope.yaml")))
+        sweeps.resolve(s)
+    s = sweeps.read_sweep(_write(tmp_path, TINY.replace("hbm_accel.yaml", "nope.yaml")))
     with pytest.raises(SweepError, match=r'sweep\.yaml:1: base: "nope.yaml" not found'):
-        sweep.resolve(s, HIER)
+        sweeps.resolve(s)
 
 
 def test_keys_follow_the_resolved_configuration(tmp_path: Path) -> None:
-    s = sweep.read_sweep(_write(tmp_path, TINY.replace('"256 MiB"', '"52428800 B"')))
-    points = sweep.resolve(s, HIER)
+    s = sweeps.read_sweep(_write(tmp_path, TINY.replace('"256 MiB"', '"52428800 B"')))
+    points = sweeps.resolve(s)
     assert len(points) == 4 and all(p.task is not None for p in points)
     assert points[0].key == points[1].key  # 50 MiB is 52428800 B: the same design
     assert points[0].key != points[2].key  # another workload
@@ -161,7 +161,7 @@ def test_pareto_front_per_workload() -> None:
 
 def test_progress_is_a_plain_line_off_a_terminal() -> None:
     stream = io.StringIO()
-    progress = sweep.Progress(2, stream)
+    progress = sweeps.Progress(2, stream)
     progress(True)
     progress(False)
     assert stream.getvalue().splitlines()[-1].startswith("sweep: 2/2 points, 1 failed")
@@ -174,7 +174,7 @@ def test_embedded_cluster_resume_and_failure_isolation(tmp_path: Path,
                                                        capsys: pytest.CaptureFixture) -> None:
     path, out = _write(tmp_path, TINY), tmp_path / "out"
     argv = [str(path), "--out", str(out), "--workers", "2"]
-    assert sweep.main(argv, HIER) == 0
+    assert cli.main(["sweep", *argv]) == 0
     rows = _rows(out)
     assert len(rows) == 4 and len({r["key"] for r in rows}) == 4
     columns = list(rows[0])
@@ -201,7 +201,7 @@ def test_embedded_cluster_resume_and_failure_isolation(tmp_path: Path,
         (out / "points" / f"{key}.json").unlink()
     (out / "results.csv").unlink()
     time.sleep(0.01)
-    assert sweep.main(argv, HIER) == 0
+    assert cli.main(["sweep", *argv]) == 0
     assert "4 points, 2 to run, 2 already done" in capsys.readouterr().err
     again = _rows(out)
     assert [r["key"] for r in again] == [r["key"] for r in rows]
@@ -254,17 +254,17 @@ def dask_cluster() -> Iterator[str]:
 
 def test_existing_cluster_at_scheduler(tmp_path: Path, dask_cluster: str) -> None:
     path, out = _write(tmp_path, TINY), tmp_path / "out"
-    assert sweep.main([str(path), "--out", str(out), "--scheduler", dask_cluster], HIER) == 0
+    argv = ["sweep", str(path), "--out", str(out), "--scheduler", dask_cluster]
+    assert cli.main(argv) == 0
     rows = _rows(out)
     assert [r["status"] for r in rows] == ["ok", "ok", "error", "error"]
-    assert sweep.main([str(path), "--out", str(out), "--scheduler", dask_cluster], HIER) == 0
+    assert cli.main(argv) == 0
     assert len(_rows(out)) == 4 and len(list((out / "points").iterdir())) == 4
 
 
 def test_unreachable_scheduler_is_one_line(tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sweep, "CONNECT_TIMEOUT", "1s")
+    monkeypatch.setattr(sweeps, "CONNECT_TIMEOUT", "1s")
     path = _write(tmp_path, TINY)
     with pytest.raises(SweepError, match="cannot connect"):
-        sweep.main([str(path), "--out", str(tmp_path / "o"), "--scheduler",
-                    f"tcp://127.0.0.1:{_free_port()}"], HIER)
+        sweeps.sweep(path, tmp_path / "o", scheduler=f"tcp://127.0.0.1:{_free_port()}")

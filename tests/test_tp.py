@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import networkx as nx
 import pytest
+from runs import HIER_DIR, simulate_spec
 from toy import toy_hierarchy
 
-import run
 import workloads
+from memwall import cli
 from sim import EngineOptions, Interconnect, Summary, cost, load_hierarchy, simulate
 from sim.errors import MemwallError
 from sim.opgraph import Tensor
@@ -55,10 +57,10 @@ def test_a_collective_op_is_charged_to_the_interconnect():
 
 
 def llama(tp: int, gen_len: int = 3) -> dict:
-    hier = load_hierarchy("a100_80gb.yaml", search_dirs=[run.HIER_DIR])
+    hier = load_hierarchy("a100_80gb.yaml", search_dirs=[HIER_DIR])
     spec = workloads.RunSpec(workloads.load_workload("llama2-70b"), prompt_len=8, gen_len=gen_len,
                              tp=tp)
-    return run.simulate_run(spec, hier)
+    return simulate_spec(spec, hier)
 
 
 def test_llama2_70b_decode_gets_faster_with_devices_while_the_interconnect_share_grows():
@@ -72,13 +74,13 @@ def test_llama2_70b_decode_gets_faster_with_devices_while_the_interconnect_share
 
 
 def test_interconnect_time_grows_with_devices_times_latency_on_a_ring():
-    base = load_hierarchy("a100_80gb.yaml", search_dirs=[run.HIER_DIR],
+    base = load_hierarchy("a100_80gb.yaml", search_dirs=[HIER_DIR],
                           overrides=["interconnect.topology=ring"])
     spec = workloads.RunSpec(workloads.load_workload("gpt2"), prompt_len=8, gen_len=2, tp=2)
     ic = {}
     for n in (2, 4):
         s = dataclasses.replace(spec, tp=n)
-        ic[n] = run.simulate_run(s, base)["stall_s"]["interconnect"]
+        ic[n] = simulate_spec(s, base)["stall_s"]["interconnect"]
     collectives = 2 * 12 * 2  # two per layer, 12 layers, 2 phases
     # going from 2 to 4 devices adds 4 latencies per all-reduce on a ring
     assert ic[4] - ic[2] >= collectives * 4 * base.interconnect.latency_s * 0.99
@@ -87,21 +89,24 @@ def test_interconnect_time_grows_with_devices_times_latency_on_a_ring():
 def test_tp_1_is_exactly_the_single_device_run(capsys):
     argv = ["--workload", "gpt2", "--hier", "a100_80gb.yaml", "--prompt-len", "8",
             "--gen-len", "3", "--json", "-"]
-    assert run.main(argv) == 0
-    one = capsys.readouterr().out
-    assert run.main([*argv, "--tp", "1"]) == 0
-    assert capsys.readouterr().out == one
+    assert cli.main(argv) == 0
+    one = json.loads(capsys.readouterr().out)
+    assert cli.main([*argv, "--tp", "1"]) == 0
+    tp1 = json.loads(capsys.readouterr().out)
+    assert tp1["provenance"].pop("command_line")[-2:] == ["--tp", "1"]
+    one["provenance"].pop("command_line")
+    assert tp1 == one
 
 
 def test_tp_errors_are_one_line(capsys):
-    assert run.main(["--workload", "llama2-7b", "--hier", "a100_80gb.yaml", "--tp", "16"]) == 2
+    assert cli.main(["--workload", "llama2-7b", "--hier", "a100_80gb.yaml", "--tp", "16"]) == 2
     assert "max_devices = 8" in capsys.readouterr().err
-    assert run.main(["--workload", "gpt2", "--hier", "a100_80gb.yaml", "--tp", "5"]) == 2
+    assert cli.main(["--workload", "gpt2", "--hier", "a100_80gb.yaml", "--tp", "5"]) == 2
     assert "divides" in capsys.readouterr().err
-    assert run.main(["--workload", "gpt2", "--hier", "sram_only.yaml", "--tp", "2"]) == 2
+    assert cli.main(["--workload", "gpt2", "--hier", "sram_only.yaml", "--tp", "2"]) == 2
     assert "interconnect" in capsys.readouterr().err
     with pytest.raises(MemwallError):
-        run.simulate_run(
+        simulate_spec(
             workloads.RunSpec(workloads.load_workload("gpt2"), prompt_len=4, gen_len=1, tp=2),
-            load_hierarchy("sram_only.yaml", search_dirs=[run.HIER_DIR]),
+            load_hierarchy("sram_only.yaml", search_dirs=[HIER_DIR]),
         )

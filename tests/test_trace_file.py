@@ -8,9 +8,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from runs import HIER_DIR, simulate_spec
 
-import run
 import workloads
+from memwall import cli
 from sim import (
     OpRecord,
     TraceFileError,
@@ -23,8 +24,6 @@ from sim import (
 from sim.trace_file import SCHEMA_VERSION
 from sim.trace_reader import hierarchy_from_dict
 
-HIER_DIR = Path(__file__).resolve().parent.parent / "hierarchies"
-
 
 def small_run(path: Path, chunk_rows: int = 65536, hier_name: str = "hbm_accel.yaml"
               ) -> tuple[dict, list[OpRecord]]:
@@ -33,7 +32,7 @@ def small_run(path: Path, chunk_rows: int = 65536, hier_name: str = "hbm_accel.y
     spec = workloads.RunSpec(workloads.load_workload("gpt2"), prompt_len=8, gen_len=4)
     records: list[OpRecord] = []
     with TraceWriter(path, hier, ["memwall", "test"], chunk_rows=chunk_rows) as w:
-        summary = run.simulate_run(spec, hier, sinks=(w.add, records.append))
+        summary = simulate_spec(spec, hier, sinks=(w.add, records.append))
         w.finish(summary)
     return summary, records
 
@@ -148,7 +147,7 @@ def test_a_run_that_raises_leaves_no_file(tmp_path):
 
     target = tmp_path / "run.h5"
     with pytest.raises(RuntimeError), TraceWriter(target, hier, chunk_rows=64) as w:
-        run.simulate_run(spec, hier, sinks=(w.add, boom))
+        simulate_spec(spec, hier, sinks=(w.add, boom))
         w.finish({})
     assert list(tmp_path.iterdir()) == []
 
@@ -211,7 +210,7 @@ def test_cli_reports_bad_files_in_one_line(tmp_path, capsys):
     text.write_text("hello\n")
     for argv in (["inspect", str(text)], ["export", str(text), "--perfetto", "o.json"],
                  ["plot", str(text), "--kind", "roofline", "-o", str(tmp_path / "x.png")]):
-        assert run.main(argv) == 2
+        assert cli.main(argv) == 2
         err = capsys.readouterr().err
         assert err.startswith("memwall: error: ") and str(text) in err
         assert err.count("\n") == 1 and "Traceback" not in err
@@ -222,7 +221,7 @@ def test_cli_trace_flag(tmp_path, capsys):
     out = tmp_path / "cli.h5"
     argv = ["--workload", "gpt2", "--hier", "hbm_accel.yaml", "--prompt-len", "8",
             "--gen-len", "2", "--trace", str(out), "--json", "-"]
-    assert run.main(argv) == 0
+    assert cli.main(argv) == 0
     summary = json.loads(capsys.readouterr().out)
     t = read_trace(out, records=False)
     assert t.summary == summary and t.attrs["command_line"] == ["memwall", *argv]

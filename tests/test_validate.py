@@ -1,4 +1,5 @@
-"""validate.py: the measured.csv mapping, the error arithmetic, the parity chart, the command."""
+"""memwall/validation.py: the measured.csv mapping, the error arithmetic, the parity chart,
+the command."""
 
 from __future__ import annotations
 
@@ -8,18 +9,26 @@ from pathlib import Path
 
 import pytest
 
-import validate
-from sim import load_hierarchy
+from memwall import bundled, cli
+from memwall import validation as validate
+from memwall.inputs import as_hierarchy, request
 
-REFERENCE = Path(validate.ROOT).parent / "shared" / "reference" / "measured.csv"
+REFERENCE = bundled.CHECKOUT.parent / "shared" / "reference" / "measured.csv"
+
+
+def spec_of(p: validate.Point):
+    """The RunSpec a point runs (request validates lengths, tp, positions, dtypes)."""
+    return request(validate.model_of(p), "hbm_accel", batch=p.batch, prompt_len=p.prompt_len,
+                   gen_len=p.gen_len, weight_dtype=p.weight_dtype, act_dtype=p.act_dtype,
+                   kv_dtype=p.kv_dtype, tp=p.tp).spec
 
 
 def test_every_row_maps_to_a_runnable_spec() -> None:
     points = validate.load_points()
     assert len(points) == 15
     for p in points:
-        spec = validate.make_spec(p)  # RunSpec validates lengths, tp, positions, dtypes
-        hier = load_hierarchy(p.hier, search_dirs=[validate.HIER_DIR])
+        spec = spec_of(p)
+        hier = as_hierarchy(p.hier)
         assert spec.tp <= (hier.interconnect.max_devices if hier.interconnect else 1)
         assert p.figure in validate.FIGURES and p.measured > 0 and p.source
         if p.figure == "prefill_s":
@@ -30,7 +39,7 @@ def test_every_row_maps_to_a_runnable_spec() -> None:
 
 def test_layer_decode_row_reaches_kv_length_3072() -> None:
     p = next(p for p in validate.load_points() if p.id.endswith("layer-decode-4xa100"))
-    spec = validate.make_spec(p)
+    spec = spec_of(p)
     assert spec.kv_len(spec.n_phases - 1) == 3072 and spec.batch == 8
 
 
@@ -38,7 +47,7 @@ def test_layer_decode_row_reaches_kv_length_3072() -> None:
 def test_every_reference_row_kept_with_its_source() -> None:
     with open(REFERENCE, newline="") as f:
         ref = list(csv.DictReader(f))
-    with open(validate.MEASURED_CSV, newline="") as f:
+    with open(validate.measured_csv(), newline="") as f:
         ours = {r["id"]: r for r in csv.DictReader(f)}
     assert len(ours) == len(ref)
     for r in ref:
@@ -53,7 +62,7 @@ def test_signed_error_and_mape_on_hand_numbers() -> None:
 
 def test_predict_short_points_analytic() -> None:
     points = {p.id: p for p in validate.load_points()}
-    hier = load_hierarchy("a100_80gb.yaml", search_dirs=[validate.HIER_DIR])
+    hier = as_hierarchy("a100_80gb.yaml")
     ttft = validate.predict(points["trtllm-gptj-fp16-a100-ttft"], hier, "analytic")
     assert 1e-3 < ttft < 0.1
     layer = validate.predict(points["llmcompass-gpt3-layer-prefill-4xa100"], hier, "analytic")
@@ -81,9 +90,7 @@ def test_parity_plot_is_a_non_blank_png(tmp_path: Path) -> None:
 
 
 def test_validate_command_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import run
-
-    with open(validate.MEASURED_CSV, newline="") as f:
+    with open(validate.measured_csv(), newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["id"].endswith("fp8-h100-ttft")]
     one = tmp_path / "one.csv"
     with open(one, "w", newline="") as f:
@@ -91,7 +98,7 @@ def test_validate_command_json(tmp_path: Path, capsys: pytest.CaptureFixture[str
         w.writeheader()
         w.writerows(rows)
     plot = tmp_path / "p.png"
-    assert run.main(["validate", "--csv", str(one), "--engine", "analytic", "--json", "-",
+    assert cli.main(["validate", "--csv", str(one), "--engine", "analytic", "--json", "-",
                      "--plot", str(plot)]) == 0
     data = json.loads(capsys.readouterr().out)
     (p,) = data["points"]

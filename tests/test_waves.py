@@ -7,11 +7,11 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from runs import HIER_DIR
 from test_hierarchy import BASE, load_text
 from toy import chain, toy_hierarchy
 
 import workloads
-from run import HIER_DIR
 from sim import cost, load_hierarchy
 from sim.cost import op_compute_s
 from sim.hierarchy_file import HierarchyError

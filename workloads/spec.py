@@ -12,19 +12,21 @@ prompt_len = 1, gen_len = L: L forward passes of one token, attending over 1 .. 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 
 from workloads.model import ModelConfig, Precision, WorkloadError
 
 
 @dataclass(frozen=True, slots=True)
 class RunSpec:
-    """One inference request, validated on construction (WorkloadError, one line)."""
+    """One inference request, validated on construction (WorkloadError, one line). The
+    lengths have no defaults here: memwall.inputs holds the one set of run defaults."""
 
     model: ModelConfig
+    _: KW_ONLY
+    prompt_len: int  # tokens per sequence in phase 0
+    gen_len: int  # tokens generated per sequence
     batch: int = 1  # sequences
-    prompt_len: int = 1  # tokens per sequence in phase 0
-    gen_len: int = 0  # tokens generated per sequence
     precision: Precision = field(default_factory=Precision)
     tp: int = 1  # tensor-parallel devices; graphs are of one device
 

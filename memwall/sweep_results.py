@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sim.outfile import replacing, write_text
+from sim.outfile import write_figure, write_text
 from sim.units import UnitError, format_quantity, parse_quantity
 
 RUN_COLUMNS = ("workload", "batch", "prompt_len", "gen_len", "weight_dtype", "act_dtype",
@@ -43,18 +43,24 @@ def read_point(out_dir: Path, key: str) -> dict[str, Any] | None:
 
 
 def flatten(summary: Mapping[str, Any]) -> Row:
-    """Scalar summary keys, and mappings of scalars as "stall_s.hbm"; lists and deeper
-    mappings (top_stalls, by_op_type) stay in the point files."""
+    """Scalar summary keys, and mappings of scalars (or of lists of scalars, as JSON) as
+    "stall_s.hbm", "provenance.overrides"; lists and deeper mappings (top_stalls,
+    by_op_type) stay in the point files."""
     out: Row = {}
     for key, value in summary.items():
         if key in _SKIPPED:
             continue
         if isinstance(value, Mapping):
-            if all(_scalar(v) for v in value.values()):
-                out.update({f"{key}.{k}": v for k, v in value.items()})
+            if all(_scalar(v) or _scalars(v) for v in value.values()):
+                out.update({f"{key}.{k}": json.dumps(v) if isinstance(v, list) else v
+                            for k, v in value.items()})
         elif _scalar(value):
             out[key] = value
     return out
+
+
+def _scalars(v: Any) -> bool:
+    return isinstance(v, list) and all(_scalar(x) for x in v)
 
 
 def _scalar(v: Any) -> bool:
@@ -139,13 +145,18 @@ def pareto(rows: Sequence[Row], axes: Mapping[str, Sequence[str]]) -> set[int]:
 
 
 def plot(path: Path, rows: Sequence[Row], axes: Mapping[str, Sequence[str]],
-         max_lines: int = 8) -> None:
-    """Time per token against the first swept path, a line per workload (and per value of the
-    other swept paths while that stays under `max_lines` per workload); front ringed."""
-    import matplotlib
+         description: str = "") -> None:
+    """Write `sweep_figure` to `path` (png, pdf or svg by its extension), atomically."""
+    fig = sweep_figure(rows, axes)
+    write_figure(fig, path, {"Title": "memwall sweep", "Description": description})
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def sweep_figure(rows: Sequence[Row], axes: Mapping[str, Sequence[str]],
+                 max_lines: int = 8) -> Any:
+    """Time per token against the first swept path, a line per workload (and per value of the
+    other swept paths while that stays under `max_lines` per workload); front ringed. A
+    matplotlib Figure, made without pyplot."""
+    from matplotlib.figure import Figure
 
     paths = list(axes)
     xpath = paths[0] if paths else None
@@ -162,7 +173,8 @@ def plot(path: Path, rows: Sequence[Row], axes: Mapping[str, Sequence[str]],
         label = f"{name}, {rest}" if rest and others <= max_lines else name
         lines.setdefault(label, []).append((xs.index(r[xpath]) if xpath else 0, m, i))
     front = pareto(rows, axes)
-    fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
+    fig = Figure(figsize=(8, 5), layout="constrained")
+    ax = fig.subplots()
     for label, pts in lines.items():
         best: dict[int, tuple[float, int]] = {}
         for x, y, i in pts:  # several designs per x: keep the fastest
@@ -179,10 +191,9 @@ def plot(path: Path, rows: Sequence[Row], axes: Mapping[str, Sequence[str]],
     ax.set_yscale("log")
     ax.set_ylabel("decode time per token, s (total if no decode)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize="small")
-    with replacing(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    if lines:
+        ax.legend(fontsize="small")
+    return fig
 
 
 def verdict(rows: Sequence[Row], axes: Mapping[str, Sequence[str]], top: int = 5) -> str:

@@ -1,4 +1,4 @@
-"""Validation against published measurements: `run.py validate`.
+"""Validation against published measurements: `memwall validate`, `memwall.validate()`.
 
 Every row of validation/measured.csv (the published figure, its source, and the memwall run it
 maps to; see validation/README.md) is simulated with the bundled hierarchies and compared:
@@ -18,17 +18,20 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
-import sys
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sim.outfile import replacing
+import workloads
+from sim import Hierarchy
+from sim.outfile import write_figure
 
-ROOT = Path(__file__).resolve().parent
-MEASURED_CSV = ROOT / "validation" / "measured.csv"
-HIER_DIR = ROOT / "hierarchies"
+from . import bundled
+from .inputs import as_hierarchy, request
+from .simulation import run
+
 FIGURES = ("gen_len / total_s", "prefill_s", "total_s", "layer_s")
 BAND = 0.10  # the +-10% band of the parity chart and the MAPE goal
 
@@ -57,8 +60,14 @@ class Point:
     figure: str  # one of FIGURES
 
 
-def load_points(path: Path | str = MEASURED_CSV) -> list[Point]:
+def measured_csv() -> Path:
+    """The bundled validation/measured.csv."""
+    return bundled.folder("validation") / "measured.csv"
+
+
+def load_points(path: Path | str | None = None) -> list[Point]:
     """The rows of measured.csv as Points; a bad row is a ValueError naming file, line, key."""
+    path = measured_csv() if path is None else path
     points = []
     with open(path, newline="") as f:
         for line, row in enumerate(csv.DictReader(f), start=2):
@@ -89,28 +98,23 @@ def load_points(path: Path | str = MEASURED_CSV) -> list[Point]:
     return points
 
 
-def make_spec(p: Point) -> Any:
-    """The workloads.RunSpec of a point (a truncated or position-extended model copy if asked)."""
-    import workloads
-
+def model_of(p: Point) -> workloads.ModelConfig:
+    """The model of a point: the preset, or a truncated or position-extended copy of it."""
     model = workloads.load_workload(p.workload)
     changes: dict[str, Any] = {}
     if p.layers is not None:
         changes["n_layers"] = p.layers
     if p.max_positions is not None:
         changes["max_positions"] = p.max_positions
-    if changes:
-        model = dataclasses.replace(model, **changes)
-    return workloads.RunSpec(
-        model, batch=p.batch, prompt_len=p.prompt_len, gen_len=p.gen_len,
-        precision=workloads.Precision(p.weight_dtype, p.act_dtype, p.kv_dtype), tp=p.tp)
+    return dataclasses.replace(model, **changes) if changes else model
 
 
-def predict(p: Point, hier: Any, engine: str = "des") -> float:
+def predict(p: Point, hier: Hierarchy, engine: str = "des") -> float:
     """The simulated figure of point `p` on hierarchy `hier`, in the point's unit."""
-    from run import simulate_run
-
-    spec = make_spec(p)
+    req = request(model_of(p), hier, batch=p.batch, prompt_len=p.prompt_len,
+                  gen_len=p.gen_len, weight_dtype=p.weight_dtype, act_dtype=p.act_dtype,
+                  kv_dtype=p.kv_dtype, tp=p.tp, engine=engine)
+    spec = req.spec
     records: list[Any] = []
     layer = spec.model.n_layers // 2
     last = spec.n_phases - 1
@@ -119,13 +123,13 @@ def predict(p: Point, hier: Any, engine: str = "des") -> float:
         if r.layer == layer and r.step == last:
             records.append(r)
 
-    s = simulate_run(spec, hier, engine, sinks=(keep,) if p.figure == "layer_s" else ())
+    s = run(req, sinks=(keep,) if p.figure == "layer_s" else ())
     if p.figure == "gen_len / total_s":
-        return spec.gen_len / s["total_s"]
+        return spec.gen_len / s.total_s
     if p.figure == "prefill_s":
-        return s["prefill_s"]
+        return s.prefill_s
     if p.figure == "total_s":
-        return s["total_s"]
+        return s.total_s
     return sum(r.end_s - r.start_s for r in records)
 
 
@@ -140,13 +144,15 @@ def mape(errors: Iterable[float]) -> float:
     return sum(e) / len(e) if e else math.nan
 
 
-def validate(points: Sequence[Point], engine: str = "des",
-             load: Callable[[str], Any] | None = None) -> dict[str, Any]:
-    """Simulate every point; the per-point table and MAPE per hierarchy and overall."""
-    from sim import load_hierarchy
-
-    load = load or (lambda name: load_hierarchy(name, search_dirs=[HIER_DIR]))
-    hiers: dict[str, Any] = {}
+def validate(points: Sequence[Point] | str | os.PathLike[str] | None = None,
+             engine: str = "des",
+             load: Callable[[str], Hierarchy] | None = None) -> dict[str, Any]:
+    """`memwall.validate`: simulate every point (the bundled measured.csv by default, or a
+    CSV path); the per-point table and MAPE per hierarchy and overall."""
+    if points is None or isinstance(points, (str, os.PathLike)):
+        points = load_points(points)
+    load = load or as_hierarchy
+    hiers: dict[str, Hierarchy] = {}
     rows = []
     for p in points:
         if p.hier not in hiers:
@@ -176,16 +182,22 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def parity_plot(result: dict[str, Any], path: str | Path) -> None:
-    """Predicted against measured, log axes, y = x and the +-10% band; one marker per device."""
-    import matplotlib
+    """Write `parity_figure` to `path` (png, pdf or svg by its extension), atomically."""
+    write_figure(parity_figure(result), path,
+                 {"Title": "memwall vs published measurements",
+                  "Description": f"memwall validate, engine {result['engine']}"})
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def parity_figure(result: dict[str, Any]) -> Any:
+    """Predicted against measured, log axes, y = x and the +-10% band; one marker per device.
+    A matplotlib Figure, made without pyplot."""
+    from matplotlib.figure import Figure
 
     pts = result["points"]
     lo = min(min(r["predicted"], r["measured"]) for r in pts) / 2
     hi = max(max(r["predicted"], r["measured"]) for r in pts) * 2
-    fig, ax = plt.subplots(figsize=(6.5, 6))
+    fig = Figure(figsize=(6.5, 6), layout="constrained")
+    ax = fig.subplots()
     xs = [lo, hi]
     ax.fill_between(xs, [x * (1 - BAND) for x in xs], [x * (1 + BAND) for x in xs],
                     color="tab:green", alpha=0.15, label="+-10%")
@@ -199,28 +211,4 @@ def parity_plot(result: dict[str, Any], path: str | Path) -> None:
            title=f"memwall vs published measurements, MAPE {100 * result['mape']:.1f}%")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    with replacing(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-
-
-def main(argv: Sequence[str]) -> int:
-    from run import Parser, write_json
-
-    ap = Parser(prog="memwall validate", description="Predicted vs published measurements.")
-    ap.add_argument("--csv", default=str(MEASURED_CSV), help="measurements (validation/...)")
-    ap.add_argument("--engine", choices=("des", "analytic"), default="des")
-    ap.add_argument("--json", metavar="PATH", help="write the result as JSON ('-' for stdout)")
-    ap.add_argument("--plot", metavar="FILE.png", help="write the parity chart")
-    args = ap.parse_args(list(argv))
-    result = validate(load_points(args.csv), args.engine)
-    if args.json:
-        write_json(result, args.json)
-    if args.json != "-":
-        print(format_table(result))
-    if args.plot:
-        parity_plot(result, args.plot)
-        if args.json != "-":
-            print(f"parity chart: {args.plot}", file=sys.stderr)
-    return 0
+    return fig

@@ -1,4 +1,6 @@
-"""The figures of "AI and Memory Wall" (Gholami et al., IEEE Micro 2024): `run.py paper`.
+"""The figures of "AI and Memory Wall" (Gholami et al., IEEE Micro 2024): `memwall paper`, and
+from Python `memwall.paper.fig3()`, `fig1()`, `projection(...)`, which return rows (plain data)
+that `plot_fig3`, `plot_fig1` and `plot_projection` draw as matplotlib Figures.
 
     fig3        BERT-Base, BERT-Large, GPT-2 at 128 .. 4096 tokens on the Xeon Gold 6242: FLOPs,
                 MOPs, arithmetic intensity, latency normalised to BERT-Base at 128 (Fig. 3)
@@ -20,16 +22,20 @@ import csv
 import dataclasses
 import io
 import math
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sim.outfile import replacing, write_text
+import numpy as np
 
-ROOT = Path(__file__).resolve().parent
-HIER_DIR = ROOT / "hierarchies"
-FIG1_CSV = ROOT / "validation" / "memory_wall_fig1.csv"
+import workloads
+from sim import Hierarchy, MemwallError
+from sim.outfile import write_text
+
+from . import bundled
+from .inputs import as_hierarchy, request
+from .simulation import run
+
 FIG3_MODELS = ("bert-base", "bert-large", "gpt2")
 FIG3_LENGTHS = (128, 256, 512, 1024, 2048, 4096)  # tokens
 FIG3_HIER = "xeon_gold_6242.yaml"
@@ -40,46 +46,45 @@ PAPER_RATES = {"flops": 3.0, "dram_bw": 1.6, "interconnect_bw": 1.4}  # x per 2 
 
 
 # -- Fig. 3 ---------------------------------------------------------------------------------
-def fig3_spec(name: str, length: int) -> Any:
-    """The RunSpec of one Fig. 3 point: int8 everywhere, batch 1, positions extended to L."""
-    import workloads
-
+def fig3_model(name: str, length: int) -> workloads.ModelConfig:
+    """The model of one Fig. 3 point: the preset, its positions extended to L if needed."""
     model = workloads.load_workload(name)
     if model.max_positions < length:
         model = dataclasses.replace(model, max_positions=length)
-    enc = model.arch == "encoder"
-    return workloads.RunSpec(model, batch=1, prompt_len=length if enc else 1,
-                             gen_len=0 if enc else length,
-                             precision=workloads.Precision.uniform("int8"))
+    return model
 
 
 def fig3(lengths: Sequence[int] = FIG3_LENGTHS, engine: str = "des",
          hier_name: str = FIG3_HIER) -> list[dict[str, Any]]:
-    """One row per (model, L): flops, mops_bytes, intensity, latency_s, normalized latency."""
-    from run import simulate_run
-    from sim import load_hierarchy
-
-    hier = load_hierarchy(hier_name, search_dirs=[HIER_DIR])
+    """One row per (model, L): flops, mops_bytes, intensity, latency_s, normalized latency.
+    int8 everywhere, batch 1; an encoder runs one pass of L tokens, a decoder generates L
+    tokens from a 1-token prompt."""
+    hier = as_hierarchy(hier_name)
     rows = []
     for name in FIG3_MODELS:
         for L in lengths:
-            s = simulate_run(fig3_spec(name, L), hier, engine)
-            rows.append({"model": name, "seq_len": L, "flops": s["flops"],
-                         "mops_bytes": s["mops_bytes"],
-                         "arithmetic_intensity": s["arithmetic_intensity"],
-                         "latency_s": s["total_s"], "engine": engine})
+            model = fig3_model(name, L)
+            enc = model.arch == "encoder"
+            s = run(request(model, hier, batch=1, prompt_len=L if enc else 1,
+                            gen_len=0 if enc else L, weight_dtype="int8", act_dtype="int8",
+                            kv_dtype="int8", engine=engine))
+            rows.append({"model": name, "seq_len": L, "flops": s.flops,
+                         "mops_bytes": s.mops_bytes,
+                         "arithmetic_intensity": s.arithmetic_intensity,
+                         "latency_s": s.total_s, "engine": engine})
     base = next(r["latency_s"] for r in rows if r["model"] == "bert-base")
     for r in rows:
         r["latency_normalized"] = r["latency_s"] / base
     return rows
 
 
-def plot_fig3(rows: list[dict[str, Any]], path: Path) -> None:
-    plt = _pyplot()
+def plot_fig3(rows: list[dict[str, Any]]) -> Any:
+    """Fig. 3's four panels as a matplotlib Figure."""
     panels = (("flops", "(a) total FLOPs"), ("mops_bytes", "(b) total MOPs (bytes)"),
               ("arithmetic_intensity", "(c) arithmetic intensity (FLOP/byte)"),
               ("latency_normalized", "(d) latency / BERT-Base at 128"))
-    fig, axes = plt.subplots(1, 4, figsize=(17, 4))
+    fig = _figure((17, 4))
+    axes = fig.subplots(1, 4)
     lengths = sorted({r["seq_len"] for r in rows})
     for ax, (key, title) in zip(axes, panels, strict=True):
         for k, name in enumerate(FIG3_MODELS):
@@ -91,15 +96,14 @@ def plot_fig3(rows: list[dict[str, Any]], path: Path) -> None:
         ax.grid(True, axis="y", which="both", alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle("Fig. 3 reproduced: int8, batch 1, Intel Xeon Gold 6242 (memwall)")
-    fig.tight_layout()
-    with replacing(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    return fig
 
 
 # -- Fig. 1 ---------------------------------------------------------------------------------
-def load_fig1(path: Path | str = FIG1_CSV) -> list[tuple[str, float, float, str]]:
-    """(series, year, normalized value, label) rows of the Fig. 1 data."""
+def load_fig1(path: Path | str | None = None) -> list[tuple[str, float, float, str]]:
+    """(series, year, normalized value, label) rows of the Fig. 1 data (the bundled
+    validation/memory_wall_fig1.csv by default)."""
+    path = bundled.folder("validation") / "memory_wall_fig1.csv" if path is None else path
     with open(path, newline="") as f:
         return [(r["series"], float(r["year"]), float(r["normalized"]), r["label"])
                 for r in csv.DictReader(f)]
@@ -107,10 +111,15 @@ def load_fig1(path: Path | str = FIG1_CSV) -> list[tuple[str, float, float, str]
 
 def growth_per_two_years(years: Sequence[float], values: Sequence[float]) -> tuple[float, float]:
     """Least-squares fit of log(value) against year: (growth factor per 2 years, intercept)."""
-    import numpy as np
-
     slope, intercept = np.polyfit(np.asarray(years), np.log(np.asarray(values)), 1)
     return float(math.exp(2 * slope)), float(intercept)
+
+
+def fig1(rows: list[tuple[str, float, float, str]] | None = None
+         ) -> dict[str, dict[str, float]]:
+    """Per group of Fig. 1: fitted growth per two years, the intercept (ln units), the
+    paper's rate and the number of points (the bundled data by default)."""
+    return fig1_fits(load_fig1() if rows is None else rows)
 
 
 def fig1_fits(rows: list[tuple[str, float, float, str]]) -> dict[str, dict[str, float]]:
@@ -124,12 +133,11 @@ def fig1_fits(rows: list[tuple[str, float, float, str]]) -> dict[str, dict[str, 
     return out
 
 
-def plot_fig1(rows: list[tuple[str, float, float, str]], fits: dict[str, dict[str, float]],
-              path: Path) -> None:
-    import numpy as np
-
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 5.5))
+def plot_fig1(rows: list[tuple[str, float, float, str]], fits: dict[str, dict[str, float]]
+              ) -> Any:
+    """The Fig. 1 points and fitted growth lines as a matplotlib Figure."""
+    fig = _figure((8, 5.5))
+    ax = fig.subplots()
     colours = {"flops": "tab:blue", "dram_bw": "tab:green", "interconnect_bw": "tab:red"}
     markers = "os^Dv"
     for group, series in FIG1_GROUPS.items():
@@ -147,10 +155,7 @@ def plot_fig1(rows: list[tuple[str, float, float, str]], fits: dict[str, dict[st
            title="Fig. 1 reproduced: hardware scaling")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    with replacing(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    return fig
 
 
 # -- projection -----------------------------------------------------------------------------
@@ -177,33 +182,35 @@ def scaled_overrides(hier: Any, years: float) -> list[str]:
     return out
 
 
-def projection(hier_name: str, spec: Any, years: int, engine: str = "des",
-               overrides: Sequence[str] = ()) -> list[dict[str, Any]]:
-    """Simulate `spec` on `hier_name` (with `overrides`, e.g. "compute.dispatch=0 us" to see
+def projection(hier: str | Hierarchy, workload: Any, years: int = 10, engine: str = "des",
+               overrides: Sequence[str] = (), prompt_len: int = 128, gen_len: int = 32,
+               dtype: str = "bf16") -> list[dict[str, Any]]:
+    """Simulate `workload` on `hier` (with `overrides`, e.g. "compute.dispatch=0 us" to see
     the hardware alone: dispatch does not follow any Fig. 1 trend) scaled every two years."""
-    from run import simulate_run
-    from sim import apply_overrides, load_hierarchy
-
-    base = load_hierarchy(hier_name, search_dirs=[HIER_DIR], overrides=overrides)
+    if isinstance(years, bool) or not isinstance(years, int) or not 0 <= years <= 100:
+        raise MemwallError(f"--years {years}: expected an integer from 0 to 100")
+    base = as_hierarchy(hier, overrides)
     mem_levels = {lv.name for lv in base.levels}
     rows = []
     for y in range(0, years + 1, 2):
-        h = apply_overrides(base, scaled_overrides(base, y)) if y else base
-        s = simulate_run(spec, h, engine)
-        mem_stall = sum(v for k, v in s["stall_s"].items() if k in mem_levels)
-        step = s["decode_s_per_token"] if s["decode_s_per_token"] is not None else s["total_s"]
-        rows.append({"year": y, "decode_s_per_token": step, "total_s": s["total_s"],
-                     "compute_utilization": s["compute_s"] / s["total_s"],
-                     "memory_stall_share": mem_stall / s["total_s"],
-                     "dispatch_share": s["stall_s"]["dispatch"] / s["total_s"],
-                     "bound_by": s["bound_by"]})
+        h = base.override(scaled_overrides(base, y)) if y else base
+        s = run(request(workload, h, prompt_len=prompt_len, gen_len=gen_len,
+                        weight_dtype=dtype, act_dtype=dtype, kv_dtype=dtype, engine=engine))
+        mem_stall = sum(v for k, v in s.stall_s.items() if k in mem_levels)
+        step = s.decode_s_per_token if s.decode_s_per_token is not None else s.total_s
+        rows.append({"year": y, "decode_s_per_token": step, "total_s": s.total_s,
+                     "compute_utilization": s.compute_s / s.total_s,
+                     "memory_stall_share": mem_stall / s.total_s,
+                     "dispatch_share": s.stall_s["dispatch"] / s.total_s,
+                     "bound_by": s.bound_by})
     return rows
 
 
-def plot_projection(rows: list[dict[str, Any]], title: str, path: Path) -> None:
-    plt = _pyplot()
+def plot_projection(rows: list[dict[str, Any]], title: str) -> Any:
+    """Decode time per token and where the time goes, per year, as a matplotlib Figure."""
     years = [r["year"] for r in rows]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = _figure((11, 4))
+    a, b = fig.subplots(1, 2)
     a.plot(years, [1e3 * r["decode_s_per_token"] for r in rows], "o-")
     a.set(yscale="log", xlabel="years from now", ylabel="decode time per token (ms)",
           title="decode step time")
@@ -215,20 +222,14 @@ def plot_projection(rows: list[dict[str, Any]], title: str, path: Path) -> None:
     for ax in (a, b):
         ax.grid(True, which="both", alpha=0.3)
     fig.suptitle(title)
-    fig.tight_layout()
-    with replacing(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    return fig
 
 
 # -- output ---------------------------------------------------------------------------------
-def _pyplot() -> Any:
-    import matplotlib
+def _figure(size: tuple[float, float]) -> Any:
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(figsize=size, layout="constrained")
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
@@ -237,64 +238,3 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
     w.writeheader()
     w.writerows(rows)
     write_text(path, buf.getvalue())
-
-
-def main(argv: Sequence[str]) -> int:
-    from run import Parser
-
-    ap = Parser(prog="memwall paper", description="The paper's figures.")
-    sub = ap.add_subparsers(dest="figure", required=True)
-    p3 = sub.add_parser("fig3", help="BERT vs GPT-2 FLOPs, MOPs, intensity, latency")
-    p3.add_argument("--engine", choices=("des", "analytic"), default="des")
-    p1 = sub.add_parser("fig1", help="hardware trends with fitted growth per two years")
-    pp = sub.add_parser("projection", help="a hierarchy scaled along the trends")
-    pp.add_argument("--hier", required=True, help="bundled name or path")
-    pp.add_argument("--workload", required=True, help="preset or config.json")
-    pp.add_argument("--years", type=int, default=10, help="horizon, in years (default 10)")
-    pp.add_argument("--prompt-len", type=int, default=128)
-    pp.add_argument("--gen-len", type=int, default=32)
-    pp.add_argument("--dtype", default="bf16", help="weights, activations and KV (default bf16)")
-    pp.add_argument("--engine", choices=("des", "analytic"), default="des")
-    pp.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
-                    dest="overrides", help="override the base hierarchy (repeatable)")
-    for p in (p3, p1, pp):
-        p.add_argument("--out", required=True, help="output directory")
-    args = ap.parse_args(list(argv))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if args.figure == "fig3":
-        rows = fig3(engine=args.engine)
-        write_csv(rows, out / "fig3.csv")
-        plot_fig3(rows, out / "fig3.png")
-        for r in rows:
-            print(f"{r['model']:<11}{r['seq_len']:>6}  FLOPs {r['flops']:.3e}  MOPs "
-                  f"{r['mops_bytes']:.3e}  AI {r['arithmetic_intensity']:8.2f}  latency "
-                  f"{r['latency_s'] * 1e3:10.2f} ms  x{r['latency_normalized']:.2f}")
-    elif args.figure == "fig1":
-        data = load_fig1()
-        fits = fig1_fits(data)
-        plot_fig1(data, fits, out / "fig1.png")
-        write_csv([{"group": g, **f} for g, f in fits.items()], out / "fig1_fits.csv")
-        for g, f in fits.items():
-            print(f"{g:<16} {f['rate_per_2y']:.2f}x per 2 years (paper {f['paper']}x, "
-                  f"{int(f['points'])} points)")
-    else:
-        import workloads
-        from sim import MemwallError
-
-        if not 0 <= args.years <= 100:
-            raise MemwallError(f"--years {args.years}: expected an integer from 0 to 100")
-        model = workloads.load_workload(args.workload)
-        spec = workloads.RunSpec(model, prompt_len=args.prompt_len,
-                                 gen_len=0 if model.arch == "encoder" else args.gen_len,
-                                 precision=workloads.Precision.uniform(args.dtype))
-        rows = projection(args.hier, spec, args.years, args.engine, args.overrides)
-        write_csv(rows, out / "projection.csv")
-        plot_projection(rows, f"{model.name} on {Path(args.hier).stem}, scaled along the "
-                        "Fig. 1 trends", out / "projection.png")
-        for r in rows:
-            print(f"year {r['year']:>3}: {r['decode_s_per_token'] * 1e3:9.3f} ms/token  compute "
-                  f"{100 * r['compute_utilization']:5.1f}%  memory stall "
-                  f"{100 * r['memory_stall_share']:5.1f}%  bound by {r['bound_by']}")
-    print(f"wrote {out}/", file=sys.stderr)
-    return 0

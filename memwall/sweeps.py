@@ -1,19 +1,22 @@
 """Design sweeps: every point of a sweep file, on Dask distributed, resumable.
 
-    python run.py sweep sweeps/l2_vs_bandwidth.yaml --out out/l2 [--workers N]
-                                                   [--scheduler tcp://HOST:PORT]
+    memwall sweep sweeps/l2_vs_bandwidth.yaml --out out/l2 [--workers N]
+                                              [--scheduler tcp://HOST:PORT]
 
 Points are resolved and checked in the client (a bad value fails fast naming its line), run on
 an embedded LocalCluster (N worker processes, one thread each) or an existing cluster, and each
 finished point is written atomically to DIR/points/<key>.json as its future completes; <key> is
 the sha256 of the fully resolved configuration and the memwall version, so a rerun skips
 finished points. DIR/results.csv, DIR/sweep.png and the verdict are rebuilt from the point
-files. Lives next to run.py because it imports both `sim` and `workloads`.
+files.
+
+    >>> import memwall
+    >>> out = memwall.sweep("sweeps/tiered_dram.yaml", "out/tiered")  # doctest: +SKIP
+    >>> out.rows[0]["decode_s_per_token"]                             # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
@@ -23,33 +26,48 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sim import Hierarchy, MemwallError, apply_overrides, hierarchy_to_dict, load_hierarchy
-from sim.outfile import memwall_version
-from sim.sweep_file import SweepError, SweepFile, Value, WorkloadEntry, read_sweep
-from sim.sweep_results import (
-    build_table,
-    plot,
-    read_point,
-    verdict,
-    write_csv,
-    write_point,
-)
+from sim.outfile import check_target, memwall_version
+
+from . import bundled
+from .inputs import Request, request
+from .simulation import run
+from .sweep_file import SweepError, SweepFile, Value, read_sweep
+from .sweep_results import Row, build_table, plot, read_point, verdict, write_csv, write_point
 
 PROGRESS_EVERY_S = 5.0  # plain progress line period when stderr is not a terminal
 CONNECT_TIMEOUT = "20s"  # to reach an existing scheduler
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclass(frozen=True)
 class Point:
     """One simulation of the sweep: a workload on one design, resolved (or failed) up front."""
 
     run: dict[str, Any]  # RUN_COLUMNS and swept paths -> values as written
     key: str  # sha256 of the resolved configuration
-    task: tuple[Any, Hierarchy, str, int | None] | None  # (RunSpec, hierarchy, engine, depth)
+    task: Request | None
     error: str = ""  # set if the design does not resolve (a bad combination of overrides)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What a sweep produced (all of it also in `out`): the table's columns and rows, one per
+    point finished so far, the verdict text, and how many points are not finished."""
+
+    out: Path
+    columns: list[str]
+    rows: list[Row]
+    verdict: str
+    points: int  # in the sweep
+    missing: int  # not finished (rerun to complete them)
+
+    @property
+    def failed(self) -> int:
+        return sum(r["status"] != "ok" for r in self.rows)
 
 
 def _plain(x: Any) -> Any:
@@ -63,68 +81,65 @@ def _key(config: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def resolve(sweep: SweepFile, search_dirs: Sequence[Path]) -> list[Point]:
-    """Every point of `sweep`; raises SweepError (file:line) for a bad base, workload or value."""
-    import workloads
-
-    base = load_hierarchy(_base_path(sweep, search_dirs))
+def resolve(sweep: SweepFile) -> list[Point]:
+    """Every point of `sweep`; raises SweepError (file:line) for a bad base, workload or value.
+    Each workload entry is checked once (on the base design), then built for each design."""
+    base = load_hierarchy(_base_path(sweep))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for axis in sweep.axes:  # each value alone, so a typo fails now with its line
             for v in axis.values:
                 apply_overrides(base, [f"{axis.path}={v.text}"], [v.where])
-        specs = [_spec(e, workloads) for e in sweep.workloads]
         designs = [_design(base, sweep, combo) for combo in sweep.combinations()]
+        requests = [_request(e, base, sweep) for e in sweep.workloads]
     for message in dict.fromkeys(str(w.message) for w in caught):
         warnings.warn(message, UserWarning, stacklevel=2)
     version = memwall_version()
     engine = {"engine": sweep.engine, "prefetch_depth": sweep.prefetch_depth, "overlap": True}
     points = []
-    for entry, spec in zip(sweep.workloads, specs, strict=True):
-        p = spec.precision
+    for entry, req in zip(sweep.workloads, requests, strict=True):
+        spec, p = req.spec, req.spec.precision
         run_cfg = {"model": _plain(spec.model), "batch": spec.batch, "prompt_len": spec.prompt_len,
                    "gen_len": spec.gen_len, "tp": spec.tp,
                    "precision": [p.weights, p.activations, p.kv_cache]}
         for combo, (hier, error) in zip(sweep.combinations(), designs, strict=True):
-            run = {"workload": entry.workload, "batch": spec.batch,
+            row = {"workload": entry.workload, "batch": spec.batch,
                    "prompt_len": spec.prompt_len, "gen_len": spec.gen_len,
                    "weight_dtype": p.weights, "act_dtype": p.activations, "kv_dtype": p.kv_cache,
                    "tp": spec.tp, "engine": sweep.engine, "prefetch_depth": sweep.prefetch_depth}
             swept = {a.path: v.text for a, v in zip(sweep.axes, combo, strict=True)}
-            run.update(swept)
+            row.update(swept)
             if hier is None:
                 design = {"base": _hier_dict(base), "overrides": sorted(swept.items())}
                 config = {"memwall": version, "design": design, "run": run_cfg, **engine}
-                points.append(Point(run, _key(config), None, error))
+                points.append(Point(row, _key(config), None, error))
                 continue
             config = {"memwall": version, "hierarchy": _hier_dict(hier), "run": run_cfg, **engine}
-            points.append(Point(run, _key(config),
-                                (spec, hier, sweep.engine, sweep.prefetch_depth)))
+            task = request(req.workload, hier, engine=sweep.engine,
+                           prefetch_depth=sweep.prefetch_depth, **entry.settings())
+            points.append(Point(row, _key(config), task))
     return points
 
 
-def _base_path(sweep: SweepFile, search_dirs: Sequence[Path]) -> Path:
+def _request(entry: Any, base: Hierarchy, sweep: SweepFile) -> Request:
+    try:
+        return request(entry.workload, base, engine=sweep.engine,
+                       prefetch_depth=sweep.prefetch_depth, **entry.settings())
+    except MemwallError as e:
+        raise SweepError(f"{entry.where}: workload {entry.workload}: {e}") from None
+
+
+def _base_path(sweep: SweepFile) -> Path:
     names = [sweep.base] if sweep.base.endswith((".yaml", ".yml")) else [f"{sweep.base}.yaml"]
     here = Path(sweep.path).resolve().parent
-    for d in (here, *search_dirs, Path.cwd()):
+    dirs = (here, bundled.folder("hierarchies"))
+    for d in (*dirs, Path.cwd()):
         for name in names:
             if (d / name).is_file():
                 return d / name
-    looked = ", ".join(str(d) for d in (here, *search_dirs))
+    looked = ", ".join(str(d) for d in dirs)
     raise SweepError(f'{sweep.base_where}: base: "{sweep.base}" not found (looked in {looked} '
                      "and the current directory); expected a hierarchy such as hbm_accel.yaml")
-
-
-def _spec(entry: WorkloadEntry, workloads: Any) -> Any:
-    try:
-        model = workloads.load_workload(entry.workload)
-        gen = entry.gen_len if entry.gen_len is not None else (
-            0 if model.arch == "encoder" else 128)
-        return workloads.RunSpec(
-            model, batch=entry.batch, prompt_len=entry.prompt_len, gen_len=gen, tp=entry.tp,
-            precision=workloads.Precision(entry.weight_dtype, entry.act_dtype, entry.kv_dtype))
-    except MemwallError as e:
-        raise SweepError(f"{entry.where}: workload {entry.workload}: {e}") from None
 
 
 def _design(base: Hierarchy, sweep: SweepFile,
@@ -142,16 +157,14 @@ def _hier_dict(h: Hierarchy) -> dict[str, Any]:
     return d
 
 
-def run_point(spec: Any, hier: Hierarchy, engine: str, prefetch_depth: int | None) -> dict:
+def run_point(req: Request, command_line: Sequence[str] | None = None) -> dict[str, Any]:
     """One simulation on a worker: {"status", "error", "summary", "elapsed_s"}; never raises
     for bad input, so one point that does not fit does not stop the others."""
-    from run import simulate_run
-
     t0 = time.perf_counter()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            summary = simulate_run(spec, hier, engine, prefetch_depth)
+            summary = run(req, command_line=command_line).to_dict()
     except MemwallError as e:
         return {"status": "error", "error": str(e).splitlines()[0], "summary": None,
                 "elapsed_s": time.perf_counter() - t0}
@@ -164,7 +177,8 @@ def run_point(spec: Any, hier: Hierarchy, engine: str, prefetch_depth: int | Non
 
 
 def execute(points: Sequence[Point], out_dir: Path, workers: int, scheduler: str | None,
-            on_done: Callable[[bool], None]) -> int:
+            on_done: Callable[[bool], None],
+            command_line: Sequence[str] | None = None) -> int:
     """Run `points` on Dask, writing each point file as it completes; returns points lost
     (a worker died too often, the cluster went away), which a rerun will retry."""
     from distributed import Client, LocalCluster, as_completed
@@ -178,11 +192,13 @@ def execute(points: Sequence[Point], out_dir: Path, workers: int, scheduler: str
                                    threads_per_worker=1, processes=True,
                                    dashboard_address=None, silence_logs=logging.ERROR)
             client = Client(cluster)
-    except (OSError, TimeoutError) as e:
-        raise SweepError(f"--scheduler {scheduler}: cannot connect: {e}") from None
+    except (OSError, TimeoutError, ValueError, TypeError) as e:
+        raise SweepError(f"--scheduler {scheduler}: cannot connect: "
+                         f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     lost = 0
     try:
-        futures = {client.submit(run_point, *p.task, key=f"memwall-point-{p.key}", pure=False): p
+        futures = {client.submit(run_point, p.task, command_line, key=f"memwall-point-{p.key}",
+                                 pure=False): p
                    for p in points if p.task is not None}
         for fut in as_completed(futures):
             p = futures[fut]
@@ -240,60 +256,50 @@ class Progress:
             self.bar.close()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from run import Parser
-
-    p = Parser(prog="memwall sweep", description="Run every point of a sweep file on Dask.")
-    p.add_argument("sweep", help="sweep file (YAML), e.g. sweeps/l2_vs_bandwidth.yaml")
-    p.add_argument("--out", required=True, metavar="DIR",
-                   help="results directory: points/, results.csv, sweep.png")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
-                   help="worker processes of the embedded cluster (default: the cores)")
-    p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
-                   help="use an existing Dask cluster instead of an embedded one")
-    return p
-
-
-def main(argv: list[str], search_dirs: Sequence[Path] = ()) -> int:
-    args = build_parser().parse_args(argv)
-    if args.workers < 1:
-        raise SweepError(f"--workers {args.workers}: expected an integer >= 1")
-    sweep = read_sweep(args.sweep)
-    points = resolve(sweep, search_dirs)
-    out = Path(args.out)
+def sweep(path: str | os.PathLike[str], out: str | os.PathLike[str],
+          workers: int | None = None, scheduler: str | None = None,
+          progress: bool | None = None,
+          command_line: Sequence[str] | None = None) -> SweepResult:
+    """`memwall.sweep`: run every point of the sweep file `path` not yet in `out` (on
+    `workers` local processes, default one per core, or the Dask cluster at `scheduler`),
+    then rebuild out/results.csv and out/sweep.png from the point files. `progress`: a line
+    on stderr as points finish (default: only when stderr is a terminal)."""
+    workers = os.cpu_count() or 1 if workers is None else workers
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise SweepError(f"--workers {workers}: expected an integer >= 1")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise SweepError(f"--out {out}: not a directory; expected a results directory")
+    sw = read_sweep(path)
+    points = resolve(sw)
     (out / "points").mkdir(parents=True, exist_ok=True)
+    check_target(out / "results.csv", "--out")
     for p in points:  # designs that do not resolve are finished points too
         if p.task is None and read_point(out, p.key) is None:
             write_point(out, p.key, _record(p, {"status": "error", "error": p.error,
                                                 "summary": None, "elapsed_s": 0.0}))
     todo = list({p.key: p for p in points if read_point(out, p.key) is None}.values())
-    print(f"sweep: {len(points)} points, {len(todo)} to run, {len(points) - len(todo)} "
-          f"already done -> {out}", file=sys.stderr)
-    lost = 0
+    show = sys.stderr.isatty() if progress is None else progress
+    if show:
+        print(f"sweep: {len(points)} points, {len(todo)} to run, {len(points) - len(todo)} "
+              f"already done -> {out}", file=sys.stderr)
     if todo:
-        progress = Progress(len(todo))
+        bar = Progress(len(todo)) if show else None
         try:
-            lost = execute(todo, out, args.workers, args.scheduler, progress)
+            execute(todo, out, workers, scheduler, bar or (lambda ok: None), command_line)
         finally:
-            progress.close()
-    return report(sweep, points, out, lost)
+            if bar is not None:
+                bar.close()
+    return report(sw, points, out)
 
 
-def report(sweep: SweepFile, points: Sequence[Point], out: Path, lost: int = 0) -> int:
-    """Rebuild results.csv and sweep.png from the point files; print the verdict."""
+def report(sw: SweepFile, points: Sequence[Point], out: Path) -> SweepResult:
+    """Rebuild results.csv and sweep.png from the point files."""
     pairs = [(p.run, rec) for p in points if (rec := read_point(out, p.key)) is not None]
-    columns, rows = build_table(pairs, sweep.swept_paths)
+    columns, rows = build_table(pairs, sw.swept_paths)
     write_csv(out / "results.csv", columns, rows)
-    axes = {a.path: [v.text for v in a.values] for a in sweep.axes}
+    axes = {a.path: [v.text for v in a.values] for a in sw.axes}
     if rows:
-        plot(out / "sweep.png", rows, axes)
-    failed = sum(r["status"] != "ok" for r in rows)
-    print(verdict(rows, axes))
-    print(f"{len(rows)} of {len(points)} points in {out / 'results.csv'} ({failed} failed)"
-          f"{', plot ' + str(out / 'sweep.png') if rows else ''}")
-    missing = len(points) - len(rows)
-    if missing or lost:
-        print(f"memwall: warning: {missing} points not finished; rerun the same command to "
-              "complete them", file=sys.stderr)
-        return 1
-    return 0
+        plot(out / "sweep.png", rows, axes, f"memwall sweep of {sw.path}")
+    return SweepResult(out, columns, rows, verdict(rows, axes), len(points),
+                       len(points) - len(rows))

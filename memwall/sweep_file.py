@@ -14,7 +14,7 @@
 
 The file is composed by the hierarchy files' located reader, so errors are the same one line:
 "<file>:<line>: <key>: <value> ...; expected <what>". Whether a grid value is a valid
-override is checked by applying it (sweep.py), with `Value.where` as its origin.
+override is checked by applying it (memwall/sweep.py), with `Value.where` as its origin.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ from sim.yamlfile import (  # the located reader and its one-value checks
     value_error,
 )
 
-ENGINES = ("des", "analytic")
+from .inputs import DEFAULTS, ENGINES
+
 _PATH = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+")
 _INT = "an integer >= {low} such as {eg}"
 _TOP = {
@@ -85,17 +86,24 @@ class Axis:
 
 @dataclass(frozen=True, slots=True)
 class WorkloadEntry:
-    """One workload of the sweep; run parameters as RunSpec takes them."""
+    """One workload of the sweep; run parameters as the command line takes them, with its
+    defaults (memwall.inputs.DEFAULTS)."""
 
     workload: str
-    prompt_len: int = 128  # tokens
-    gen_len: int | None = None  # tokens; None: 128 for decoders, 0 for encoders
-    batch: int = 1  # sequences
-    weight_dtype: str = "bf16"
-    act_dtype: str = "bf16"
-    kv_dtype: str = "bf16"
-    tp: int = 1  # devices
+    prompt_len: int = DEFAULTS["prompt_len"]  # tokens
+    gen_len: int | None = DEFAULTS["gen_len"]  # tokens; None: 128 for decoders, 0 for encoders
+    batch: int = DEFAULTS["batch"]  # sequences
+    weight_dtype: str = DEFAULTS["weight_dtype"]
+    act_dtype: str = DEFAULTS["act_dtype"]
+    kv_dtype: str = DEFAULTS["kv_dtype"]
+    tp: int = DEFAULTS["tp"]  # devices
     where: str = ""
+
+    def settings(self) -> dict[str, object]:
+        """The run settings, as memwall.inputs takes them."""
+        return {"batch": self.batch, "prompt_len": self.prompt_len, "gen_len": self.gen_len,
+                "weight_dtype": self.weight_dtype, "act_dtype": self.act_dtype,
+                "kv_dtype": self.kv_dtype, "tp": self.tp}
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +179,7 @@ def _parse(text: str, path: str) -> SweepFile:
         workloads=_workloads(top["workloads"]),
         grid=grid,
         zips=zips,
-        engine=as_choice(top.get("engine"), "engine", ENGINES, default="des"),
+        engine=as_choice(top.get("engine"), "engine", ENGINES, default=DEFAULTS["engine"]),
         prefetch_depth=None if depth is None else as_integer(depth, "prefetch_depth", 0, 1024,
                                                            _TOP["prefetch_depth"][1]),
         description=as_text(top["description"], "description", "text")
@@ -194,7 +202,7 @@ def _workloads(node: Node) -> tuple[WorkloadEntry, ...]:
         ints = {k: as_integer(f[k], f"{label}.{k}", low, _MAX_INT, _WORKLOAD[k][1])
                 for k, low in (("prompt_len", 1), ("gen_len", 0), ("batch", 1), ("tp", 1))
                 if k in f}
-        dtypes = {k: as_choice(f.get(k), f"{label}.{k}", DTYPES, default="bf16")
+        dtypes = {k: as_choice(f.get(k), f"{label}.{k}", DTYPES, default=DEFAULTS[k])
                   for k in ("weight_dtype", "act_dtype", "kv_dtype")}
         out.append(WorkloadEntry(as_text(f["workload"], f"{label}.workload",
                                        _WORKLOAD["workload"][1]),

@@ -1,0 +1,105 @@
+"""RunResult: the outcome of one simulation, frozen and typed, in SI units.
+
+Its fields are the keys of the JSON summary (`memwall --json`), in that order, and
+`to_dict()` gives that summary back exactly: the command line writes `to_dict()`, so the two
+cannot disagree. Mappings are read-only views; lists are tuples.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from sim import Hierarchy, format_report
+
+Columns = Mapping[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One simulated run. Times in s, sizes in bytes, rates per s; see the README's JSON
+    summary section for each key."""
+
+    workload: str
+    hierarchy: str  # the hierarchy's name (the device itself is `design`)
+    engine: str
+    arch: str  # decoder | encoder
+    batch: int
+    prompt_len: int
+    gen_len: int
+    tp: int
+    fusion: str
+    precision: Mapping[str, str]  # weights, activations, kv_cache
+    prefetch_depth: int
+    overlap: bool
+    params: int
+    machine_balance: float  # FLOP/B the device could feed from the weights' home
+    flops: int
+    mops_bytes: int
+    arithmetic_intensity: float | None
+    prefill_s: float
+    decode_s_per_token: float | None
+    tokens_per_s: float | None
+    total_s: float
+    compute_s: float
+    stall_s: Mapping[str, float]  # level, dispatch, interconnect -> s
+    bytes_by_level: Mapping[str, int]
+    bound_s: float
+    bound_by: str
+    verdict: str
+    busy_s: Mapping[str, float]
+    phase_s: Mapping[str, float]
+    n_ops: int
+    top_stalls: tuple[Mapping[str, Any], ...]
+    by_op_type: Mapping[str, Mapping[str, Any]]
+    provenance: Mapping[str, Any]
+    design: Hierarchy = field(repr=False, compare=False)  # the device simulated
+    records: Columns | None = field(default=None, repr=False, compare=False)  # simulate(...,
+    #                                                       records=True): per-op columns
+
+    @classmethod
+    def from_summary(cls, summary: Mapping[str, Any], design: Hierarchy,
+                     records: Columns | None = None) -> RunResult:
+        """The result of a JSON summary (every key, nothing else)."""
+        keys = summary_keys()
+        missing = [k for k in keys if k not in summary]
+        extra = [k for k in summary if k not in keys]
+        if missing or extra:
+            raise ValueError(f"summary keys differ from RunResult: missing {missing}, "
+                             f"unknown {extra}")
+        return cls(**{k: _frozen(summary[k]) for k in keys}, design=design, records=records)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON summary, key for key as `memwall --json` writes it."""
+        return {k: _plain(getattr(self, k)) for k in summary_keys()}
+
+    def report(self, top: int = 5) -> str:
+        """The command line's text report."""
+        return format_report(self.to_dict(), self.design, top=top)
+
+
+def summary_keys() -> tuple[str, ...]:
+    """The JSON summary's keys, in order: RunResult's fields but `design` and `records`."""
+    return tuple(f.name for f in dataclasses.fields(RunResult)
+                 if f.name not in ("design", "records"))
+
+
+def _frozen(x: Any) -> Any:
+    if isinstance(x, Mapping):
+        return MappingProxyType({k: _frozen(v) for k, v in x.items()})
+    if isinstance(x, list):
+        return tuple(_frozen(v) for v in x)
+    return x
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, Mapping):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, tuple):
+        return [_plain(v) for v in x]
+    return x

@@ -1,0 +1,157 @@
+"""Running a request: the one function every caller runs a simulation through.
+
+    >>> import memwall
+    >>> r = memwall.simulate("gpt2", "hbm_accel", prompt_len=16, gen_len=4)
+    >>> r.bound_by, r.n_ops
+    ('hbm', 304)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
+from typing import Any
+
+import numpy as np
+
+import sim
+import workloads
+from sim import EngineOptions, OpRecord, Summary, cost, tensor_footprint
+from sim.outfile import check_target, memwall_version
+
+from .inputs import Request, request
+from .result import RunResult
+
+Engine = Callable[..., None]
+#: name -> engine; both run the same op graphs through the same memory system and cost model.
+ENGINES: dict[str, Engine] = {"des": sim.simulate, "analytic": sim.simulate_analytic}
+
+
+def simulate(workload: Any, hierarchy: Any, *, records: bool = False,
+             trace: str | os.PathLike[str] | None = None, progress: bool = False,
+             **settings: Any) -> RunResult:
+    """Simulate `workload` (a preset name, a config.json path or a ModelConfig) on
+    `hierarchy` (a Hierarchy, a bundled name, a path, YAML text or a mapping).
+
+    `settings` are the command line's flags as keywords, with its defaults: batch,
+    prompt_len (128), gen_len (128 for a decoder), weight_dtype, act_dtype, kv_dtype (bf16),
+    tp, engine ("des" or "analytic"), fusion and prefetch_depth (the file's), overlap, and
+    overrides (a mapping or "PATH=VALUE" texts, as --set). `records=True` keeps every op
+    execution as columns in `RunResult.records`; `trace` writes them to an HDF5 trace.
+    """
+    return run(request(workload, hierarchy, **settings), records=records, trace=trace,
+               progress=progress)
+
+
+def run(req: Request, *, records: bool = False, trace: str | os.PathLike[str] | None = None,
+        progress: bool = False, sinks: Iterable[Callable[[OpRecord], None]] = (),
+        command_line: Sequence[str] | None = None) -> RunResult:
+    """Run `req`: every op record goes to the summary (and to `sinks`, the trace, and the
+    kept columns); the result is computed from the records."""
+    if trace is not None:
+        check_target(trace, "trace")
+    spec, hier = req.spec, req.hierarchy
+    summary = Summary(hier)
+    kept: list[OpRecord] | None = [] if records else None
+    meta = _meta(req)
+    meta["provenance"] = provenance(req, command_line)
+    writer = None
+    if trace is not None:
+        from sim.trace_file import TraceWriter  # loads h5py
+
+        writer = TraceWriter(trace, hier, list(command_line or ()), meta["provenance"])
+    out = [summary.add, *sinks]
+    if writer is not None:
+        out.append(writer.add)
+    if kept is not None:
+        out.append(kept.append)
+    sink = out[0] if len(out) == 1 else _fan_out(out)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=spec.n_phases, unit="step", delay=2.0, file=sys.stderr, leave=False)
+    options = EngineOptions(prefetch_depth=req.prefetch_depth, overlap=req.overlap, tp=spec.tp)
+    footprint = tensor_footprint(workloads.final_phase(spec))
+    with writer or nullcontext():
+        try:
+            ENGINES[req.engine](workloads.phases(spec, req.fusion), hier, footprint, sink,
+                                options, on_phase=(lambda G: bar.update()) if bar else None)
+        finally:
+            if bar is not None:
+                bar.close()
+        result = summary.result(meta)
+        if writer is not None:
+            writer.finish(result)
+    columns = _columns(kept, [lv.name for lv in hier.levels]) if kept is not None else None
+    return RunResult.from_summary(result, hier, columns)
+
+
+def _fan_out(sinks: list[Callable[[OpRecord], None]]) -> Callable[[OpRecord], None]:
+    def fan_out(record: OpRecord) -> None:
+        for s in sinks:
+            s(record)
+
+    return fan_out
+
+
+def _meta(req: Request) -> dict[str, Any]:
+    """The run's inputs, as the summary's first keys."""
+    spec, hier, p = req.spec, req.hierarchy, req.spec.precision
+    mm_dtype = workloads.compute_dtype(p.weights, p.activations)
+    home = hier.level(hier.placement.weights[0])
+    return {
+        "workload": req.workload.name,
+        "hierarchy": hier.name,
+        "engine": req.engine,
+        "arch": spec.model.arch,
+        "batch": spec.batch,
+        "prompt_len": spec.prompt_len,
+        "gen_len": spec.gen_len,
+        "tp": spec.tp,
+        "fusion": req.fusion,
+        "precision": {"weights": p.weights, "activations": p.activations, "kv_cache": p.kv_cache},
+        "prefetch_depth": req.prefetch_depth,
+        "overlap": req.overlap,
+        "params": spec.model.n_params,
+        "machine_balance": cost.matmul_rate(mm_dtype, hier.compute) / home.sustained_bytes_per_s,
+    }
+
+
+def provenance(req: Request, command_line: Sequence[str] | None = None) -> dict[str, Any]:
+    """What produced a result: memwall's version, the hierarchy file (name, path, sha256 of
+    its bytes) and the overrides applied to it, the workload's source, the fusion, and the
+    command line (None from Python)."""
+    h, w = req.hierarchy, req.workload
+    return {
+        "memwall_version": memwall_version(),
+        "hierarchy": h.name,
+        "hierarchy_path": os.path.abspath(h.path) if h.path else None,
+        "hierarchy_sha256": h.sha256 or None,
+        "overrides": list(h.overrides),
+        "workload": w.name,
+        "workload_path": w.path,
+        "workload_sha256": w.sha256,
+        "fusion": req.fusion,
+        "command_line": list(command_line) if command_line is not None else None,
+    }
+
+
+def _columns(recs: list[OpRecord], levels: list[str]) -> dict[str, np.ndarray]:
+    """Records as flat columns: one per field, per-level fields split as 'stall_s.hbm'."""
+    out: dict[str, np.ndarray] = {}
+    n = len(levels)
+    for name, col in zip(OpRecord._fields, zip(*recs, strict=True) if recs else
+                         [()] * len(OpRecord._fields), strict=True):
+        if name in ("stall_s", "bytes"):
+            block = np.array(col, dtype=np.float64 if name == "stall_s" else np.int64)
+            block = block.reshape(len(recs), n)
+            for i, level in enumerate(levels):
+                out[f"{name}.{level}"] = block[:, i]
+        elif name in ("phase", "op", "op_type", "kind"):
+            out[name] = np.array(col, dtype=object)
+        else:
+            out[name] = np.array(col)
+    return out
