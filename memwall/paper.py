@@ -159,27 +159,33 @@ def plot_fig1(rows: list[tuple[str, float, float, str]], fits: dict[str, dict[st
 
 
 # -- projection -----------------------------------------------------------------------------
-def scaled_overrides(hier: Any, years: float) -> list[str]:
-    """--set overrides scaling `hier` along the Fig. 1 trends by `years` from now.
+def scaled(hier: Hierarchy, years: float) -> Hierarchy:
+    """`hier` scaled along the Fig. 1 trends by `years` from now.
 
     Compute peaks and the vector rate 3.0x per two years; the levels that placement homes
-    weights in (DRAM class) 1.6x; the interconnect 1.4x. On-chip levels (those inside the
-    weight homes: registers, L1, L2, SRAM) scale with compute, as they are built on the same
-    die and their bandwidth grows with SM count and clock. Capacities and latencies stay.
+    weights in (DRAM class) and any tier outside them 1.6x; the interconnect 1.4x. On-chip
+    levels (those inside the weight homes: registers, L1, L2, SRAM) scale with compute, as
+    they are built on the same die and their bandwidth grows with SM count and clock.
+    Capacities, latencies and dispatch stay. Built directly, not through --set overrides: a
+    projection may pass the typo limits of a hierarchy file (10 EFLOP/s per device), which
+    guard against unit slips, not against the future.
     """
     f_c, f_m, f_i = (PAPER_RATES[k] ** (years / 2) for k in PAPER_RATES)
     c = hier.compute
-    out = [f"compute.peak.{k}={v * f_c:.6g} FLOP/s" for k, v in c.peak_flops_per_s.items()]
-    out.append(f"compute.vector={c.vector_flops_per_s * f_c:.6g} FLOP/s")
+    compute = dataclasses.replace(
+        c, peak_flops_per_s={k: v * f_c for k, v in c.peak_flops_per_s.items()},
+        vector_flops_per_s=c.vector_flops_per_s * f_c)
     homes = set(hier.placement.weights)
     inner = min(hier.index(n) for n in homes)
-    for i, lv in enumerate(hier.levels):
-        f = f_m if lv.name in homes or i > inner else f_c
-        out.append(f"memory.{lv.name}.bandwidth={lv.bandwidth_bytes_per_s * f:.6g} B/s")
-    if hier.interconnect is not None:
-        out.append(f"interconnect.link_bandwidth="
-                   f"{hier.interconnect.link_bandwidth_bytes_per_s * f_i:.6g} B/s")
-    return out
+    levels = tuple(
+        dataclasses.replace(lv, bandwidth_bytes_per_s=lv.bandwidth_bytes_per_s * (
+            f_m if lv.name in homes or i > inner else f_c))
+        for i, lv in enumerate(hier.levels))
+    ic = hier.interconnect
+    if ic is not None:
+        ic = dataclasses.replace(ic, link_bandwidth_bytes_per_s=ic.link_bandwidth_bytes_per_s
+                                 * f_i)
+    return dataclasses.replace(hier, compute=compute, levels=levels, interconnect=ic)
 
 
 def projection(hier: str | Hierarchy, workload: Any, years: int = 10, engine: str = "des",
@@ -193,7 +199,7 @@ def projection(hier: str | Hierarchy, workload: Any, years: int = 10, engine: st
     mem_levels = {lv.name for lv in base.levels}
     rows = []
     for y in range(0, years + 1, 2):
-        h = base.override(scaled_overrides(base, y)) if y else base
+        h = scaled(base, y) if y else base
         s = run(request(workload, h, prompt_len=prompt_len, gen_len=gen_len,
                         weight_dtype=dtype, act_dtype=dtype, kv_dtype=dtype, engine=engine))
         mem_stall = sum(v for k, v in s.stall_s.items() if k in mem_levels)

@@ -20,6 +20,7 @@ override is checked by applying it (memwall/sweep.py), with `Value.where` as its
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,7 @@ _WORKLOAD = {
     "tp": (False, _INT.format(low=1, eg=1)),
 }
 _MAX_INT = 1 << 31
+MAX_POINTS = 100_000  # a sweep file's points; each is a simulation of 0.01 s to minutes
 
 
 class SweepError(MemwallError):
@@ -166,6 +168,12 @@ def _parse(text: str, path: str) -> SweepFile:
     depth = top.get("prefetch_depth")
     grid = _axes(top["grid"], "grid") if "grid" in top else ()
     zips = _zips(top["zip"]) if "zip" in top else ()
+    entries = _workloads(top["workloads"])
+    points = len(entries) * math.prod(
+        [len(a.values) for a in grid] + [len(g[0].values) for g in zips if g])
+    if points > MAX_POINTS:
+        raise SweepError(f"{path}:1: {points:,} points (workloads x grid x zip); expected at "
+                         f"most {MAX_POINTS:,}: split the sweep into several files")
     seen: dict[str, str] = {}
     for axis in grid + tuple(a for g in zips for a in g):
         if axis.path in seen:
@@ -176,7 +184,7 @@ def _parse(text: str, path: str) -> SweepFile:
         path=path,
         base=as_text(top["base"], "base", _TOP["base"][1]),
         base_where=top["base"].where,
-        workloads=_workloads(top["workloads"]),
+        workloads=entries,
         grid=grid,
         zips=zips,
         engine=as_choice(top.get("engine"), "engine", ENGINES, default=DEFAULTS["engine"]),

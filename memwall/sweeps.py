@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from sim import Hierarchy, MemwallError, apply_overrides, hierarchy_to_dict, load_hierarchy
+from sim.errors import cut
 from sim.outfile import check_target, memwall_version
 
 from . import bundled
@@ -270,6 +271,8 @@ def sweep(path: str | os.PathLike[str], out: str | os.PathLike[str],
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise SweepError(f"--out {out}: not a directory; expected a results directory")
+    if scheduler is not None:
+        _check_address(scheduler)
     sw = read_sweep(path)
     points = resolve(sw)
     (out / "points").mkdir(parents=True, exist_ok=True)
@@ -291,6 +294,23 @@ def sweep(path: str | os.PathLike[str], out: str | os.PathLike[str],
             if bar is not None:
                 bar.close()
     return report(sw, points, out)
+
+
+def _check_address(address: str) -> None:
+    """Refuse a scheduler address that no Dask transport can parse, before any work."""
+    from distributed.comm import parse_address, parse_host_port
+    from distributed.comm.registry import backends
+
+    wanted = "expected an address such as tcp://HOST:8786"
+    try:
+        scheme, location = parse_address(address)
+        if scheme not in backends:
+            raise ValueError(f"unknown scheme {scheme!r}")
+        if scheme in ("tcp", "tls", "ws", "wss"):
+            parse_host_port(location)
+    except (ValueError, TypeError) as e:
+        raise SweepError(f"--scheduler {cut(address)}: {str(e).splitlines()[0]}; "
+                         f"{wanted}") from None
 
 
 def report(sw: SweepFile, points: Sequence[Point], out: Path) -> SweepResult:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import math
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -25,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import workloads
-from sim import Hierarchy
+from sim import Hierarchy, MemwallError
+from sim.errors import cut
 from sim.outfile import write_figure
 
 from . import bundled
@@ -65,37 +67,98 @@ def measured_csv() -> Path:
     return bundled.folder("validation") / "measured.csv"
 
 
+class ValidationError(MemwallError):
+    """A measurements file that cannot be used; one line naming file, line, column, value."""
+
+
+REQUIRED_COLUMNS = ("id", "hardware", "metric", "value", "unit", "source", "workload", "hier",
+                    "sim_weight_dtype", "sim_act_dtype", "sim_kv_dtype", "sim_batch",
+                    "sim_prompt_len", "sim_gen_len", "tp", "figure")
+
+
+class _Row:
+    """One CSV row and where it is, read one typed value at a time."""
+
+    def __init__(self, path: str, line: int, row: dict[str, str | None]) -> None:
+        self.path, self.line, self.row = path, line, row
+
+    def fail(self, key: str, value: str, wanted: str) -> ValidationError:
+        shown = f'"{cut(value)}"' if value else "empty"
+        return ValidationError(f"{self.path}:{self.line}: {key}: {shown}; expected {wanted}")
+
+    def text(self, key: str) -> str:
+        value = (self.row.get(key) or "").strip()
+        if not value:
+            raise self.fail(key, value, "a value")
+        return value
+
+    def number(self, key: str) -> float:
+        value = self.text(key)
+        try:
+            x = float(value)
+        except ValueError:
+            raise self.fail(key, value, "a number such as 104.9") from None
+        if not math.isfinite(x) or x <= 0:
+            raise self.fail(key, value, "a positive, finite number")
+        return x
+
+    def integer(self, key: str, low: int, optional: bool = False) -> int | None:
+        value = (self.row.get(key) or "").strip()
+        if optional and not value:
+            return None
+        try:
+            n = int(value)
+        except ValueError:
+            raise self.fail(key, value, f"a whole number >= {low}") from None
+        if not low <= n <= MAX_INT:
+            raise self.fail(key, value, f"a whole number from {low} to {MAX_INT}")
+        return n
+
+
+MAX_INT = 1 << 31
+
+
 def load_points(path: Path | str | None = None) -> list[Point]:
-    """The rows of measured.csv as Points; a bad row is a ValueError naming file, line, key."""
-    path = measured_csv() if path is None else path
-    points = []
-    with open(path, newline="") as f:
-        for line, row in enumerate(csv.DictReader(f), start=2):
-            def need(key: str, row: dict[str, str] = row, line: int = line) -> str:
-                value = (row.get(key) or "").strip()
-                if not value:
-                    raise ValueError(f"{path}:{line}: {key}: empty; expected a value")
-                return value
-
-            def opt_int(key: str, row: dict[str, str] = row) -> int | None:
-                value = (row.get(key) or "").strip()
-                return int(value) if value else None
-
-            figure = need("figure")
-            if figure not in FIGURES:
-                raise ValueError(f"{path}:{line}: figure: {figure!r}; expected one of "
-                                 f"{', '.join(FIGURES)}")
-            points.append(Point(
-                id=need("id"), hardware=need("hardware"), metric=need("metric"),
-                measured=float(need("value")), unit=need("unit"), source=need("source"),
-                workload=need("workload"), hier=need("hier"),
-                weight_dtype=need("sim_weight_dtype"), act_dtype=need("sim_act_dtype"),
-                kv_dtype=need("sim_kv_dtype"), batch=int(need("sim_batch")),
-                prompt_len=int(need("sim_prompt_len")), gen_len=int(need("sim_gen_len")),
-                tp=int(need("tp")), layers=opt_int("layers"),
-                max_positions=opt_int("max_positions"), figure=figure,
-            ))
+    """The rows of measured.csv as Points; a bad file or row is a ValidationError naming the
+    file, line, column and value."""
+    path = str(measured_csv() if path is None else path)
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except OSError as e:
+        raise ValidationError(f"{path}: cannot read measurements: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ValidationError(f"{path}: not UTF-8 text (byte {e.start}); expected a CSV file "
+                              "like validation/measured.csv") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or ())]
+        if missing:
+            raise ValidationError(f"{path}:1: missing column{'s' if len(missing) > 1 else ''} "
+                                  f"{', '.join(missing)}; expected the header of "
+                                  "validation/measured.csv")
+        points = [_point(_Row(path, reader.line_num, row)) for row in reader]
+    except csv.Error as e:
+        raise ValidationError(f"{path}:{reader.line_num}: not CSV: {e}") from None
+    if not points:
+        raise ValidationError(f"{path}: no measurements after the header; expected a row per "
+                              "published figure")
     return points
+
+
+def _point(r: _Row) -> Point:
+    figure = r.text("figure")
+    if figure not in FIGURES:
+        raise r.fail("figure", figure, f"one of {', '.join(FIGURES)}")
+    return Point(
+        id=r.text("id"), hardware=r.text("hardware"), metric=r.text("metric"),
+        measured=r.number("value"), unit=r.text("unit"), source=r.text("source"),
+        workload=r.text("workload"), hier=r.text("hier"),
+        weight_dtype=r.text("sim_weight_dtype"), act_dtype=r.text("sim_act_dtype"),
+        kv_dtype=r.text("sim_kv_dtype"), batch=r.integer("sim_batch", 1),
+        prompt_len=r.integer("sim_prompt_len", 1), gen_len=r.integer("sim_gen_len", 0),
+        tp=r.integer("tp", 1), layers=r.integer("layers", 1, optional=True),
+        max_positions=r.integer("max_positions", 1, optional=True), figure=figure,
+    )
 
 
 def model_of(p: Point) -> workloads.ModelConfig:
@@ -155,9 +218,12 @@ def validate(points: Sequence[Point] | str | os.PathLike[str] | None = None,
     hiers: dict[str, Hierarchy] = {}
     rows = []
     for p in points:
-        if p.hier not in hiers:
-            hiers[p.hier] = load(p.hier)
-        pred = predict(p, hiers[p.hier], engine)
+        try:
+            if p.hier not in hiers:
+                hiers[p.hier] = load(p.hier)
+            pred = predict(p, hiers[p.hier], engine)
+        except MemwallError as e:
+            raise ValidationError(f"measurement {p.id}: {e}") from None
         rows.append({"id": p.id, "hier": p.hier, "metric": p.metric, "unit": p.unit,
                      "predicted": pred, "measured": p.measured,
                      "error": signed_error(pred, p.measured), "source": p.source})

@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from sim.errors import SHOWN_CHARS, cut
 from sim.hierarchy import Compute, Hierarchy, Interconnect, Level, Placement
 from sim.opgraph import DTYPES, FUSIONS
 from sim.units import expected, format_quantity
@@ -156,7 +157,7 @@ class _Source:
         override names its origin in errors: `origins[i]`, else "--set PATH=VALUE")."""
         overrides = tuple(overrides)
         origins = tuple(origins)[:len(overrides)]
-        origins += tuple(f"--set {t}" for t in overrides[len(origins):])
+        origins += tuple(f"--set {cut(t, 2 * SHOWN_CHARS)}" for t in overrides[len(origins):])
         every, where = self.overrides + overrides, self.origins + origins
         with _as_hierarchy_error():
             h = _build(_override(self.root, every, where), self.path, self.stem)

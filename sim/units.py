@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 
-from sim.errors import MemwallError
+from sim.errors import MemwallError, cut
 
 _DECIMAL = {"": 1.0, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15}
 _BINARY = {"Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40, "Pi": 2.0**50}
@@ -63,7 +63,7 @@ def parse_quantity(text: str, kind: str, *, clock_hz: float | None = None) -> fl
     """Parse `text` as a `kind` quantity and return it in SI units (a finite float, any sign)."""
     if kind not in UNITS:
         raise ValueError(f"unknown quantity kind {kind!r}; kinds are {', '.join(UNITS)}")
-    shown = f'"{text}"'
+    shown = f'"{cut(text)}"'
     m = _QUANTITY.match(text)
     if m is None:
         raise UnitError(f"{shown} is not a number with a unit; expected {expected(kind)}")

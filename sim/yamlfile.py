@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from yaml.constructor import SafeConstructor
 
-from sim.errors import MemwallError
+from sim.errors import SHOWN_CHARS, MemwallError, cut
 from sim.units import UnitError, expected, format_quantity, parse_quantity
 
 
@@ -44,23 +44,74 @@ LIMITS = {  # kind -> (smallest, largest) SI value accepted; outside is almost s
 _YAML = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {_YAML + t for t in ("str", "int", "float", "bool", "null")}
 FRACTION = "a fraction in (0, 1] such as 0.85"
+MAX_DEPTH = 32  # nested mappings and lists; a hierarchy file needs 4
 
 
 def compose(text: str, locate: Callable[[int], str], path: str) -> Node | None:
-    """Compose YAML (no Python objects are ever constructed) into a located Node tree."""
+    """Compose YAML (no Python objects are ever constructed) into a located Node tree.
+
+    The text is first read as a stream of events (no recursion), so that nesting deeper
+    than MAX_DEPTH and aliases are refused at their own line before anything is built."""
     try:
+        _prescan(text, locate, path)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line = mark.line + 1 if mark is not None else 1
-        problem = e.problem or e.context or "invalid YAML"
-        raise FileError(f"{locate(line)}: YAML syntax error: {problem}") from None
+        raise FileError(_syntax(e, locate)) from None
     except yaml.YAMLError as e:
         line = text[: getattr(e, "position", 0)].count("\n") + 1
         raise FileError(f"{locate(line)}: YAML error: {str(e).splitlines()[0]}") from None
-    except RecursionError:
-        raise FileError(f"{locate(1)}: YAML nested too deeply") from None
     return None if root is None else _node(root, locate, path, set())
+
+
+def _syntax(e: yaml.MarkedYAMLError, locate: Callable[[int], str]) -> str:
+    """One line for a YAML syntax error, at the line that explains it: where an unclosed
+    quote or bracket opened, else where the parser stopped."""
+    opened = e.context_mark is not None and (e.context or "").startswith("while scanning")
+    mark = e.context_mark if opened else (e.problem_mark or e.context_mark)
+    line = mark.line + 1 if mark is not None else 1
+    problem = e.problem or e.context or "invalid YAML"
+    if opened:
+        problem = f"{problem} ({e.context} that starts here)"
+    return f"{locate(line)}: YAML syntax error: {problem}"
+
+
+def _prescan(text: str, locate: Callable[[int], str], path: str) -> None:
+    """Walk the event stream keeping the key path, so that an alias or nesting deeper than
+    MAX_DEPTH is refused at its own line with its key."""
+    stack: list[list] = []  # per open container: [is_mapping, key or index, expecting a key]
+
+    def here() -> str:
+        keys = [str(k) for is_map, k, _ in stack if is_map and k is not None]
+        inner = ".".join(keys)
+        return cut(join(path, inner) if inner else path, 2 * SHOWN_CHARS) or "top level"
+
+    def consumed() -> None:  # a value (scalar, alias or container) ended in the innermost
+        if stack:
+            top = stack[-1]
+            if top[0]:
+                top[2] = True
+            else:
+                top[1] += 1
+
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.ScalarEvent) and stack and stack[-1][0] and stack[-1][2]:
+            stack[-1][1], stack[-1][2] = event.value, False  # a key
+        elif isinstance(event, yaml.AliasEvent):
+            raise FileError(f"{locate(line)}: {here()}: YAML aliases (*name) are not "
+                            "supported; write the value out")
+        elif isinstance(event, yaml.ScalarEvent):
+            consumed()
+        elif isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            if len(stack) >= MAX_DEPTH:
+                raise FileError(f"{locate(line)}: {here()}: nested deeper than {MAX_DEPTH} "
+                                "levels; expected a shallow file of mappings, lists, strings "
+                                "and numbers")
+            is_map = isinstance(event, yaml.MappingStartEvent)
+            stack.append([is_map, None if is_map else 0, True])
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            stack.pop()
+            consumed()
 
 
 def _node(n: yaml.Node, locate: Callable[[int], str], path: str, seen: set[int]) -> Node:
@@ -90,7 +141,11 @@ def _node(n: yaml.Node, locate: Callable[[int], str], path: str, seen: set[int])
         return Node([_node(v, locate, _item(path, i, v), seen) for i, v in enumerate(n.value)],
                     where)
     if isinstance(n, yaml.ScalarNode) and n.tag in _SCALAR_TAGS:
-        value = n.value if n.tag == _YAML + "str" else SafeConstructor().construct_object(n)
+        try:
+            value = n.value if n.tag == _YAML + "str" else SafeConstructor().construct_object(n)
+        except ValueError:  # an integer of more than 4,300 digits (CPython's limit)
+            raise FileError(f"{at} a number of {len(n.value)} characters, too long to read; "
+                            "expected a value such as 0.85 or \"50 MiB\"") from None
         return Node(value, where)
     raise FileError(f'{at} YAML tag "{n.tag}" is not allowed; expected plain mappings, '
                          "lists, strings and numbers (nothing is ever constructed)")
@@ -114,12 +169,15 @@ def join(path: str, key: str) -> str:
 def shown(node: Node) -> str:
     v = node.value
     if isinstance(v, str):
-        return f'"{v}"'
+        return f'"{cut(v)}"'
     if isinstance(v, dict):
         return "a mapping"
     if isinstance(v, list):
         return "a list"
-    return "empty" if v is None else str(v).lower() if isinstance(v, bool) else repr(v)
+    return "empty" if v is None else str(v).lower() if isinstance(v, bool) else cut(repr(v))
+
+
+
 
 
 def value_error(node: Node, path: str, detail: str) -> FileError:
@@ -128,7 +186,8 @@ def value_error(node: Node, path: str, detail: str) -> FileError:
 
 def as_mapping(node: Node, path: str, spec: dict[str, tuple[bool, str]],
             what: str = "key") -> dict[str, Node]:
-    """The non-empty keys of a mapping, after refusing unknown and missing ones."""
+    """The keys of a mapping, after refusing unknown, missing and empty ones (an empty
+    `efficiency:` is a mistake, never the default)."""
     if not isinstance(node.value, dict):
         keys = ", ".join(spec)
         at = f"{node.where}: {path}:" if path else f"{node.where}:"
@@ -140,11 +199,13 @@ def as_mapping(node: Node, path: str, spec: dict[str, tuple[bool, str]],
             raise FileError(f"{child.key_where}: {join(path, key)}: unknown {what}; {hint}"
                                  f"expected one of {', '.join(spec)}")
     for key, (required, wanted) in spec.items():
-        if required and (key not in node.value or node.value[key].value is None):
-            where = node.value[key].where if key in node.value else node.where
-            raise FileError(f"{where}: {join(path, key)}: missing required key; "
-                                 f"expected {wanted}")
-    return {k: v for k, v in node.value.items() if v.value is not None}
+        if required and key not in node.value:
+            raise FileError(f"{node.where}: {join(path, key)}: missing required key; "
+                            f"expected {wanted}")
+        if key in node.value and node.value[key].value is None:
+            raise FileError(f"{node.value[key].where}: {join(path, key)}: empty; expected "
+                            f"{wanted}")
+    return dict(node.value)
 
 
 def as_quantity(node: Node, path: str, kind: str, *, clock_hz: float | None = None) -> float:

@@ -325,7 +325,7 @@ def test_overrides_accumulate_and_can_add_a_section(tmp_path: Path) -> None:
     ("override", "fragment"),
     [
         ("memory.l2.capacity=3 GHz", 'memory.l2.capacity: "3 GHz" is a frequency'),
-        ("memory.l2.capacity=", "memory.l2.capacity: missing"),
+        ("memory.l2.capacity=", "memory.l2.capacity: empty; expected a size"),
         ("memory.l3.capacity=1 GB", 'memory.l3: no entry named "l3"'),
         ("memory.l2.capacty=1 GB", 'memory.l2.capacty: unknown key; did you mean "capacity"'),
         ("compute.dispatch=4", 'compute.dispatch: "4" has no unit'),
@@ -463,3 +463,49 @@ def test_any_override_applies_or_gives_a_hierarchy_error(tmp_path: Path, overrid
             apply_overrides(base, [override])
     except MemwallError as err:
         assert isinstance(err, HierarchyError)
+
+
+# --- hostile files: each refused in one line at its own line --------------------------------
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("  dispatch: 3 us", "  dispatch: 3 us\n  prefetch_depth: " + "9" * 5000,
+     "bad.yaml:9: compute.prefetch_depth: a number of 5000 characters, too long to read"),
+    ("    latency: 500 ns", "    latency: 500 ns\n    efficiency:",
+     "bad.yaml:23: memory.hbm.efficiency: empty; expected a fraction in (0, 1]"),
+    ("  bf16: 100 TFLOP/s", "  bf16: 100 TFLOP/s\n    fp16: " + "[" * 40 + "]" * 40,
+     "bad.yaml:6: compute.peak.fp16: nested deeper than 32 levels"),
+    ("  weights: [hbm]\n  kv_cache: [hbm]\n", "  weights: &w [hbm]\n  kv_cache: *w\n",
+     "bad.yaml:25: placement.kv_cache: YAML aliases (*name) are not supported"),
+    ("    bandwidth: 5 TB/s", "    bandwidth: " + "9" * 400 + " TB/s",
+     'bad.yaml:16: memory.l2.bandwidth: "' + "9" * 57 + '..." is not finite'),
+])
+def test_hostile_values_are_one_line_at_their_line(tmp_path: Path, old: str, new: str,
+                                                   message: str) -> None:
+    assert old in BASE
+    with pytest.raises(HierarchyError) as e:
+        load_text(tmp_path, BASE.replace(old, new, 1))
+    assert str(e.value).startswith(str(tmp_path / message)), str(e.value)[:300]
+    assert "\n" not in str(e.value) and len(str(e.value)) < 400
+
+
+def test_an_unclosed_quote_is_reported_where_it_opens(tmp_path: Path) -> None:
+    with pytest.raises(HierarchyError, match=r'bad\.yaml:27: YAML syntax error: found '
+                                             r'unexpected end of stream \(while scanning a '
+                                             r'quoted scalar that starts here\)'):
+        load_text(tmp_path, BASE + 'description: "never closed\n')
+
+
+def test_nesting_deeper_than_python_recursion_is_refused_not_crashed(tmp_path: Path) -> None:
+    deep = BASE + "description: " + "{a: " * 3000 + "1" + "}" * 3000 + "\n"
+    with pytest.raises(HierarchyError, match=r"bad\.yaml:27: description(\.a){31}: nested deeper"):
+        load_text(tmp_path, deep)
+    with pytest.raises(HierarchyError, match=r"--set description=\[\[.*\.\.\.: description: "
+                                             "nested deeper than 32"):
+        load_text(tmp_path, BASE, ("description=" + "[" * 600 + "]" * 600,))
+
+
+def test_an_empty_set_value_is_refused_not_the_default(tmp_path: Path) -> None:
+    with pytest.raises(HierarchyError, match=r"--set memory\.l2\.efficiency=: memory\.l2\."
+                                             r"efficiency: empty; expected a fraction"):
+        load_text(tmp_path, BASE, ("memory.l2.efficiency=",))

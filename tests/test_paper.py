@@ -58,7 +58,7 @@ def test_fig3_shape_of_the_result(tmp_path: Path) -> None:
 
 def test_scaled_hierarchy_follows_the_trends() -> None:
     base = as_hierarchy("hbm_accel.yaml")
-    h = base.override(paper.scaled_overrides(base, 4))
+    h = paper.scaled(base, 4)
     c, c0 = h.compute.peak_flops_per_s, base.compute.peak_flops_per_s
     assert c["bf16"] == pytest.approx(9 * c0["bf16"], rel=1e-5)  # 3.0x per 2 years
     for level, factor in (("hbm", 1.6**2), ("l2", 9)):  # DRAM class 1.6x; on chip as compute
@@ -78,6 +78,16 @@ def test_projection_rows_and_plot(tmp_path: Path) -> None:
     write_figure(paper.plot_projection(rows, "t"), tmp_path / "proj.png")
     paper.write_csv(rows, tmp_path / "proj.csv")
     assert _is_png(tmp_path / "proj.png") and (tmp_path / "proj.csv").read_text().count("\n") == 4
+
+
+def test_projection_past_the_files_typo_limits(tmp_path):
+    """20 years at 3.0x per 2 years is 59,049x the compute peak: 117 EFLOP/s of fp8, past
+    the 10 EFLOP/s a hierarchy file accepts; the projection still runs."""
+    rows = paper.projection("hbm_accel.yaml", "gpt2", 20, engine="analytic", prompt_len=4,
+                            gen_len=2)
+    assert [r["year"] for r in rows] == list(range(0, 21, 2))
+    h = paper.scaled(as_hierarchy("hbm_accel"), 20)
+    assert h.compute.peak_flops_per_s["fp8"] == pytest.approx(1979e12 * 3.0**10, rel=1e-12)
 
 
 def test_projection_refuses_negative_years(capsys, tmp_path):

@@ -268,3 +268,24 @@ def test_unreachable_scheduler_is_one_line(tmp_path: Path,
     path = _write(tmp_path, TINY)
     with pytest.raises(SweepError, match="cannot connect"):
         sweeps.sweep(path, tmp_path / "o", scheduler=f"tcp://127.0.0.1:{_free_port()}")
+
+
+def test_a_grid_too_large_is_refused_before_anything_is_built() -> None:
+    big = ", ".join(str(i) for i in range(1000))
+    with pytest.raises(SweepError, match=r"s\.yaml:1: 2,000,000 points .* expected at most "
+                                         "100,000"):
+        parse_sweep(f"base: hbm_accel.yaml\nworkloads: [gpt2, llama2-7b]\ngrid:\n"
+                    f"  memory.l2.capacity: [{big}]\n  memory.hbm.bandwidth: [{big}]\n",
+                    "s.yaml")
+
+
+@pytest.mark.parametrize("address", ["foo", "tcp://", "tcp://127.0.0.1:notaport",
+                                     "udp://1.2.3.4:5"])
+def test_a_malformed_scheduler_address_is_one_line(tmp_path: Path, capsys, address) -> None:
+    path = _write(tmp_path, TINY)
+    assert cli.main(["sweep", str(path), "--out", str(tmp_path / "o"), "--scheduler",
+                     address]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"memwall: error: --scheduler {address}: ") and err.count("\n") == 1
+    assert "expected an address such as tcp://HOST:8786" in err
+    assert not (tmp_path / "o").exists()  # refused before anything was made

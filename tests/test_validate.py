@@ -104,3 +104,50 @@ def test_validate_command_json(tmp_path: Path, capsys: pytest.CaptureFixture[str
     (p,) = data["points"]
     assert p["error"] == pytest.approx((p["predicted"] - p["measured"]) / p["measured"])
     assert data["mape"] == pytest.approx(abs(p["error"])) and plot.stat().st_size > 1000
+
+
+def _one_row(tmp_path: Path, **changes: str) -> Path:
+    with open(validate.measured_csv(), newline="") as f:
+        rows = list(csv.DictReader(f))
+    row = {**rows[0], **changes}
+    out = tmp_path / "m.csv"
+    with open(out, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerow(row)
+    return out
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"value": "10x4"}, 'm.csv:2: value: "10x4"; expected a number such as 104.9'),
+    ({"value": "0"}, 'm.csv:2: value: "0"; expected a positive, finite number'),
+    ({"value": ""}, "m.csv:2: value: empty; expected a value"),
+    ({"value": "nan"}, 'm.csv:2: value: "nan"; expected a positive, finite number'),
+    ({"sim_batch": "-3"}, 'm.csv:2: sim_batch: "-3"; expected a whole number from 1'),
+    ({"figure": "tokens"}, 'm.csv:2: figure: "tokens"; expected one of gen_len / total_s'),
+])
+def test_bad_rows_are_one_line_naming_line_column_and_value(tmp_path, capsys, changes,
+                                                           message) -> None:
+    path = _one_row(tmp_path, **changes)
+    assert cli.main(["validate", "--csv", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / message}" in err and err.count("\n") == 1
+
+
+def test_empty_binary_and_headerless_files_are_refused(tmp_path, capsys) -> None:
+    header = validate.measured_csv().read_text().splitlines()[0]
+    for name, data, words in (("h.csv", (header + "\n").encode(), "no measurements after"),
+                              ("e.csv", b"", "missing columns id, hardware"),
+                              ("b.csv", b"\xff\xfe\x00\x01", "not UTF-8 text")):
+        (tmp_path / name).write_bytes(data)
+        plot = tmp_path / "p.png"
+        assert cli.main(["validate", "--csv", str(tmp_path / name), "--plot", str(plot)]) == 2
+        err = capsys.readouterr().err
+        assert words in err and err.count("\n") == 1 and not plot.exists()
+
+
+def test_a_row_naming_an_unknown_workload_says_which_row(tmp_path, capsys) -> None:
+    path = _one_row(tmp_path, workload="llama9")
+    assert cli.main(["validate", "--csv", str(path), "--engine", "analytic"]) == 2
+    assert "measurement gptfast-llama2-7b-bf16-a100: unknown workload 'llama9'" in \
+        capsys.readouterr().err
