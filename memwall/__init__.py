@@ -4,6 +4,7 @@ The Python API (the command line calls the same functions):
 
     import memwall
     hw = memwall.hierarchy("hbm_accel")          # bundled name, a path, YAML text or a dict
+    sw = memwall.runtime("tensorrt-llm")         # the software stack, found the same ways
     big = hw.override({"memory.l2.capacity": "512 MiB"})   # same checks and messages as --set
     r = memwall.simulate("gpt2", big, prompt_len=128, gen_len=128, engine="des")
     r.decode_s_per_token, r.stall_s["hbm"], r.bound_by     # a frozen, typed RunResult
@@ -27,6 +28,7 @@ from sim.outfile import memwall_version
 
 _LAZY = {  # public name -> (module, attribute)
     "hierarchy": ("memwall.inputs", "as_hierarchy"),
+    "runtime": ("memwall.inputs", "as_runtime"),
     "workload": ("memwall.inputs", "as_workload"),
     "request": ("memwall.inputs", "request"),
     "Request": ("memwall.inputs", "Request"),

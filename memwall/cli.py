@@ -26,7 +26,7 @@ from sim.outfile import check_target, figure_format, memwall_version, write_figu
 DTYPE_CHOICES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4")  # sim.opgraph.DTYPES
 ENGINE_CHOICES = ("des", "analytic")  # memwall.inputs.ENGINES (tests keep them equal)
 FUSION_CHOICES = ("none", "fused")  # sim.opgraph.FUSIONS
-COMMANDS_HELP = ("subcommands: describe (counts only), list (presets and hierarchies), "
+COMMANDS_HELP = ("subcommands: describe (counts only), list (presets, hierarchies, runtimes), "
                  "inspect, export, plot (traces), sweep (many designs, on Dask), validate "
                  "(against published measurements), paper (the paper's figures); "
                  "'memwall SUBCOMMAND -h' for its flags")
@@ -76,16 +76,20 @@ def build_parser() -> Parser:
                         "path")
     p.add_argument("--engine", choices=ENGINE_CHOICES, default="des",
                    help="des: discrete-event (default); analytic: per-op roofline")
+    p.add_argument("--runtime", metavar="NAME",
+                   help="software stack: a bundled runtime (tensorrt-llm, vllm, gpt-fast, "
+                        "eager, ...; 'memwall list') or a path (default: the hierarchy's)")
     p.add_argument("--prefetch-depth", type=int, default=None, metavar="N",
-                   help="ops ahead whose weights are fetched early (default: the hierarchy's)")
+                   help="ops ahead whose weights are fetched early (default: the runtime's)")
     p.add_argument("--fusion", choices=FUSION_CHOICES, default=None,
                    help="none: one kernel per op, as eager PyTorch runs; fused: attention and "
                         "each matmul with its elementwise epilogue as one kernel, as compiled "
-                        "inference stacks run (default: the hierarchy's compute.fusion)")
+                        "inference stacks run (default: the runtime's)")
     p.add_argument("--no-overlap", action="store_true",
                    help="what-if: no streaming under compute (reads, then compute, then writes)")
     p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", dest="overrides",
-                   help="override a hierarchy value, e.g. --set 'memory.l2.capacity=256 MiB'")
+                   help="override a hierarchy value, e.g. --set 'memory.l2.capacity=256 MiB', "
+                        "or a runtime value, e.g. --set 'runtime.kernels.launch=2 us'")
     p.add_argument("--top", type=_count, default=5, help="ops listed in the report (default 5)")
     p.add_argument("--trace", metavar="PATH.h5",
                    help="write every op execution to an HDF5 trace (see 'memwall inspect')")
@@ -129,7 +133,8 @@ def cmd_run(argv: list[str]) -> int:
     from .inputs import request
     from .simulation import run
 
-    req = request(args.workload, args.hier, engine=args.engine, fusion=args.fusion,
+    req = request(args.workload, args.hier, engine=args.engine, runtime=args.runtime,
+                  fusion=args.fusion,
                   prefetch_depth=args.prefetch_depth, overlap=not args.no_overlap,
                   overrides=args.overrides, **_settings(args))
     result = run(req, trace=args.trace, progress=sys.stderr.isatty(),
@@ -160,8 +165,8 @@ def cmd_describe(argv: list[str]) -> int:
 
 
 def cmd_list(argv: list[str]) -> int:
-    Parser(prog="memwall list", description="Workload presets and bundled hierarchies, one "
-           "line each.").parse_args(argv)
+    Parser(prog="memwall list", description="Workload presets, bundled hierarchies and "
+           "runtimes, one line each.").parse_args(argv)
     import workloads
 
     from . import bundled
@@ -173,6 +178,9 @@ def cmd_list(argv: list[str]) -> int:
     print("hierarchies (--hier NAME, or a path)")
     for path in bundled.hierarchy_files():
         print(f"  {path.name:<24} {bundled.describe_file(path)}")
+    print("runtimes (--runtime NAME, or a path)")
+    for path in bundled.runtime_files():
+        print(f"  {path.stem:<24} {bundled.describe_file(path)}")
     return 0
 
 

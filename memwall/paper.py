@@ -33,7 +33,7 @@ from sim import Hierarchy, MemwallError
 from sim.outfile import write_text
 
 from . import bundled
-from .inputs import as_hierarchy, request
+from .inputs import RUNTIME_PREFIX, as_hierarchy, request
 from .simulation import run
 
 FIG3_MODELS = ("bert-base", "bert-large", "gpt2")
@@ -191,17 +191,19 @@ def scaled(hier: Hierarchy, years: float) -> Hierarchy:
 def projection(hier: str | Hierarchy, workload: Any, years: int = 10, engine: str = "des",
                overrides: Sequence[str] = (), prompt_len: int = 128, gen_len: int = 32,
                dtype: str = "bf16") -> list[dict[str, Any]]:
-    """Simulate `workload` on `hier` (with `overrides`, e.g. "compute.dispatch=0 us" to see
-    the hardware alone: dispatch does not follow any Fig. 1 trend) scaled every two years."""
+    """Simulate `workload` on `hier` (with `overrides`, e.g. "runtime.kernels.launch=0 us" to
+    see the hardware alone: launch overhead follows no Fig. 1 trend) scaled every two years."""
     if isinstance(years, bool) or not isinstance(years, int) or not 0 <= years <= 100:
         raise MemwallError(f"--years {years}: expected an integer from 0 to 100")
-    base = as_hierarchy(hier, overrides)
+    software = [o for o in overrides if o.strip().startswith(RUNTIME_PREFIX)]
+    base = as_hierarchy(hier, [o for o in overrides if o not in software])
     mem_levels = {lv.name for lv in base.levels}
     rows = []
     for y in range(0, years + 1, 2):
         h = scaled(base, y) if y else base
         s = run(request(workload, h, prompt_len=prompt_len, gen_len=gen_len,
-                        weight_dtype=dtype, act_dtype=dtype, kv_dtype=dtype, engine=engine))
+                        weight_dtype=dtype, act_dtype=dtype, kv_dtype=dtype, engine=engine,
+                        overrides=software))
         mem_stall = sum(v for k, v in s.stall_s.items() if k in mem_levels)
         step = s.decode_s_per_token if s.decode_s_per_token is not None else s.total_s
         rows.append({"year": y, "decode_s_per_token": step, "total_s": s.total_s,

@@ -33,6 +33,7 @@ class RunResult:
     prompt_len: int
     gen_len: int
     tp: int
+    runtime: str  # the software stack's name (runtimes/<name>.yaml)
     fusion: str
     precision: Mapping[str, str]  # weights, activations, kv_cache
     prefetch_depth: int

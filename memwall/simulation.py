@@ -37,8 +37,9 @@ def simulate(workload: Any, hierarchy: Any, *, records: bool = False,
 
     `settings` are the command line's flags as keywords, with its defaults: batch,
     prompt_len (128), gen_len (128 for a decoder), weight_dtype, act_dtype, kv_dtype (bf16),
-    tp, engine ("des" or "analytic"), fusion and prefetch_depth (the file's), overlap, and
-    overrides (a mapping or "PATH=VALUE" texts, as --set). `records=True` keeps every op
+    tp, engine ("des" or "analytic"), runtime (the hierarchy's default), fusion and
+    prefetch_depth (the runtime's), overlap, and overrides (a mapping or "PATH=VALUE" texts,
+    as --set; paths starting with "runtime." change the runtime). `records=True` keeps every op
     execution as columns in `RunResult.records`; `trace` writes them to an HDF5 trace.
     """
     return run(request(workload, hierarchy, **settings), records=records, trace=trace,
@@ -52,8 +53,8 @@ def run(req: Request, *, records: bool = False, trace: str | os.PathLike[str] | 
     kept columns); the result is computed from the records."""
     if trace is not None:
         check_target(trace, "trace")
-    spec, hier = req.spec, req.hierarchy
-    summary = Summary(hier)
+    spec, hier, rt = req.spec, req.hierarchy, req.runtime
+    summary = Summary(hier, rt.memory_efficiency)
     kept: list[OpRecord] | None = [] if records else None
     meta = _meta(req)
     meta["provenance"] = provenance(req, command_line)
@@ -61,7 +62,8 @@ def run(req: Request, *, records: bool = False, trace: str | os.PathLike[str] | 
     if trace is not None:
         from sim.trace_file import TraceWriter  # loads h5py
 
-        writer = TraceWriter(trace, hier, list(command_line or ()), meta["provenance"])
+        writer = TraceWriter(trace, hier, list(command_line or ()), meta["provenance"],
+                             runtime=rt)
     out = [summary.add, *sinks]
     if writer is not None:
         out.append(writer.add)
@@ -73,7 +75,7 @@ def run(req: Request, *, records: bool = False, trace: str | os.PathLike[str] | 
         from tqdm import tqdm
 
         bar = tqdm(total=spec.n_phases, unit="step", delay=2.0, file=sys.stderr, leave=False)
-    options = EngineOptions(prefetch_depth=req.prefetch_depth, overlap=req.overlap, tp=spec.tp)
+    options = EngineOptions(runtime=rt, overlap=req.overlap, tp=spec.tp)
     footprint = tensor_footprint(workloads.final_phase(spec))
     with writer or nullcontext():
         try:
@@ -111,26 +113,32 @@ def _meta(req: Request) -> dict[str, Any]:
         "prompt_len": spec.prompt_len,
         "gen_len": spec.gen_len,
         "tp": spec.tp,
+        "runtime": req.runtime.name,
         "fusion": req.fusion,
         "precision": {"weights": p.weights, "activations": p.activations, "kv_cache": p.kv_cache},
         "prefetch_depth": req.prefetch_depth,
         "overlap": req.overlap,
         "params": spec.model.n_params,
-        "machine_balance": cost.matmul_rate(mm_dtype, hier.compute) / home.sustained_bytes_per_s,
+        "machine_balance": cost.matmul_rate(mm_dtype, hier.compute, req.runtime)
+        / (home.sustained_bytes_per_s * req.runtime.memory_efficiency),
     }
 
 
 def provenance(req: Request, command_line: Sequence[str] | None = None) -> dict[str, Any]:
     """What produced a result: memwall's version, the hierarchy file (name, path, sha256 of
-    its bytes) and the overrides applied to it, the workload's source, the fusion, and the
-    command line (None from Python)."""
-    h, w = req.hierarchy, req.workload
+    its bytes) and the overrides applied to it, the runtime file likewise, the workload's
+    source, the fusion, and the command line (None from Python)."""
+    h, w, r = req.hierarchy, req.workload, req.runtime
     return {
         "memwall_version": memwall_version(),
         "hierarchy": h.name,
         "hierarchy_path": os.path.abspath(h.path) if h.path else None,
         "hierarchy_sha256": h.sha256 or None,
         "overrides": list(h.overrides),
+        "runtime": r.name,
+        "runtime_path": os.path.abspath(r.path) if r.path else None,
+        "runtime_sha256": r.sha256 or None,
+        "runtime_overrides": list(r.overrides),
         "workload": w.name,
         "workload_path": w.path,
         "workload_sha256": w.sha256,

@@ -2,12 +2,16 @@
 
     base: hbm_accel.yaml          # a bundled name, or a path (relative to the sweep file)
     engine: des                   # des (default) or analytic
-    prefetch_depth: 1             # optional; default the hierarchy's
+    runtime: tensorrt-llm         # optional; default the hierarchy's
+    prefetch_depth: 1             # optional; default the runtime's
     workloads:
       - {workload: gpt2, prompt_len: 16, gen_len: 64}
       - {workload: llama2-7b, weight_dtype: int8}
     grid:                         # every combination of these lists
-      memory.l2.capacity: ["50 MiB", "256 MiB", "1 GiB"]
+      memory.l2.capacity: ["50 MiB", "256 MiB", "1 GiB"]   # a hierarchy path (--set)
+      runtime.kernels.launch: ["2 us", "10 us"]           # a runtime path
+      batch: [1, 8, 64]                                   # a run setting, as the flags
+      runtime: [vllm, tensorrt-llm]
     zip:                          # lists that move together (equal lengths); or a list of groups
       memory.hbm.bandwidth: ["3.35 TB/s", "6.7 TB/s"]
       memory.hbm.latency: ["656 cycles", "600 cycles"]
@@ -41,11 +45,19 @@ from sim.yamlfile import (  # the located reader and its one-value checks
 from .inputs import DEFAULTS, ENGINES
 
 _PATH = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+")
+#: run settings a grid or zip may sweep, beside override paths, and what each value must be
+SETTINGS: dict[str, str] = {
+    "batch": "an integer >= 1", "prompt_len": "an integer >= 1", "gen_len": "an integer >= 0",
+    "tp": "an integer >= 1", "weight_dtype": f"one of {', '.join(DTYPES)}",
+    "act_dtype": f"one of {', '.join(DTYPES)}", "kv_dtype": f"one of {', '.join(DTYPES)}",
+    "runtime": "a runtime such as tensorrt-llm",
+}
 _INT = "an integer >= {low} such as {eg}"
 _TOP = {
     "base": (True, "a hierarchy file such as hbm_accel.yaml"),
     "description": (False, "a line of text"),
     "engine": (False, f"one of {', '.join(ENGINES)}"),
+    "runtime": (False, "a runtime such as tensorrt-llm (default: the base hierarchy's)"),
     "prefetch_depth": (False, "an integer >= 0 such as 1"),
     "workloads": (True, "a list of workloads such as [{workload: gpt2, gen_len: 64}]"),
     "grid": (False, 'a mapping from override path to a list, {memory.l2.capacity: ["50 MiB"]}'),
@@ -79,11 +91,16 @@ class Value:
 
 @dataclass(frozen=True, slots=True)
 class Axis:
-    """One swept override path and its values, in file order."""
+    """One swept override path (or run setting) and its values, in file order."""
 
-    path: str  # dotted override path, "memory.l2.capacity"
+    path: str  # dotted override path, "memory.l2.capacity", or a run setting, "batch"
     values: tuple[Value, ...]
     where: str
+
+    @property
+    def is_setting(self) -> bool:
+        """A run setting (batch, runtime, ...) rather than a hierarchy or runtime override."""
+        return self.path in SETTINGS
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +136,9 @@ class SweepFile:
     grid: tuple[Axis, ...] = ()
     zips: tuple[tuple[Axis, ...], ...] = ()  # groups of axes that move together
     engine: str = "des"
-    prefetch_depth: int | None = None  # ops; None: the hierarchy's
+    prefetch_depth: int | None = None  # ops; None: the runtime's
     description: str = ""
+    runtime: str | None = None  # None: the base hierarchy's
 
     @property
     def axes(self) -> tuple[Axis, ...]:
@@ -192,6 +210,8 @@ def _parse(text: str, path: str) -> SweepFile:
                                                            _TOP["prefetch_depth"][1]),
         description=as_text(top["description"], "description", "text")
         if "description" in top else "",
+        runtime=as_text(top["runtime"], "runtime", _TOP["runtime"][1])
+        if "runtime" in top else None,
     )
 
 
@@ -224,9 +244,10 @@ def _axes(node: Node, section: str) -> tuple[Axis, ...]:
     axes = []
     for path, child in node.value.items():
         key = f"{section}.{path}"
-        if not _PATH.fullmatch(path):
-            raise SweepError(f"{child.key_where}: {key}: not an override path; expected a dotted "
-                             "path such as memory.l2.capacity")
+        if not _PATH.fullmatch(path) and path not in SETTINGS:
+            raise SweepError(f"{child.key_where}: {key}: not an override path or a run setting; "
+                             "expected a dotted path such as memory.l2.capacity or one of "
+                             f"{', '.join(SETTINGS)}")
         if not isinstance(child.value, list) or not child.value:
             raise value_error(child, key, "is not a non-empty list; expected values such as "
                          '["50 MiB", "256 MiB"]')

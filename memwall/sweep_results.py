@@ -18,7 +18,7 @@ from sim.outfile import write_figure, write_text
 from sim.units import UnitError, format_quantity, parse_quantity
 
 RUN_COLUMNS = ("workload", "batch", "prompt_len", "gen_len", "weight_dtype", "act_dtype",
-               "kv_dtype", "tp", "engine", "prefetch_depth")
+               "kv_dtype", "tp", "runtime", "engine", "prefetch_depth")
 _SKIPPED = {"precision"}  # repeated by weight_dtype, act_dtype, kv_dtype
 _KINDS = ("size", "bandwidth", "time", "frequency", "rate")
 Row = dict[str, Any]
@@ -82,7 +82,8 @@ def build_table(points: Sequence[tuple[Row, Mapping[str, Any]]],
         row.update(flat)
         row.update(status=record["status"], error=record.get("error", ""), key=record["key"])
         rows.append(row)
-    return [*RUN_COLUMNS, *swept, *summary_cols, "status", "error", "key"], rows
+    extra = [p for p in swept if p not in RUN_COLUMNS]  # a swept run setting has its column
+    return [*RUN_COLUMNS, *extra, *summary_cols, "status", "error", "key"], rows
 
 
 def write_csv(path: Path, columns: Sequence[str], rows: Sequence[Row]) -> None:
@@ -134,7 +135,7 @@ def pareto(rows: Sequence[Row], axes: Mapping[str, Sequence[str]]) -> set[int]:
     value (cost) and at most the time, better in one."""
     mags = {p: magnitudes(vs) for p, vs in axes.items()}
     names = labels(rows)
-    pts = [(i, names[i], [mags[p][r[p]] for p in axes] + [m])
+    pts = [(i, names[i], [mags[p][str(r[p])] for p in axes] + [m])
            for i, r in enumerate(rows) if (m := metric(r)) is not None]
     front = set()
     for i, name, a in pts:
@@ -171,7 +172,7 @@ def sweep_figure(rows: Sequence[Row], axes: Mapping[str, Sequence[str]],
             continue
         rest = ", ".join(f"{p}={r[p]}" for p in paths[1:])
         label = f"{name}, {rest}" if rest and others <= max_lines else name
-        lines.setdefault(label, []).append((xs.index(r[xpath]) if xpath else 0, m, i))
+        lines.setdefault(label, []).append((xs.index(str(r[xpath])) if xpath else 0, m, i))
     front = pareto(rows, axes)
     fig = Figure(figsize=(8, 5), layout="constrained")
     ax = fig.subplots()

@@ -32,12 +32,14 @@ from typing import Any
 
 from sim import Hierarchy, MemwallError, apply_overrides, hierarchy_to_dict, load_hierarchy
 from sim.errors import cut
+from sim.opgraph import DTYPES
 from sim.outfile import check_target, memwall_version
+from sim.runtime_file import runtime_to_dict
 
 from . import bundled
-from .inputs import Request, request
+from .inputs import RUNTIME_PREFIX, Request, as_runtime, request
 from .simulation import run
-from .sweep_file import SweepError, SweepFile, Value, read_sweep
+from .sweep_file import SETTINGS, Axis, SweepError, SweepFile, Value, WorkloadEntry, read_sweep
 from .sweep_results import Row, build_table, plot, read_point, verdict, write_csv, write_point
 
 PROGRESS_EVERY_S = 5.0  # plain progress line period when stderr is not a terminal
@@ -84,47 +86,115 @@ def _key(config: dict[str, Any]) -> str:
 
 def resolve(sweep: SweepFile) -> list[Point]:
     """Every point of `sweep`; raises SweepError (file:line) for a bad base, workload or value.
-    Each workload entry is checked once (on the base design), then built for each design."""
+
+    Each swept value is checked alone first (an override on the base hierarchy or runtime, a
+    run setting as the flags take it), so a typo fails now with its line; each workload
+    entry is checked once on the base design. A combination that does not resolve (a
+    tensor-parallel degree a model cannot split, overrides that contradict) is a point that
+    failed, with its one-line error."""
     base = load_hierarchy(_base_path(sweep))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        for axis in sweep.axes:  # each value alone, so a typo fails now with its line
-            for v in axis.values:
-                apply_overrides(base, [f"{axis.path}={v.text}"], [v.where])
-        designs = [_design(base, sweep, combo) for combo in sweep.combinations()]
         requests = [_request(e, base, sweep) for e in sweep.workloads]
+        for axis in sweep.axes:
+            for v in axis.values:
+                _check_value(axis, v, requests[0])
     for message in dict.fromkeys(str(w.message) for w in caught):
         warnings.warn(message, UserWarning, stacklevel=2)
     version = memwall_version()
-    engine = {"engine": sweep.engine, "prefetch_depth": sweep.prefetch_depth, "overlap": True}
     points = []
-    for entry, req in zip(sweep.workloads, requests, strict=True):
-        spec, p = req.spec, req.spec.precision
-        run_cfg = {"model": _plain(spec.model), "batch": spec.batch, "prompt_len": spec.prompt_len,
-                   "gen_len": spec.gen_len, "tp": spec.tp,
-                   "precision": [p.weights, p.activations, p.kv_cache]}
-        for combo, (hier, error) in zip(sweep.combinations(), designs, strict=True):
-            row = {"workload": entry.workload, "batch": spec.batch,
-                   "prompt_len": spec.prompt_len, "gen_len": spec.gen_len,
-                   "weight_dtype": p.weights, "act_dtype": p.activations, "kv_dtype": p.kv_cache,
-                   "tp": spec.tp, "engine": sweep.engine, "prefetch_depth": sweep.prefetch_depth}
-            swept = {a.path: v.text for a, v in zip(sweep.axes, combo, strict=True)}
-            row.update(swept)
-            if hier is None:
-                design = {"base": _hier_dict(base), "overrides": sorted(swept.items())}
-                config = {"memwall": version, "design": design, "run": run_cfg, **engine}
-                points.append(Point(row, _key(config), None, error))
+    for entry, first in zip(sweep.workloads, requests, strict=True):
+        for combo in sweep.combinations():
+            settings, texts, wheres = _design(entry, sweep, combo)
+            row = {"workload": entry.workload, **{k: settings[k] for k in RUN_SETTINGS},
+                   "runtime": settings["runtime"] or "", "engine": sweep.engine,
+                   "prefetch_depth": sweep.prefetch_depth}
+            row.update({a.path: v.text for a, v in zip(sweep.axes, combo, strict=True)
+                        if not a.is_setting})  # a swept setting is in the row, typed
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    req = request(first.workload, base, engine=sweep.engine,
+                                  prefetch_depth=sweep.prefetch_depth, overrides=texts,
+                                  override_origins=wheres, **settings)
+            except MemwallError as e:
+                design = {"base": _hier_dict(base), "overrides": texts, "settings": settings}
+                config = {"memwall": version, "design": design, "engine": sweep.engine}
+                points.append(Point(row, _key(config), None, str(e).splitlines()[0]))
                 continue
-            config = {"memwall": version, "hierarchy": _hier_dict(hier), "run": run_cfg, **engine}
-            task = request(req.workload, hier, engine=sweep.engine,
-                           prefetch_depth=sweep.prefetch_depth, **entry.settings())
-            points.append(Point(row, _key(config), task))
+            row["runtime"] = req.runtime.name
+            points.append(Point(row, _key(_config(req, version)), req))
     return points
+
+
+RUN_SETTINGS = ("batch", "prompt_len", "gen_len", "weight_dtype", "act_dtype", "kv_dtype", "tp")
+_INTS = ("batch", "prompt_len", "gen_len", "tp")
+
+
+def _design(entry: WorkloadEntry, sweep: SweepFile, combo: tuple[Value, ...]
+            ) -> tuple[dict[str, Any], list[str], list[str]]:
+    """(run settings, override texts, their origins) of one workload entry on one combo."""
+    settings: dict[str, Any] = {**entry.settings(), "runtime": sweep.runtime}
+    texts, wheres = [], []
+    for axis, v in zip(sweep.axes, combo, strict=True):
+        if axis.is_setting:
+            settings[axis.path] = _setting(axis, v)
+        else:
+            texts.append(f"{axis.path}={v.text}")
+            wheres.append(v.where)
+    return settings, texts, wheres
+
+
+def _setting(axis: Axis, v: Value) -> Any:
+    """A swept run setting's value as memwall.request takes it (checked there)."""
+    if axis.path in _INTS:
+        try:
+            return int(v.text)
+        except ValueError:
+            raise SweepError(f"{v.where}: {axis.path}: {cut(v.text)!r} is not an integer; "
+                             f"expected {SETTINGS[axis.path]}") from None
+    return v.text
+
+
+def _check_value(axis: Axis, v: Value, first: Request) -> None:
+    """One swept value alone on the base design: refused now, with its line, if bad."""
+    try:
+        if axis.path == "runtime":
+            as_runtime(v.text, first.hierarchy)
+        elif axis.is_setting:  # its type only: whether a model takes it is each point's
+            value = _setting(axis, v)
+            low = 0 if axis.path == "gen_len" else 1
+            if axis.path in _INTS and value < low or axis.path.endswith("_dtype") \
+                    and value not in DTYPES:
+                raise SweepError(f"{v.where}: {axis.path}: {cut(v.text)!r}; expected "
+                                 f"{SETTINGS[axis.path]}")
+        elif axis.path.startswith(RUNTIME_PREFIX):
+            first.runtime.source.rebuild([f"{axis.path[len(RUNTIME_PREFIX):]}={v.text}"],
+                                         [v.where])
+        else:
+            apply_overrides(first.hierarchy, [f"{axis.path}={v.text}"], [v.where])
+    except SweepError:
+        raise
+    except MemwallError as e:
+        message = str(e)
+        raise SweepError(message if message.startswith(v.where) else
+                         f"{v.where}: {axis.path}: {message}") from None
+
+
+def _config(req: Request, version: str) -> dict[str, Any]:
+    """What a point's key hashes: everything that decides its result, nothing else."""
+    spec, p = req.spec, req.spec.precision
+    run_cfg = {"model": _plain(spec.model), "batch": spec.batch, "prompt_len": spec.prompt_len,
+               "gen_len": spec.gen_len, "tp": spec.tp,
+               "precision": [p.weights, p.activations, p.kv_cache]}
+    return {"memwall": version, "hierarchy": _hier_dict(req.hierarchy),
+            "runtime": runtime_to_dict(req.runtime), "run": run_cfg, "engine": req.engine,
+            "overlap": req.overlap}
 
 
 def _request(entry: Any, base: Hierarchy, sweep: SweepFile) -> Request:
     try:
-        return request(entry.workload, base, engine=sweep.engine,
+        return request(entry.workload, base, engine=sweep.engine, runtime=sweep.runtime,
                        prefetch_depth=sweep.prefetch_depth, **entry.settings())
     except MemwallError as e:
         raise SweepError(f"{entry.where}: workload {entry.workload}: {e}") from None
@@ -141,15 +211,6 @@ def _base_path(sweep: SweepFile) -> Path:
     looked = ", ".join(str(d) for d in dirs)
     raise SweepError(f'{sweep.base_where}: base: "{sweep.base}" not found (looked in {looked} '
                      "and the current directory); expected a hierarchy such as hbm_accel.yaml")
-
-
-def _design(base: Hierarchy, sweep: SweepFile,
-            combo: tuple[Value, ...]) -> tuple[Hierarchy | None, str]:
-    texts = [f"{a.path}={v.text}" for a, v in zip(sweep.axes, combo, strict=True)]
-    try:
-        return apply_overrides(base, texts, [v.where for v in combo]), ""
-    except MemwallError as e:
-        return None, str(e)
 
 
 def _hier_dict(h: Hierarchy) -> dict[str, Any]:

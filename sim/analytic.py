@@ -1,9 +1,10 @@
 """The analytic engine: a per-op roofline on the same graphs, memory system and cost model.
 
 Each op takes dispatch + the longest first-byte latency of its reads + max(compute, the
-busiest level's bytes / sustained bandwidth) with overlap on; with overlap off, reads then
-compute then writes. Nothing overlaps across ops, nothing contends, so it is what the
-discrete-event engine gives with prefetch depth 0, and a fast estimate for sweeps.
+busiest level's bytes / its streaming bandwidth under the runtime) with overlap on; with
+overlap off, reads then compute then writes. Nothing overlaps across ops, nothing contends,
+so it is what the discrete-event engine gives with prefetch depth 0, and a fast estimate for
+sweeps.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 import networkx as nx
 
 from . import cost
-from .engine import DEFAULT_OPTIONS, EngineOptions, OpFacts, Sink, check_tp
+from .engine import EngineOptions, OpFacts, Sink, check_tp, stream_bandwidths
 from .hierarchy import Hierarchy
 from .memory import Memory, activation_pool_bytes
 from .opgraph import topo_ops
@@ -36,7 +37,7 @@ def _transfer(lb: tuple[int, ...], reads: dict[int, int], bw: list[float], lat: 
 
 def simulate_analytic(
     phases: Iterable[nx.DiGraph], hier: Hierarchy, footprint: Mapping[str, tuple[str, int]],
-    sink: Sink, options: EngineOptions = DEFAULT_OPTIONS,
+    sink: Sink, options: EngineOptions,
     on_phase: Callable[[nx.DiGraph], None] | None = None,
 ) -> None:
     check_tp(hier, options.tp)
@@ -45,15 +46,17 @@ def simulate_analytic(
     if first is None:
         return
     mem = Memory(hier, footprint, activation_pool_bytes(first))
-    n, d = len(hier.levels), hier.compute.dispatch_s
-    info = OpFacts(hier.compute, mem)
-    bw = [lv.sustained_bytes_per_s for lv in hier.levels]
+    rt = options.runtime
+    n, launch, step_d = len(hier.levels), rt.launch_s, rt.launch_s + rt.step_s
+    info = OpFacts(hier.compute, rt, mem)
+    bw = stream_bandwidths(hier, rt)
     lat = [lv.latency_s for lv in hier.levels]
     crossed = mem.crossed
     t = 0.0
     for G in itertools.chain((first,), phases):
         step, phase = G.graph.get("step", 0), G.graph.get("phase", "decode")
         graph_ops = topo_ops(G)
+        d = step_d  # the first kernel of a step pays the step's host work
         for (name, a), op in zip(graph_ops, info.phase(graph_ops), strict=True):
             reads = mem.route_reads(op.weights)  # weights first, as the DES engine asks
             for k, v in mem.route_reads(op.others).items():
@@ -69,7 +72,7 @@ def simulate_analytic(
             if a["kind"] == "collective":
                 if hier.interconnect is not None:
                     payload = sum(x.nbytes for x in op.reads)
-                    ic_s = cost.all_reduce_s(payload, a.get("group", 1), hier.interconnect)
+                    ic_s = cost.all_reduce_s(payload, a.get("group", 1), hier.interconnect, rt)
                 body, start_c = ic_s, 0.0
             elif options.overlap:
                 L, src, T, top = _transfer(lb, reads, bw, lat)
@@ -90,5 +93,6 @@ def simulate_analytic(
                 tuple(stall), lb, op.flops, op.mops_bytes, t + d + start_c,
             ))
             t += d + body
+            d = launch
         if on_phase is not None:
             on_phase(G)

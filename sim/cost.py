@@ -1,6 +1,8 @@
 """Pure cost functions: how long an op computes and how long a collective takes on the links.
-No SimPy, no state. How long transfers take, alone or sharing levels, is the fabric's fluid
-model (sim/fabric.py), which is free of SimPy too.
+No SimPy, no state. Each takes the hardware (Compute, Interconnect) and the software stack
+(Runtime): a GEMM runs at the device's peak times the runtime's GEMM efficiency, in waves of
+the runtime's tiles over the device's units. How long transfers take, alone or sharing
+levels, is the fabric's fluid model (sim/fabric.py), which is free of SimPy too.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from collections.abc import Sequence
 
 from .hierarchy import Compute, Interconnect
 from .opgraph import Tensor
+from .runtime import Runtime
 
 Gemm = tuple[int, int, int, int]  # (batch, M, N, K): batch x (M, K) @ (K, N)
 
@@ -25,13 +28,18 @@ WIDER: dict[str, tuple[str, ...]] = {
 }
 
 
-def matmul_rate(dtype: str, compute: Compute) -> float:
+def matmul_rate(dtype: str, compute: Compute, runtime: Runtime) -> float:
     """Sustained FLOP/s of a matmul in `dtype`, falling back to a wider precision the device has."""
     for d in WIDER[dtype]:
         peak = compute.peak_flops_per_s.get(d)
         if peak:
-            return peak * compute.matmul_efficiency
-    return compute.vector_flops_per_s * compute.vector_efficiency
+            return peak * runtime.matmul_efficiency
+    return vector_rate(compute, runtime)
+
+
+def vector_rate(compute: Compute, runtime: Runtime) -> float:
+    """Sustained FLOP/s of softmax, norms, activations and adds."""
+    return compute.vector_flops_per_s * runtime.vector_efficiency
 
 
 def gemm_shape(reads: Sequence[Tensor], writes: Sequence[Tensor]) -> Gemm | None:
@@ -74,48 +82,66 @@ def wave_factor(gemm: Gemm, units: int, tile: tuple[int, int, int]) -> float:
     return waves * units * tm * tn / (batch * M * N)
 
 
-def compute_s(kind: str, flops: int, dtype: str, compute: Compute,
+def compute_s(kind: str, flops: int, dtype: str, compute: Compute, runtime: Runtime,
               gemm: Gemm | None = None) -> float:
-    """Busy time of the compute units for one op (s). A matmul whose `gemm` shape is known, on
-    a device with `units` and a `matmul_tile`, pays wave quantization (see `wave_factor`)."""
+    """Busy time of the compute units for one op (s). A matmul whose `gemm` shape is known,
+    under a runtime with a `matmul_tile`, pays wave quantization over the device's units (see
+    `wave_factor`)."""
     if kind == "matmul":
-        t = flops / matmul_rate(dtype, compute)
-        if gemm is not None and compute.matmul_tile is not None:
-            t *= wave_factor(gemm, compute.units, compute.matmul_tile)
+        t = flops / matmul_rate(dtype, compute, runtime)
+        if gemm is not None and runtime.matmul_tile is not None:
+            t *= wave_factor(gemm, compute.units, runtime.matmul_tile)
         return t
     if kind == "vector":
-        return flops / (compute.vector_flops_per_s * compute.vector_efficiency)
+        return flops / vector_rate(compute, runtime)
     return 0.0
 
 
-def op_compute_s(a: dict, compute: Compute) -> float:
+def op_compute_s(a: dict, compute: Compute, runtime: Runtime) -> float:
     """Busy time of the compute units for the op (or fused kernel) with node attributes `a`
     (sim/opgraph.py): a kernel's parts each at their own rate, a matmul with its GEMM shape."""
     parts = a.get("parts")
     if parts is None:
         parts = ((a["kind"], a["flops"], a["dtype"], a["reads"], a["writes"]),)
-    waves = compute.matmul_tile is not None  # else the GEMM shape changes nothing
+    waves = runtime.matmul_tile is not None  # else the GEMM shape changes nothing
     t = 0.0
     for kind, flops, dtype, reads, writes in parts:
-        t += compute_s(kind, flops, dtype, compute,
+        t += compute_s(kind, flops, dtype, compute, runtime,
                        gemm_shape(reads, writes) if waves and kind == "matmul" else None)
     return t
 
 
-def all_reduce_s(nbytes: float, group: int, link: Interconnect) -> float:
-    """All-reduce of `nbytes` per device over `group` devices (s).
+def all_reduce_s(nbytes: float, group: int, link: Interconnect, runtime: Runtime) -> float:
+    """All-reduce of `nbytes` per device over `group` devices by the runtime's algorithm (s).
 
-    ring: 2(N-1)/N of the bytes cross each link, in 2(N-1) latency-bound steps;
-    switch: reduce-scatter plus all-gather through the switch, 2(N-1)/N of the bytes, 2 latencies;
-    full (all-to-all links, N-1 per device): each device sends (N-1)/N of the bytes spread over its
-    N-1 links, twice, 2 latencies.
+    With N devices, S bytes, B the sustained bandwidth out of one device and a the latency of
+    one message (the link's plus the runtime's per-collective software latency):
+      ring      reduce-scatter then all-gather around a ring: 2(N-1) steps of S/N each,
+                2(N-1)/N S / B + 2(N-1) a;
+      tree      NCCL's double binary tree, pipelined: 2 S / B + 2 log2(N) a;
+      two_shot  reduce-scatter and all-gather through the switch or all-to-all links:
+                2(N-1)/N S / B' + 2 a;
+      one_shot  every device reads the others' whole buffers and reduces: (N-1) S / B' + a;
+      auto      the fastest of these for this message (NCCL and TensorRT-LLM's custom
+                all-reduce pick by size: one-shot for small messages, two-shot or ring above).
+    B' is B for a switch, (N-1) B spread over N-1 direct links for "full", and for a ring
+    topology only the ring and tree algorithms apply (B' is not reachable: auto keeps those).
     """
     if group <= 1 or nbytes <= 0:
         return 0.0
+    a = link.latency_s + runtime.collective_latency_s
     bw = link.link_bandwidth_bytes_per_s * link.efficiency
-    share = 2 * (group - 1) / group * nbytes
-    if link.topology == "ring":
-        return share / bw + 2 * (group - 1) * link.latency_s
-    if link.topology == "switch":
-        return share / bw + 2 * link.latency_s
-    return share / ((group - 1) * bw) + 2 * link.latency_s
+    n, s = group, nbytes
+    direct = bw * (n - 1) if link.topology == "full" else bw
+    times = {
+        "ring": 2 * (n - 1) / n * s / bw + 2 * (n - 1) * a,
+        "tree": 2 * s / bw + 2 * math.log2(n) * a,
+    }
+    if link.topology != "ring":
+        times["two_shot"] = 2 * (n - 1) / n * s / direct + 2 * a
+        times["one_shot"] = (n - 1) * s / direct + a
+    if runtime.collective == "auto":
+        return min(times.values())
+    if runtime.collective not in times:  # one_shot or two_shot on a ring of links
+        return times["ring"]
+    return times[runtime.collective]

@@ -13,8 +13,13 @@ collective holds the links, a Resource. Only this process starts flows, at op bo
 the Fabric can solve an op's transfers ahead (see fabric.py) and nothing can change them while
 the process sleeps.
 
+The hardware is the Hierarchy; the software stack is the Runtime (sim/runtime.py): each
+kernel pays its launch overhead, the first kernel of a step also the step's host work, every
+level streams at its sustained bandwidth times the runtime's memory efficiency, and weights
+are fetched `prefetch_depth` ops ahead (the runtime's, unless the options say otherwise).
+
 Attribution (every second of an op goes to exactly one cause; they add up to its elapsed time):
-    dispatch               the op's dispatch overhead
+    dispatch               the op's launch overhead (and, first in a step, the step's host work)
     compute                the op's compute time
     stall on a level       waiting for first bytes is charged to the level whose latency was
                            still running; waiting for bytes after that (or, overlap off, for
@@ -39,6 +44,7 @@ from .fabric import Fabric, Flow
 from .hierarchy import Compute, Hierarchy
 from .memory import Memory, Plan, activation_bytes, activation_pool_bytes
 from .opgraph import Tensor, topo_ops
+from .runtime import Runtime
 from .trace import OpRecord
 
 Sink = Callable[[OpRecord], None]
@@ -46,7 +52,8 @@ Sink = Callable[[OpRecord], None]
 
 @dataclass(frozen=True)
 class EngineOptions:
-    prefetch_depth: int | None = None  # None: the hierarchy's compute.prefetch_depth
+    runtime: Runtime  # the software stack
+    prefetch_depth: int | None = None  # None: the runtime's prefetch_depth
     overlap: bool = True  # stream operands while computing (double buffering)
     tp: int = 1  # devices; collectives run over the hierarchy's interconnect
 
@@ -58,7 +65,6 @@ class EngineOptions:
             raise MemwallError(f"tp = {self.tp}: expected an integer >= 1")
 
 
-DEFAULT_OPTIONS = EngineOptions()
 
 
 def check_tp(hier: Hierarchy, tp: int) -> None:
@@ -111,8 +117,9 @@ class OpFacts:
     tuples are the same objects (decode steps reuse one template graph) and activations stay
     in the same level."""
 
-    def __init__(self, compute: Compute, mem: Memory) -> None:
+    def __init__(self, compute: Compute, runtime: Runtime, mem: Memory) -> None:
         self.compute = compute
+        self.runtime = runtime
         self.mem = mem
         self._known: dict[str, OpInfo] = {}
 
@@ -123,7 +130,7 @@ class OpFacts:
         w_plan = mem.plan_reads(weights)
         got = self._known[name] = OpInfo(
             reads, writes, a["flops"],
-            cost.op_compute_s(a, self.compute),
+            cost.op_compute_s(a, self.compute, self.runtime),
             op_mops_bytes(a),
             w_plan,
             mem.plan_reads(others),
@@ -171,16 +178,18 @@ class _Device:
         self, env: simpy.Environment, hier: Hierarchy, footprint: Mapping[str, tuple[str, int]],
         activation_bytes: int, options: EngineOptions,
     ) -> None:
+        rt = options.runtime
         self.env = env
         self.hier = hier
+        self.runtime = rt
         self.n = len(hier.levels)
         self.lat = [lv.latency_s for lv in hier.levels]
         self.mem = Memory(hier, footprint, activation_bytes)
-        self.fabric = Fabric([lv.sustained_bytes_per_s for lv in hier.levels], self.mem.paths)
+        self.fabric = Fabric(stream_bandwidths(hier, rt), self.mem.paths)
         self.links = simpy.Resource(env, capacity=1)  # this device's interconnect ports
-        self.info = OpFacts(hier.compute, self.mem)
+        self.info = OpFacts(hier.compute, rt, self.mem)
         depth = options.prefetch_depth
-        self.depth = hier.compute.prefetch_depth if depth is None else depth
+        self.depth = rt.prefetch_depth if depth is None else depth
         self.overlap = options.overlap
 
     def run_phase(self, G: nx.DiGraph, sink: Sink):  # SimPy process body
@@ -191,7 +200,8 @@ class _Device:
         pre: dict[int, tuple[list[Flow], dict[int, int]]] = {}
         issued = 0  # highest op index whose weights were requested
         last = len(graph_ops) - 1
-        d, n, depth = self.hier.compute.dispatch_s, self.n, self.depth
+        launch, n, depth = self.runtime.launch_s, self.n, self.depth
+        step_d = launch + self.runtime.step_s  # the first kernel of a step pays its host work
         route, route_writes, lat, crossed = mem.route_reads, mem.route_writes, self.lat, mem.crossed
         flows_of = fabric.start_many
         timeout, drain = env.timeout, fabric.drain
@@ -199,6 +209,7 @@ class _Device:
         new_tuple = tuple.__new__  # an OpRecord without NamedTuple's Python-level __new__
         for i, (name, a) in enumerate(graph_ops):
             op = ops[i]
+            d = launch if i else step_d
             t0 = env.now  # flows started at t0 are due then: the fabric moves on to t0 in drain
             own = pre.pop(i, None)
             if issued < i:
@@ -286,7 +297,8 @@ class _Device:
         if ic is not None:
             with self.links.request() as req:
                 yield req
-                yield env.timeout(cost.all_reduce_s(payload, a.get("group", 1), ic))
+                yield env.timeout(cost.all_reduce_s(payload, a.get("group", 1), ic,
+                                                    self.runtime))
         self.fabric.drain(w_flows)
         t_last = max((f.t_last for f in w_flows), default=env.now)
         if t_last > env.now:
@@ -308,9 +320,15 @@ def _charge(stall: list[float], flows: list[Flow], t_from: float, t_to: float) -
     stall[f.bottleneck] += wait - latency
 
 
+def stream_bandwidths(hier: Hierarchy, runtime: Runtime) -> list[float]:
+    """Bytes/s each level streams at under `runtime`: its sustained bandwidth (what a
+    streaming benchmark reaches) times the runtime's memory efficiency, innermost first."""
+    return [lv.sustained_bytes_per_s * runtime.memory_efficiency for lv in hier.levels]
+
+
 def simulate(
     phases: Iterable[nx.DiGraph], hier: Hierarchy, footprint: Mapping[str, tuple[str, int]],
-    sink: Sink, options: EngineOptions = DEFAULT_OPTIONS,
+    sink: Sink, options: EngineOptions,
     on_phase: Callable[[nx.DiGraph], None] | None = None,
 ) -> None:
     """Run every phase in order on one device (the others of a tensor-parallel group are

@@ -1,6 +1,9 @@
 """Frozen, SI-unit description of one accelerator: compute, memory levels, placement, links.
 
-Levels are ordered innermost first (registers, l1, l2, hbm, further DRAM tiers), everywhere.
+The hardware only: what a datasheet or a microbenchmark says. What the software stack decides
+(launch overhead, fusion, kernel efficiencies, collectives, prefetch) is a Runtime
+(sim/runtime.py); the file names its default one. Levels are ordered innermost first
+(registers, l1, l2, hbm, further DRAM tiers), everywhere.
 """
 
 from __future__ import annotations
@@ -9,8 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import yaml
-
+from .document import overrides_of
 from .errors import MemwallError
 
 Policy = Literal["none", "lru", "pin"]
@@ -22,13 +24,7 @@ class Compute:
     clock_hz: float
     peak_flops_per_s: dict[str, float]  # dense peak per precision name in sim.opgraph.DTYPES
     vector_flops_per_s: float  # softmax, norms, activations, residual adds
-    dispatch_s: float  # per-kernel launch overhead
-    matmul_efficiency: float = 1.0  # sustained fraction of the dense peak
-    vector_efficiency: float = 1.0
-    prefetch_depth: int = 1  # ops ahead whose weights may be fetched early (engine default)
     units: int = 1  # compute units (SMs) a matmul's tiles are spread over, in waves
-    matmul_tile: tuple[int, int, int] | None = None  # (M, N, K) elements; None: no wave model
-    fusion: str = "none"  # which ops the runtime runs as one kernel (workloads/fusion.py)
 
 
 @dataclass(frozen=True)
@@ -69,12 +65,12 @@ class Hierarchy:
     placement: Placement
     interconnect: Interconnect | None = None
     description: str = ""
-    schema_version: int = 1
+    runtime: str = ""  # the runtime this device runs by default (runtimes/<name>.yaml)
+    schema_version: int = 2
     path: str = ""  # where it was loaded from ("" for YAML text or a mapping)
     sha256: str = field(default="", compare=False)  # of the file's (or text's) bytes
     overrides: tuple[str, ...] = field(default=(), compare=False)  # "PATH=VALUE", as applied
-    source: Any = field(default=None, compare=False, repr=False)  # the loader's tree, for
-    #                                                             override (hierarchy_file)
+    source: Any = field(default=None, compare=False, repr=False)  # sim.document.Document
 
     def level(self, name: str) -> Level:
         for lv in self.levels:
@@ -93,19 +89,5 @@ class Hierarchy:
         if self.source is None:
             raise MemwallError(f"hierarchy {self.name}: rebuilt from a trace, it keeps no "
                                "source to apply overrides to; load the file again")
-        if isinstance(changes, str):
-            changes = [changes]
-        if isinstance(changes, Mapping):
-            texts = [f"{k}={_yaml_text(v)}" for k, v in changes.items()]
-            origins = [f"override {t}" for t in texts]
-        else:
-            texts, origins = list(changes), []
+        texts, origins = overrides_of(changes)
         return self.source.rebuild(texts, origins)
-
-
-def _yaml_text(value: Any) -> str:
-    """A Python value as the YAML text --set would take for it (strings as they are)."""
-    if isinstance(value, str):
-        return value
-    text = yaml.safe_dump(value, default_flow_style=True, width=1 << 20)
-    return text.removesuffix("...\n").strip()  # a scalar dumps as "0.9\n...\n"

@@ -1,4 +1,4 @@
-"""Hierarchy files (schema v1, see hierarchies/README.md): read, override, validate, construct.
+"""Hierarchy files (schema v2, see hierarchies/README.md): read, override, validate, construct.
 
 The file is read once and composed, never constructed, into a tree of `Node`s that remember
 where each value came from: "hierarchies/x.yaml:14", or "--set memory.l2.capacity=256 MiB" for
@@ -8,23 +8,18 @@ checks and the same one-line messages: "<where>: <key path>: <value> ...; expect
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import difflib
-import hashlib
 import os
 import re
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from sim.errors import SHOWN_CHARS, cut
+from sim import document
 from sim.hierarchy import Compute, Hierarchy, Interconnect, Level, Placement
-from sim.opgraph import DTYPES, FUSIONS
+from sim.opgraph import DTYPES
 from sim.units import expected, format_quantity
 from sim.yamlfile import (
     FRACTION,
@@ -36,7 +31,6 @@ from sim.yamlfile import (
     as_mapping,
     as_quantity,
     as_text,
-    compose,
     value_error,
 )
 
@@ -49,7 +43,10 @@ class HierarchyWarning(UserWarning):
     """A hierarchy that loads but looks like a typo (an inner level far larger or slower)."""
 
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: what schema 1 carried in `compute` that belongs to the software stack (runtimes/)
+SOFTWARE_KEYS = ("dispatch", "matmul_efficiency", "vector_efficiency", "prefetch_depth",
+                 "fusion", "matmul_tile")
 POLICIES = ("none", "lru", "pin")
 TOPOLOGIES = ("ring", "switch", "full")
 CAPACITY_TYPO_RATIO = 8  # inner/outer capacity above this warns (A100 registers/L1 is 1.3)
@@ -65,19 +62,13 @@ _TOP = {
     "memory": (True, "a list of levels, innermost first"),
     "placement": (True, "a mapping with weights, kv_cache and activations"),
     "interconnect": (False, "a mapping with link_bandwidth, latency, topology, max_devices"),
+    "runtime": (True, "the default runtime, a bundled name such as tensorrt-llm"),
 }
 _COMPUTE = {
     "clock": (True, expected("frequency")),
     "peak": (True, 'a mapping from precision to rate such as {bf16: "989.4 TFLOP/s"}'),
     "vector": (True, expected("rate")),
-    "dispatch": (True, expected("time")),
-    "matmul_efficiency": (False, FRACTION),
-    "vector_efficiency": (False, FRACTION),
-    "prefetch_depth": (False, "an integer >= 0 such as 1"),
-    "fusion": (False, f"one of {', '.join(FUSIONS)}"),
-    "units": (False, "an integer >= 1 such as 108 (SMs), given with matmul_tile"),
-    "matmul_tile": (False, "three integers [M, N, K] from 1 to 4096 such as [64, 128, 64], "
-                    "given with units"),
+    "units": (False, "an integer >= 1 such as 108 (SMs): matmul tiles run in waves over them"),
 }
 _LEVEL = {
     "name": (True, "a level name such as l2"),
@@ -104,17 +95,13 @@ def load_hierarchy(
     origins: Sequence[str] = (),
 ) -> Hierarchy:
     """Read a hierarchy file (a bare name is looked up in `search_dirs`), apply overrides, build."""
-    path, data = _read(name_or_path, search_dirs)
-    text = _decode(data, path)
-    source = _Source.of_text(text, path, Path(path).stem, hashlib.sha256(data).hexdigest())
-    return source.rebuild(overrides, origins)
+    return document.load(KIND, name_or_path, search_dirs, overrides, origins)
 
 
 def parse_hierarchy(text: str, name: str = "hierarchy", overrides: Sequence[str] = (),
                     origins: Sequence[str] = ()) -> Hierarchy:
     """A hierarchy from YAML text (no file); errors name it as `<name>:<line>`."""
-    sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    return _Source.of_text(text, "", name, sha, where=name).rebuild(overrides, origins)
+    return document.parse(KIND, text, name, overrides, origins)
 
 
 def hierarchy_from_data(data: Mapping[str, Any], name: str = "hierarchy",
@@ -122,57 +109,7 @@ def hierarchy_from_data(data: Mapping[str, Any], name: str = "hierarchy",
     """A hierarchy from a mapping shaped like the file (values as the file takes them:
     strings with units, numbers, lists); errors name `<name>:<line>` of the mapping written
     out as YAML, and the key path."""
-    try:
-        text = yaml.safe_dump(_plain_data(data), sort_keys=False, allow_unicode=True)
-    except yaml.YAMLError as e:
-        raise HierarchyError(f"{name}: not plain data (mappings, lists, strings, numbers): "
-                             f"{str(e).splitlines()[0]}") from None
-    return parse_hierarchy(text, name, overrides, origins)
-
-
-def _plain_data(x: Any) -> Any:
-    if isinstance(x, Mapping):
-        return {str(k): _plain_data(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain_data(v) for v in x]
-    return x
-
-
-class _Source:
-    """A hierarchy's raw located tree and where it came from: what `Hierarchy.override`
-    rebuilds from (overrides edit a copy of the tree; the file is never read again)."""
-
-    def __init__(self, root: Node, path: str, stem: str, sha256: str,
-                 overrides: tuple[str, ...] = (), origins: tuple[str, ...] = ()) -> None:
-        self.root, self.path, self.stem, self.sha256 = root, path, stem, sha256
-        self.overrides, self.origins = overrides, origins
-
-    @classmethod
-    def of_text(cls, text: str, path: str, stem: str, sha256: str, where: str = "") -> _Source:
-        where = where or path
-        return cls(_located(text, lambda line: f"{where}:{line}"), path, stem, sha256)
-
-    def rebuild(self, overrides: Sequence[str], origins: Sequence[str] = ()) -> Hierarchy:
-        """The hierarchy with this source's overrides and then `overrides` applied (each
-        override names its origin in errors: `origins[i]`, else "--set PATH=VALUE")."""
-        overrides = tuple(overrides)
-        origins = tuple(origins)[:len(overrides)]
-        origins += tuple(f"--set {cut(t, 2 * SHOWN_CHARS)}" for t in overrides[len(origins):])
-        every, where = self.overrides + overrides, self.origins + origins
-        with _as_hierarchy_error():
-            h = _build(_override(self.root, every, where), self.path, self.stem)
-        later = _Source(self.root, self.path, self.stem, self.sha256, every, where)
-        return dataclasses.replace(h, sha256=self.sha256, overrides=every, source=later)
-
-
-def _located(text: str, locate: Callable[[int], str]) -> Node:
-    with _as_hierarchy_error():
-        root = compose(text, locate, "")
-    if root is None or root.value is None:
-        raise HierarchyError(f"{locate(1)}: empty file; expected a hierarchy with "
-                             "schema_version, compute, memory and placement "
-                             "(see hierarchies/README.md)")
-    return root
+    return document.from_data(KIND, data, name, overrides, origins)
 
 
 def apply_overrides(h: Hierarchy, overrides: Sequence[str],
@@ -185,17 +122,6 @@ def apply_overrides(h: Hierarchy, overrides: Sequence[str],
     if h.source is None:
         raise HierarchyError(f"hierarchy {h.name}: no source document to apply overrides to")
     return h.source.rebuild(overrides, origins)
-
-
-@contextmanager
-def _as_hierarchy_error() -> Iterator[None]:
-    """The located checks raise FileError; callers of this module catch HierarchyError."""
-    try:
-        yield
-    except HierarchyError:
-        raise
-    except FileError as e:
-        raise HierarchyError(str(e)) from None
 
 
 _NOT_PHYSICAL = ("sha256", "overrides", "source")  # provenance, not the device
@@ -218,88 +144,12 @@ def hierarchy_to_dict(h: Hierarchy) -> dict[str, Any]:
     return plain(h)
 
 
-# --- reading -------------------------------------------------------------------------------
-
-
-def _read(name_or_path: str | os.PathLike[str], search_dirs: Sequence[Path]
-          ) -> tuple[str, bytes]:
-    given = os.fspath(name_or_path)
-    seps = [s for s in (os.sep, os.altsep, "/") if s]
-    if any(s in given for s in seps):
-        candidates = [Path(given)]
-    else:
-        names = [given] if given.endswith((".yaml", ".yml")) else [f"{given}.yaml", given]
-        candidates = [Path(d) / n for d in search_dirs for n in names] + [Path(n) for n in names]
-    for candidate in candidates:
-        try:
-            return str(candidate), candidate.read_bytes()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            continue
-        except OSError as e:
-            raise HierarchyError(f"{candidate}: cannot read hierarchy file: {e.strerror}") from None
-    where = ", ".join(str(d) for d in search_dirs) or "no search directories"
-    raise HierarchyError(f'hierarchy "{given}" not found (looked in {where} and the current '
-                         "directory); expected a bundled name such as hbm_accel.yaml or a path")
-
-
-def _decode(data: bytes, path: str) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise HierarchyError(f"{path}:{line}: not UTF-8 text") from None
-
-
-# --- overrides -----------------------------------------------------------------------------
-
-
-def _override(root: Node, overrides: Sequence[str], origins: Sequence[str] = ()) -> Node:
-    root = copy.deepcopy(root)
-    for i, text in enumerate(overrides):
-        where = origins[i] if i < len(origins) else f"--set {text}"
-        key, sep, value = text.partition("=")
-        segments = key.strip().split(".")
-        if not sep or not all(segments):
-            raise HierarchyError(f"{where}: expected PATH=VALUE such as memory.l2.capacity=256 MiB")
-        new = compose(value, lambda _line, w=where: w, key.strip()) or Node(None, where)
-        _set(root, segments, new, where)
-    return root
-
-
-def _set(root: Node, segments: list[str], new: Node, where: str) -> None:
-    node = root
-    for depth, seg in enumerate(segments):
-        path, last = ".".join(segments[: depth + 1]), depth == len(segments) - 1
-        if isinstance(node.value, dict):
-            if last:
-                new.key_where = where
-                node.value[seg] = new
-                return
-            if seg not in node.value or node.value[seg].value is None:
-                node.value[seg] = Node({}, where, where)
-            node = node.value[seg]
-        elif isinstance(node.value, list):
-            names = [e.value["name"].value for e in node.value
-                     if isinstance(e.value, dict) and "name" in e.value]
-            if seg not in names:
-                close = difflib.get_close_matches(seg, [str(n) for n in names], n=1)
-                hint = f'did you mean "{close[0]}"? ' if close else ""
-                raise HierarchyError(f'{where}: {path}: no entry named "{seg}"; {hint}'
-                                     f"expected one of {', '.join(map(str, names))}")
-            index = names.index(seg)
-            if last:
-                node.value[index] = new
-                return
-            node = node.value[index]
-        else:
-            raise HierarchyError(f"{where}: {path}: {'.'.join(segments[:depth])} is a single "
-                                 "value, not a section; expected a path such as memory.l2.capacity")
-
-
 # --- validation and construction -----------------------------------------------------------
 
 
 def _build(root: Node, path: str, stem: str) -> Hierarchy:
+    """Validate and construct a Hierarchy from its located tree (document.Kind.build)."""
+    _refuse_schema_1(root)
     top = as_mapping(root, "", _TOP)
     version = as_integer(top["schema_version"], "schema_version", SCHEMA_VERSION, SCHEMA_VERSION,
                        _TOP["schema_version"][1])
@@ -315,9 +165,27 @@ def _build(root: Node, path: str, stem: str) -> Hierarchy:
                                                                      compute.clock_hz),
         description=as_text(top["description"], "description", "text") if "description" in top
         else "",
+        runtime=as_text(top["runtime"], "runtime", _TOP["runtime"][1], pattern=_NAME),
         schema_version=version,
         path=path,
     )
+
+
+def _refuse_schema_1(root: Node) -> None:
+    """Schema 1 files carried software figures in `compute`; say where they went."""
+    if not isinstance(root.value, dict) or "schema_version" not in root.value:
+        return
+    v = root.value["schema_version"]
+    if v.value != 1:
+        return
+    compute = root.value.get("compute")
+    moved = [k for k in SOFTWARE_KEYS
+             if compute is not None and isinstance(compute.value, dict) and k in compute.value]
+    raise HierarchyError(
+        f"{v.where}: schema_version: 1 is the old schema, whose compute section also carried "
+        f"the software stack ({', '.join(moved) or 'dispatch, efficiencies, fusion'}); "
+        "expected schema_version: 2 with those figures in a runtime file (runtimes/README.md) "
+        "and `runtime: NAME` naming it")
 
 
 def _compute(node: Node) -> Compute:
@@ -332,36 +200,9 @@ def _compute(node: Node) -> Compute:
         clock_hz=clock,
         peak_flops_per_s={d: as_quantity(v, f"compute.peak.{d}", "rate") for d, v in peak.items()},
         vector_flops_per_s=as_quantity(f["vector"], "compute.vector", "rate"),
-        dispatch_s=as_quantity(f["dispatch"], "compute.dispatch", "time", clock_hz=clock),
-        matmul_efficiency=as_fraction(f.get("matmul_efficiency"), "compute.matmul_efficiency"),
-        vector_efficiency=as_fraction(f.get("vector_efficiency"), "compute.vector_efficiency"),
-        prefetch_depth=as_integer(f.get("prefetch_depth"), "compute.prefetch_depth", 0, 1024,
-                                _COMPUTE["prefetch_depth"][1], default=1),
-        fusion=as_choice(f.get("fusion"), "compute.fusion", FUSIONS, default="none"),
-        **_waves(f),
+        units=as_integer(f.get("units"), "compute.units", 1, 1_000_000, _COMPUTE["units"][1],
+                         default=1),
     )
-
-
-def _waves(f: dict[str, Node]) -> dict[str, Any]:
-    """compute.units and compute.matmul_tile, both or neither (see sim.cost.wave_factor)."""
-    units, tile = f.get("units"), f.get("matmul_tile")
-    if units is None and tile is None:
-        return {}
-    if units is None or tile is None:
-        given, key = (units, "units") if tile is None else (tile, "matmul_tile")
-        other = "matmul_tile" if tile is None else "units"
-        raise value_error(given, f"compute.{key}", f"is given without compute.{other}; "
-                          f"expected both or neither")
-    wanted = _COMPUTE["matmul_tile"][1]
-    items = tile.value if isinstance(tile.value, list) else None
-    if items is None or len(items) != 3:
-        detail = "is not a list" if items is None else f"of {len(items)}"
-        raise value_error(tile, "compute.matmul_tile", f"{detail}; expected {wanted}")
-    return {
-        "units": as_integer(units, "compute.units", 1, 1_000_000, _COMPUTE["units"][1]),
-        "matmul_tile": tuple(as_integer(n, "compute.matmul_tile", 1, 4096, wanted)
-                             for n in items),
-    }
 
 
 def _levels(node: Node, clock_hz: float) -> tuple[Level, ...]:
@@ -450,3 +291,8 @@ def _interconnect(node: Node, clock_hz: float) -> Interconnect:
     )
 
 
+
+
+KIND = document.Kind(
+    what="hierarchy", error=HierarchyError, build=_build, example="hbm_accel.yaml",
+    keys="schema_version, compute, memory and placement", readme="hierarchies/README.md")

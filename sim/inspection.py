@@ -92,7 +92,7 @@ def inspect_trace(path: str, sel: Selection = Selection(), top: int = 10) -> dic
     """Everything `run.py inspect` shows, as JSON-ready data."""
     t = read_trace(path, tokens=sel.tokens, records=False)
     names = t.level_names
-    summary = Summary(t.hierarchy)
+    summary = Summary(t.hierarchy, t.runtime.memory_efficiency if t.runtime else 1.0)
     layers, tokens = _Breakdown(len(names)), _Breakdown(len(names))
     worst: list[tuple[float, int, dict[str, Any]]] = []
     op_layer = t.ops["layer"]

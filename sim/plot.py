@@ -77,9 +77,10 @@ def _roofline(ax: Any, t: Trace) -> None:
         raise MemwallError(f"{t.path}: no op with FLOPs in the selection; nothing to plot")
     ai = np.array([v[0] / v[1] for v in pts.values()])  # FLOP/byte
     perf = np.array([v[0] / v[2] for v in pts.values()])  # FLOP/s
-    c = t.hierarchy.compute
-    peaks = {f"{d} peak": p * c.matmul_efficiency for d, p in c.peak_flops_per_s.items() if p}
-    peaks["vector"] = c.vector_flops_per_s * c.vector_efficiency
+    c, rt = t.hierarchy.compute, t.runtime
+    m_eff, v_eff = (rt.matmul_efficiency, rt.vector_efficiency) if rt else (1.0, 1.0)
+    peaks = {f"{d} peak": p * m_eff for d, p in c.peak_flops_per_s.items() if p}
+    peaks["vector"] = c.vector_flops_per_s * v_eff
     top = max(peaks.values())
     x = np.logspace(np.log10(min(ai.min(), 0.1) / 2), np.log10(max(ai.max(), 1e4) * 2), 200)
     for name, bw in zip(t.level_names, t.levels["sustained_bytes_per_s"].tolist(), strict=True):

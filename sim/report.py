@@ -7,6 +7,8 @@ from typing import Any
 from .hierarchy import Hierarchy
 
 BAR = 28
+_FUSION = {"none": "one kernel per op", "fused": "fused kernels",
+           "attention": "fused attention", "epilogues": "fused epilogues"}
 
 
 def si(x: float | None, unit: str) -> str:
@@ -30,10 +32,11 @@ def _bar(frac: float) -> str:
 
 def format_report(s: dict[str, Any], hier: Hierarchy, top: int = 5) -> str:
     p = s.get("precision", {})
+    runtime = f"runtime {s['runtime']}, " if s.get("runtime") else ""
     lines = [
-        f"memwall: {s['workload']} on {s['hierarchy']} ({s.get('engine', 'des')} engine, "
-        f"tp {s['tp']}, prefetch depth {s.get('prefetch_depth')}, "
-        f"{'fused kernels' if s.get('fusion') == 'fused' else 'one kernel per op'})",
+        f"memwall: {s['workload']} on {s['hierarchy']} ({runtime}{s.get('engine', 'des')} "
+        f"engine, tp {s['tp']}, prefetch depth {s.get('prefetch_depth')}, "
+        f"{_FUSION.get(s.get('fusion', 'none'), s.get('fusion'))})",
         f"  batch {s['batch']}, prompt {s['prompt_len']}, generate {s['gen_len']}; "
         f"weights {p.get('weights')}, activations {p.get('activations')}, "
         f"KV cache {p.get('kv_cache')}",

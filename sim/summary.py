@@ -19,8 +19,11 @@ class Summary:
     depend on how records were delivered (a run, or a trace read back in chunks).
     """
 
-    def __init__(self, hier: Hierarchy) -> None:
+    def __init__(self, hier: Hierarchy, memory_efficiency: float = 1.0) -> None:
+        """`memory_efficiency`: the runtime's fraction of each level's sustained bandwidth
+        (Runtime.memory_efficiency), for the levels' busy time."""
         self.hier = hier
+        self.memory_efficiency = memory_efficiency
         self.names = [lv.name for lv in hier.levels]
         n = len(self.names)
         self._compute_s = self._dispatch_s = self._interconnect_s = 0.0
@@ -104,7 +107,7 @@ class Summary:
         self._fold()
         busy = {"compute": self._compute_s, "dispatch": self._dispatch_s}
         for lv, b in zip(self.hier.levels, self._bytes, strict=True):
-            busy[lv.name] = b / lv.sustained_bytes_per_s
+            busy[lv.name] = b / (lv.sustained_bytes_per_s * self.memory_efficiency)
         busy["interconnect"] = self._interconnect_s
         return busy
 

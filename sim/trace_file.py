@@ -4,8 +4,8 @@ Layout (every table is columnar: one 1-D dataset per column, or 2-D (rows, level
 per-level columns; chunked, gzip with shuffle, fletcher32 checksums; `units` attribute on each):
 
     /                attrs: format="memwall-trace", schema_version, memwall_version,
-                     command_line, created (ISO 8601, UTC), hierarchy, workload, summary,
-                     provenance (JSON: what produced the run, as in the summary)
+                     command_line, created (ISO 8601, UTC), hierarchy, runtime, workload,
+                     summary, provenance (JSON: what produced the run, as in the summary)
     /lookup/         op_types, kinds, phases: names stored once, referred to by index
     /levels/         name, capacity_bytes, bandwidth_bytes_per_s, efficiency, latency_s,
                      sustained_bytes_per_s (innermost first)
@@ -37,6 +37,8 @@ import numpy as np
 from .hierarchy import Hierarchy
 from .hierarchy_file import hierarchy_to_dict
 from .outfile import Staged, memwall_version
+from .runtime import Runtime
+from .runtime_file import runtime_to_dict
 from .summary import Summary
 from .trace import OpRecord
 
@@ -100,9 +102,10 @@ class TraceWriter:
 
     def __init__(self, path: str | os.PathLike[str], hier: Hierarchy,
                  command_line: Sequence[str] = (), provenance: dict[str, Any] | None = None,
-                 chunk_rows: int = CHUNK_ROWS) -> None:
+                 chunk_rows: int = CHUNK_ROWS, runtime: Runtime | None = None) -> None:
         self.path = Path(path)
         self.hier = hier
+        self.runtime = runtime
         self.command_line = list(command_line)
         self.provenance = provenance or {}
         self.chunk_rows = chunk_rows
@@ -226,6 +229,7 @@ class TraceWriter:
             "workload": json.dumps(run_meta(summary, self.hier)),
             "summary": json.dumps(summary),
             "provenance": json.dumps(self.provenance),
+            "runtime": json.dumps(runtime_to_dict(self.runtime) if self.runtime else None),
             "n_records": self.n,
         })
         f.close()

@@ -12,6 +12,7 @@ MemwallError) with one line naming the file.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Iterator
@@ -24,6 +25,8 @@ import numpy as np
 
 from .errors import MemwallError
 from .hierarchy import Compute, Hierarchy, Interconnect, Level, Placement
+from .runtime import Runtime
+from .runtime_file import runtime_from_dict
 from .trace import OpRecord
 from .trace_file import FORMAT, PER_LEVEL, RECORD_COLUMNS, SCHEMA_VERSION, STEP_COLUMNS
 
@@ -40,6 +43,7 @@ class Trace:
     path: str
     attrs: dict[str, Any]  # schema_version, memwall_version, command_line (list), created
     hierarchy: Hierarchy  # rebuilt from the stored dict
+    runtime: Runtime | None  # the software stack it ran (None in traces from before runtimes)
     meta: dict[str, Any]  # the run's inputs: workload, batch, lengths, precision, tp, ...
     summary: dict[str, Any]  # the JSON summary the run printed
     level_names: list[str]  # innermost first
@@ -195,6 +199,7 @@ def read_trace(path: str | os.PathLike[str], tokens: Tokens = None,
                    "command_line": json.loads(a["command_line"]),
                    "created": str(a["created"]), "phases": lookup["phases"]},
             hierarchy=hierarchy_from_dict(hier_dict),
+            runtime=_runtime(a),
             meta=json.loads(a["workload"]),
             summary=json.loads(a["summary"]),
             level_names=[lv["name"] for lv in hier_dict["levels"]],
@@ -214,17 +219,28 @@ def iter_records(trace: Trace, rows: tuple[int, int] | None = None,
                                    trace.phases)
 
 
+_COMPUTE_FIELDS = {f.name for f in dataclasses.fields(Compute)}  # a schema-1 hierarchy also
+#                                  stored software figures, now the runtime's
+
+
+def _runtime(attrs: Any) -> Runtime | None:
+    text = attrs.get("runtime")
+    d = json.loads(text) if text is not None else None
+    return runtime_from_dict(d) if d else None
+
+
 def hierarchy_from_dict(d: dict[str, Any]) -> Hierarchy:
     """The inverse of sim.hierarchy_to_dict (the raw source document is not kept)."""
     ic = d.get("interconnect")
     pl = d["placement"]
     return Hierarchy(
         name=d["name"],
-        compute=Compute(**d["compute"]),
+        compute=Compute(**{k: v for k, v in d["compute"].items() if k in _COMPUTE_FIELDS}),
         levels=tuple(Level(**lv) for lv in d["levels"]),
         placement=Placement(**{k: tuple(v) for k, v in pl.items()}),
         interconnect=Interconnect(**ic) if ic else None,
         description=d.get("description", ""),
+        runtime=d.get("runtime", ""),
         schema_version=d.get("schema_version", 1),
         path=d.get("path", ""),
     )

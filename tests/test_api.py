@@ -47,8 +47,9 @@ def test_override_has_the_checks_and_messages_of_set(capsys):
     assert big.level("l2").capacity_bytes == 512 * 2**20 and big.level("hbm").efficiency == 0.8
     assert big.overrides == ("memory.l2.capacity=512 MiB", "memory.hbm.efficiency=0.8")
     assert hw.level("l2").capacity_bytes == 50 * 2**20  # frozen: the original is unchanged
-    stacked = big.override(["compute.dispatch=1 us"])
-    assert stacked.overrides[-1] == "compute.dispatch=1 us" and stacked.compute.dispatch_s == 1e-6
+    stacked = big.override(["compute.vector=10 TFLOP/s"])
+    assert stacked.overrides[-1] == "compute.vector=10 TFLOP/s"
+    assert stacked.compute.vector_flops_per_s == 10e12
     with pytest.raises(MemwallError) as api:
         hw.override({"memory.l2.capacity": "3 GHz"})
     assert cli.main(["--workload", "gpt2", "--hier", "hbm_accel.yaml",

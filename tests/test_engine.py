@@ -7,9 +7,9 @@ Toy figures: dispatch 1 us; compute 2 MFLOP at 1 TFLOP/s = 2 us; a 400 kB weight
 from __future__ import annotations
 
 import pytest
-from toy import chain, toy_hierarchy
+from toy import chain, toy_hierarchy, toy_options
 
-from sim import EngineOptions, Summary, simulate, simulate_analytic, tensor_footprint
+from sim import Summary, simulate, simulate_analytic, tensor_footprint
 from sim.errors import MemwallError
 from sim.opgraph import Tensor
 
@@ -18,7 +18,7 @@ US = 1e-6
 
 def run(phases, hier, engine=simulate, **opts):
     records = []
-    engine(phases, hier, tensor_footprint(phases[-1]), records.append, EngineOptions(**opts))
+    engine(phases, hier, tensor_footprint(phases[-1]), records.append, toy_options(**opts))
     summary = Summary(hier)
     for r in records:
         summary.add(r)
@@ -76,8 +76,8 @@ def test_lru_thrashes_on_a_cyclic_working_set_larger_than_it_and_pin_keeps_a_sha
 
 
 def test_prefetch_overlaps_the_next_weights_with_this_op():
-    hier = toy_hierarchy(prefetch_depth=1)
-    records, s = run([chain(2)], hier)
+    hier = toy_hierarchy()
+    records, s = run([chain(2)], hier, prefetch_depth=1)
     # op0: op1's weights stream alone during op0's 1 us dispatch (100 kB), then the two share
     # 100 GB/s: op1's remaining 300 kB drain at 7.1 us (0.1 + 1 + 6), op0's last 100 kB at
     # full rate by 8.1 us. op1: weights already there, 1 us dispatch + 10 ns sram latency + 2 us.
@@ -86,8 +86,8 @@ def test_prefetch_overlaps_the_next_weights_with_this_op():
     # two ops: sharing slowed op0 more than it saved op1 (11.11 us against 10.2 us)
     assert s["total_s"] == pytest.approx(11.11 * US, rel=1e-9)
     # a long chain: dram never idles during dispatch, so prefetch wins
-    _, deep = run([chain(12)], hier)
-    _, none = run([chain(12)], toy_hierarchy(prefetch_depth=0))
+    _, deep = run([chain(12)], hier, prefetch_depth=1)
+    _, none = run([chain(12)], toy_hierarchy(), prefetch_depth=0)
     assert deep["total_s"] < 0.95 * none["total_s"]
 
 
@@ -95,7 +95,7 @@ def test_every_op_accounts_for_its_elapsed_time():
     phases = [chain(4, step=k) for k in range(3)]
     for depth in (0, 1, 2):
         for overlap in (True, False):
-            records, _ = run(phases, toy_hierarchy(prefetch_depth=depth), overlap=overlap)
+            records, _ = run(phases, toy_hierarchy(), prefetch_depth=depth, overlap=overlap)
             for r in records:
                 parts = r.dispatch_s + r.compute_s + r.interconnect_s + sum(r.stall_s)
                 assert parts == pytest.approx(r.end_s - r.start_s, rel=1e-3)
@@ -109,7 +109,7 @@ def test_des_never_beats_the_bound_and_matches_analytic_without_prefetch():
     assert des["total_s"] >= des["bound_s"] * (1 - 1e-9)
     assert des["total_s"] == pytest.approx(ana["total_s"], rel=0.01)
     assert des["bytes_by_level"] == ana["bytes_by_level"]
-    _, deep = run(phases, toy_hierarchy(prefetch_depth=2))
+    _, deep = run(phases, toy_hierarchy(), prefetch_depth=2)
     assert deep["total_s"] >= deep["bound_s"] * (1 - 1e-9)
 
 
@@ -123,7 +123,7 @@ def test_kv_cache_spills_to_the_next_tier_when_the_first_is_full():
     from sim.hierarchy import Compute, Hierarchy, Level, Placement
 
     hier = Hierarchy(
-        "tiers", Compute(1e9, {"fp32": 1e12}, 1e11, 0.0, prefetch_depth=0),
+        "tiers", Compute(1e9, {"fp32": 1e12}, 1e11),
         (Level("sram", 10_000, 1e12, 1e-9), Level("hbm", 1_000, 1e11, 1e-8),
          Level("slow", 10**6, 1e10, 1e-7)),
         Placement(("slow",), ("hbm", "slow"), ("sram",)),
@@ -147,14 +147,14 @@ def test_a_model_that_fits_nowhere_is_a_one_line_error():
 
 def test_identical_inputs_give_identical_records():
     phases = [chain(4, step=k) for k in range(3)]
-    a, _ = run(phases, toy_hierarchy(prefetch_depth=1))
-    b, _ = run(phases, toy_hierarchy(prefetch_depth=1))
+    a, _ = run(phases, toy_hierarchy(), prefetch_depth=1)
+    b, _ = run(phases, toy_hierarchy(), prefetch_depth=1)
     assert a == b
 
 
 def test_every_token_accounts_for_its_elapsed_time():
     phases = [chain(5, step=k) for k in range(4)]
-    records, _ = run(phases, toy_hierarchy(prefetch_depth=2))
+    records, _ = run(phases, toy_hierarchy(), prefetch_depth=2)
     for step in range(4):
         mine = [r for r in records if r.step == step]
         parts = sum(r.dispatch_s + r.compute_s + r.interconnect_s + sum(r.stall_s) for r in mine)

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 
 import networkx as nx
 import pytest
 from hypothesis import given, settings
 from runs import HIER_DIR, simulate_spec
 from test_graph import decoder_specs, two_layers
-from test_hierarchy import BASE, load_text
 
 import workloads
 from memwall import cli
+from memwall.inputs import as_runtime
 from sim import cost, load_hierarchy
 from sim.errors import MemwallError
 from sim.hierarchy_file import HierarchyError
 from sim.opgraph import check_op_graph
+from sim.runtime_file import RuntimeFileError, parse_runtime
 from workloads import PRESETS, RunSpec, WorkloadError, build_phase, fuse, phases
 from workloads.fusion import kernel_name
 
@@ -124,12 +124,13 @@ def test_phases_refuses_an_unknown_fusion():
 
 def test_a_kernel_computes_for_the_sum_of_its_parts():
     h = load_hierarchy("a100_80gb.yaml", search_dirs=[HIER_DIR])
+    rt = as_runtime(None, h)
     G = build_phase(RunSpec(two_layers("llama2-7b"), prompt_len=128, gen_len=1), 0)
     K, _ = fuse(G)
     parts = ("h0.mlp.up", "h0.mlp.gate", "h0.mlp.act")
-    want = sum(cost.op_compute_s(G.nodes[p], h.compute) for p in parts)
-    assert cost.op_compute_s(K.nodes["h0.mlp.up+gate+act"], h.compute) == pytest.approx(want)
-    assert want > cost.op_compute_s(G.nodes["h0.mlp.up"], h.compute) * 2  # waves on each GEMM
+    want = sum(cost.op_compute_s(G.nodes[p], h.compute, rt) for p in parts)
+    assert cost.op_compute_s(K.nodes["h0.mlp.up+gate+act"], h.compute, rt) == pytest.approx(want)
+    assert want > cost.op_compute_s(G.nodes["h0.mlp.up"], h.compute, rt) * 2  # waves per GEMM
 
 
 def test_a_fused_run_pays_one_dispatch_per_kernel():
@@ -138,7 +139,8 @@ def test_a_fused_run_pays_one_dispatch_per_kernel():
     fused, unfused = simulate_spec(spec, h), simulate_spec(spec, h, fusion="none")
     assert (fused["fusion"], unfused["fusion"]) == ("fused", "none")
     assert (fused["n_ops"], unfused["n_ops"]) == (8 * (12 * 7 + 3), 8 * (12 * 12 + 4))
-    assert fused["stall_s"]["dispatch"] == pytest.approx(fused["n_ops"] * h.compute.dispatch_s)
+    launch = as_runtime(None, h).launch_s
+    assert fused["stall_s"]["dispatch"] == pytest.approx(fused["n_ops"] * launch)
     # MOPs are the model's (each op at its own boundary); fusion moves fewer bytes
     assert (fused["flops"], fused["mops_bytes"]) == (unfused["flops"], unfused["mops_bytes"])
     assert fused["bytes_by_level"]["l2"] < unfused["bytes_by_level"]["l2"]
@@ -146,17 +148,18 @@ def test_a_fused_run_pays_one_dispatch_per_kernel():
     assert fused["decode_s_per_token"] < 0.8 * unfused["decode_s_per_token"]
 
 
-def test_fusion_in_the_hierarchy_file_and_its_errors(tmp_path: Path):
-    base = BASE.replace("  dispatch: 3 us\n", "  dispatch: 3 us\n  fusion: fused\n")
-    assert load_text(tmp_path, base).compute.fusion == "fused"
-    assert load_text(tmp_path, BASE).compute.fusion == "none"
-    assert load_text(tmp_path, base, ("compute.fusion=none",)).compute.fusion == "none"
-    with pytest.raises(HierarchyError) as e:
-        load_text(tmp_path, BASE.replace("  dispatch: 3 us\n",
-                                         "  dispatch: 3 us\n  fusion: fuse\n"))
+def test_fusion_in_the_runtime_file_and_its_errors():
+    text = "schema_version: 1\nkernels: {launch: 1 us}\nfusion:\n  epilogues: true\n" \
+           "  attention: true\n"
+    assert parse_runtime(text, "rt").fusion == "fused"
+    assert parse_runtime(text.replace("true", "false"), "rt").fusion == "none"
+    over = parse_runtime(text, "rt").override(["fusion.epilogues=false"])
+    assert (over.fuse_epilogues, over.fuse_attention, over.fusion) == (False, True, "attention")
+    with pytest.raises(RuntimeFileError) as e:
+        parse_runtime(text.replace("  attention: true", "  attention: yes please"), "rt")
     msg = str(e.value)
-    assert "\n" not in msg and ":9:" in msg and "compute.fusion" in msg and '"fuse"' in msg
-    assert 'did you mean "fused"?' in msg and "expected one of none, fused" in msg
+    assert msg.startswith("rt:5: fusion.attention:") and "true or false" in msg
+    assert "\n" not in msg
 
 
 def test_cli_fusion_flag_overrides_the_file(capsys):
@@ -179,7 +182,7 @@ def test_report_names_the_kernel_granularity(capsys):
 
 
 def test_bundled_design_files_fuse_and_calibrated_gpu_files_do_not():
-    fusion = {n: load_hierarchy(n, search_dirs=[HIER_DIR]).compute.fusion
+    fusion = {n: as_runtime(None, load_hierarchy(n, search_dirs=[HIER_DIR])).fusion
               for n in ("hbm_accel", "hbm_accel_big_l2", "hbm_accel_tiered", "a100_80gb",
                         "h100_sxm", "h200", "xeon_gold_6242")}
     assert fusion == {"hbm_accel": "fused", "hbm_accel_big_l2": "fused",

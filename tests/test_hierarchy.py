@@ -31,14 +31,14 @@ LLAMA2_70B_BF16_BYTES = 68_976_648_192 * 2
 
 # line numbers below refer to this text
 BASE = """\
-schema_version: 1
+schema_version: 2
+runtime: toy
 compute:
   clock: 1.5 GHz
   peak:
     bf16: 100 TFLOP/s
     int8: 200 TOP/s
   vector: 10 TFLOP/s
-  dispatch: 3 us
 memory:
   - name: l1
     capacity: 1 MiB
@@ -86,7 +86,7 @@ def test_bundled_file_loads_cleanly(name: str, hierarchies_dir: Path) -> None:
         warnings.simplefilter("error", HierarchyWarning)
         h = load_hierarchy(f"{name}.yaml", [hierarchies_dir])
     assert h.name == name
-    assert h.schema_version == 1
+    assert h.schema_version == 2
     assert h.description
     assert h.path.endswith(f"{name}.yaml")
     assert set(h.compute.peak_flops_per_s) <= {"fp32", "bf16", "fp16", "fp8", "int8", "int4"}
@@ -154,8 +154,7 @@ def test_base_loads_in_si_units(tmp_path: Path) -> None:
     h = load_text(tmp_path, BASE + INTERCONNECT)
     assert h.name == "bad"
     assert h.compute.clock_hz == 1.5e9
-    assert h.compute.dispatch_s == pytest.approx(3e-6)
-    assert h.compute.matmul_efficiency == 1.0 and h.compute.prefetch_depth == 1
+    assert h.runtime == "toy" and h.compute.units == 1
     assert h.level("l1").latency_s == pytest.approx(20e-9)
     assert h.level("l2").capacity_bytes == 40 * 2**20
     assert h.placement.activations == ("l2", "hbm")
@@ -174,7 +173,8 @@ BAD = [
      "memory.l2.bandwdth", 'did you mean "bandwidth"'),
     ("unknown top key", "placement:", "placment:", 23, "placment", 'did you mean "placement"'),
     ("missing key", "    latency: 200 cycles\n", "", 14, "memory.l2.latency", "missing"),
-    ("missing section", "  dispatch: 3 us\n", "", 3, "compute.dispatch", "missing"),
+    ("missing section", "  vector: 10 TFLOP/s\n", "", 4, "compute.vector", "missing"),
+    ("missing runtime", "runtime: toy\n", "", 1, "runtime", "missing"),
     ("wrong kind", "bandwidth: 5 TB/s", "bandwidth: 3 GHz", 16, "memory.l2.bandwidth",
      '"3 GHz" is a frequency; expected a bandwidth such as "5.5 TB/s"'),
     ("no unit", "capacity: 40 MiB", "capacity: 40", 15, "memory.l2.capacity", "no unit"),
@@ -187,12 +187,12 @@ BAD = [
     ("inf", "capacity: 80 GB", "capacity: inf GB", 20, "memory.hbm.capacity", "not finite"),
     ("absurd", "bandwidth: 5 TB/s", "bandwidth: 5e9 TB/s", 16, "memory.l2.bandwidth",
      "larger than"),
-    ("absurd clock", "clock: 1.5 GHz", "clock: 1.5 Hz", 3, "compute.clock", "smaller than"),
+    ("absurd clock", "clock: 1.5 GHz", "clock: 1.5 Hz", 4, "compute.clock", "smaller than"),
     ("duplicate key", "    capacity: 40 MiB\n", "    capacity: 40 MiB\n    capacity: 50 MiB\n",
      16, "memory.l2.capacity", "duplicate key"),
-    ("python tag", "  vector: 10 TFLOP/s", "  vector: !!python/object/apply:os.system [echo]", 7,
+    ("python tag", "  vector: 10 TFLOP/s", "  vector: !!python/object/apply:os.system [echo]", 8,
      "compute.vector", "not allowed"),
-    ("custom tag", "  vector: 10 TFLOP/s", "  vector: !fast 10 TFLOP/s", 7, "compute.vector",
+    ("custom tag", "  vector: 10 TFLOP/s", "  vector: !fast 10 TFLOP/s", 8, "compute.vector",
      "not allowed"),
     ("placement", "weights: [hbm]", "weights: [hbm, dram]", 24, "placement.weights",
      '"dram" is not a level'),
@@ -201,14 +201,18 @@ BAD = [
     ("duplicate level", "  - name: hbm", "  - name: l2", 19, "memory.l2.name",
      "duplicate level name"),
     ("bad policy", "policy: lru", "policy: lur", 18, "memory.l2.policy", 'did you mean "lru"'),
-    ("bad precision", "    bf16: 100", "    bfloat16: 100", 5, "compute.peak.bfloat16",
+    ("bad precision", "    bf16: 100", "    bfloat16: 100", 6, "compute.peak.bfloat16",
      "unknown precision"),
-    ("bad version", "schema_version: 1", "schema_version: 2", 1, "schema_version",
-     "expected the schema version, 1"),
+    ("bad version", "schema_version: 2", "schema_version: 3", 1, "schema_version",
+     "expected the schema version, 2"),
+    ("old schema", "schema_version: 2", "schema_version: 1", 1, "schema_version",
+     "1 is the old schema"),
+    ("software key", "  vector: 10 TFLOP/s", "  vector: 10 TFLOP/s\n  dispatch: 3 us", 9,
+     "compute.dispatch", "unknown key"),
     ("bad fraction", "    policy: lru", "    policy: lru\n    efficiency: 1.5", 19,
      "memory.l2.efficiency", "fraction"),
-    ("bool depth", "  dispatch: 3 us", "  dispatch: 3 us\n  prefetch_depth: yes", 9,
-     "compute.prefetch_depth", "integer"),
+    ("bool units", "  vector: 10 TFLOP/s", "  vector: 10 TFLOP/s\n  units: yes", 9,
+     "compute.units", "integer"),
     ("bad level name", "  - name: hbm", "  - name: h.bm", 19, "memory.h.bm.name", "level name"),
     ("policy as a list", "    latency: 30 cycles", "    latency: 30 cycles\n    policy: [lru]", 14,
      "memory.l1.policy", "expected one of none, lru, pin"),
@@ -296,20 +300,20 @@ def test_inner_level_further_away_warns(tmp_path: Path) -> None:
 
 def test_override_round_trips(tmp_path: Path) -> None:
     base = load_text(tmp_path, BASE)
-    h = apply_overrides(base, ["memory.l2.capacity=256 MiB", "compute.dispatch=4 us",
+    h = apply_overrides(base, ["memory.l2.capacity=256 MiB", "compute.vector=20 TFLOP/s",
                                "placement.weights=[hbm, l2]", "compute.peak.fp8=400 TFLOP/s"])
     assert h.level("l2").capacity_bytes == 256 * 2**20
-    assert h.compute.dispatch_s == pytest.approx(4e-6)
+    assert h.compute.vector_flops_per_s == pytest.approx(20e12)
     assert h.placement.weights == ("hbm", "l2")
     assert h.compute.peak_flops_per_s["fp8"] == 400e12
     assert h.level("hbm") == base.level("hbm")
     assert base.level("l2").capacity_bytes == 40 * 2**20  # the original is untouched
     again = load_hierarchy(write(tmp_path, BASE),
-                           overrides=["memory.l2.capacity=256 MiB", "compute.dispatch=4 us",
+                           overrides=["memory.l2.capacity=256 MiB", "compute.vector=20 TFLOP/s",
                                       "placement.weights=[hbm, l2]",
                                       "compute.peak.fp8=400 TFLOP/s"])
     assert again == h
-    assert apply_overrides(h, ["memory.l2.capacity=40 MiB", "compute.dispatch=3 us",
+    assert apply_overrides(h, ["memory.l2.capacity=40 MiB", "compute.vector=10 TFLOP/s",
                                "placement.weights=[hbm]"]).level("l2") == base.level("l2")
 
 
@@ -328,7 +332,7 @@ def test_overrides_accumulate_and_can_add_a_section(tmp_path: Path) -> None:
         ("memory.l2.capacity=", "memory.l2.capacity: empty; expected a size"),
         ("memory.l3.capacity=1 GB", 'memory.l3: no entry named "l3"'),
         ("memory.l2.capacty=1 GB", 'memory.l2.capacty: unknown key; did you mean "capacity"'),
-        ("compute.dispatch=4", 'compute.dispatch: "4" has no unit'),
+        ("compute.vector=4", 'compute.vector: "4" has no unit'),
         ("placement.weights=[hmb]", 'did you mean "hbm"'),
         ("compute.clock.hz=1", "compute.clock.hz: compute.clock is a single value"),
         ("compute", "expected PATH=VALUE"),
@@ -358,7 +362,6 @@ def test_apply_overrides_needs_a_document(tmp_path: Path) -> None:
 FIELDS = [  # (path into the parsed BASE tree, kind)
     (("compute", "clock"), "frequency"),
     (("compute", "vector"), "rate"),
-    (("compute", "dispatch"), "time"),
     (("memory", 1, "capacity"), "size"),
     (("memory", 1, "bandwidth"), "bandwidth"),
     (("memory", 1, "latency"), "time"),
@@ -380,7 +383,7 @@ def _with(path: tuple[Any, ...], value: Any) -> str:
 
 def _read_back(h: Hierarchy, path: tuple[Any, ...]) -> float:
     if path[0] == "compute":
-        name = {"clock": "clock_hz", "vector": "vector_flops_per_s", "dispatch": "dispatch_s"}
+        name = {"clock": "clock_hz", "vector": "vector_flops_per_s"}
         return float(getattr(h.compute, name[path[1]]))
     name = {"capacity": "capacity_bytes", "bandwidth": "bandwidth_bytes_per_s",
             "latency": "latency_s"}
@@ -469,12 +472,12 @@ def test_any_override_applies_or_gives_a_hierarchy_error(tmp_path: Path, overrid
 
 
 @pytest.mark.parametrize("old, new, message", [
-    ("  dispatch: 3 us", "  dispatch: 3 us\n  prefetch_depth: " + "9" * 5000,
-     "bad.yaml:9: compute.prefetch_depth: a number of 5000 characters, too long to read"),
+    ("  vector: 10 TFLOP/s", "  vector: 10 TFLOP/s\n  units: " + "9" * 5000,
+     "bad.yaml:9: compute.units: a number of 5000 characters, too long to read"),
     ("    latency: 500 ns", "    latency: 500 ns\n    efficiency:",
      "bad.yaml:23: memory.hbm.efficiency: empty; expected a fraction in (0, 1]"),
     ("  bf16: 100 TFLOP/s", "  bf16: 100 TFLOP/s\n    fp16: " + "[" * 40 + "]" * 40,
-     "bad.yaml:6: compute.peak.fp16: nested deeper than 32 levels"),
+     "bad.yaml:7: compute.peak.fp16: nested deeper than 32 levels"),
     ("  weights: [hbm]\n  kv_cache: [hbm]\n", "  weights: &w [hbm]\n  kv_cache: *w\n",
      "bad.yaml:25: placement.kv_cache: YAML aliases (*name) are not supported"),
     ("    bandwidth: 5 TB/s", "    bandwidth: " + "9" * 400 + " TB/s",

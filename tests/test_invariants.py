@@ -7,9 +7,9 @@ import networkx as nx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from toy import toy_hierarchy
+from toy import toy_hierarchy, toy_options
 
-from sim import EngineOptions, Summary, simulate, simulate_analytic, tensor_footprint
+from sim import Summary, simulate, simulate_analytic, tensor_footprint
 from sim.opgraph import Tensor
 
 
@@ -29,7 +29,7 @@ def random_chain(sizes: list[int], flops: list[int], step: int) -> nx.DiGraph:
 
 def total(phases, hier, engine=simulate, **opts) -> tuple[float, Summary, list]:
     records: list = []
-    engine(phases, hier, tensor_footprint(phases[-1]), records.append, EngineOptions(**opts))
+    engine(phases, hier, tensor_footprint(phases[-1]), records.append, toy_options(**opts))
     s = Summary(hier)
     for r in records:
         s.add(r)
@@ -47,8 +47,8 @@ chains = st.lists(
 def test_more_dram_bandwidth_is_never_slower(ops, depth, factor):
     sizes, flops = map(list, zip(*ops, strict=True))
     phases = [random_chain(sizes, flops, k) for k in range(2)]
-    slow, _, _ = total(phases, toy_hierarchy(prefetch_depth=depth))
-    fast, _, _ = total(phases, toy_hierarchy(prefetch_depth=depth, dram_bw=1e11 * factor))
+    slow, _, _ = total(phases, toy_hierarchy(), prefetch_depth=depth)
+    fast, _, _ = total(phases, toy_hierarchy(dram_bw=1e11 * factor), prefetch_depth=depth)
     # Max-min fair sharing lets a faster prefetch take more of a shared level from the op on
     # the critical path, so the total can grow by a hair (at most 1.4e-5 in 1,500 random
     # chains; see README, "How the simulation works"); never by more than 1e-4.
@@ -70,7 +70,7 @@ def test_a_bigger_lru_cache_is_never_slower(ops, small, extra):
 def test_accounting_adds_up_and_des_respects_the_bound(ops, depth, overlap):
     sizes, flops = map(list, zip(*ops, strict=True))
     phases = [random_chain(sizes, flops, k) for k in range(2)]
-    t, s, records = total(phases, toy_hierarchy(prefetch_depth=depth), overlap=overlap)
+    t, s, records = total(phases, toy_hierarchy(), prefetch_depth=depth, overlap=overlap)
     for r in records:
         parts = r.dispatch_s + r.compute_s + r.interconnect_s + sum(r.stall_s)
         assert parts == pytest.approx(r.end_s - r.start_s, rel=1e-3, abs=1e-15)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from runs import HIER_DIR
-from toy import chain
+from toy import chain, toy_options
 
 from sim import load_hierarchy, simulate, tensor_footprint
 from sim.errors import MemwallError
@@ -50,7 +50,7 @@ def tiered(hbm_bytes: int) -> Hierarchy:
     """sram 1 MB (LRU cache), hbm, then a big slow tier; activations in sram, else hbm."""
     return Hierarchy(
         "tiered-toy",
-        Compute(1e9, {"fp32": 1e12}, 1e11, 1e-6),
+        Compute(1e9, {"fp32": 1e12}, 1e11),
         (Level("sram", 10**6, 1e12, 10e-9, 1.0, "lru"),
          Level("hbm", hbm_bytes, 1e11, 100e-9),
          Level("slow", 10**10, 1e10, 1e-6)),
@@ -64,7 +64,7 @@ def test_a_prefill_too_big_for_sram_keeps_room_in_hbm_and_weights_spill():
     G = chain(4, w_bytes=10**6, x_bytes=750_000)
     hier = tiered(4 * 10**6)
     records: list = []
-    simulate([G], hier, tensor_footprint(G), records.append)
+    simulate([G], hier, tensor_footprint(G), records.append, toy_options())
     mem = Memory(hier, tensor_footprint(G), activation_pool_bytes(G))
     assert mem.reserved == [0, 1_500_000, 0]
     assert mem.homes["w2"] == ((1, 0, 500_000), (2, 500_000, 10**6))

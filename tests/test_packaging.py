@@ -102,7 +102,8 @@ def test_version_and_list(tmp_path: Path) -> None:
     assert out.returncode == 0 and out.stdout.strip() == f"memwall {memwall.__version__}"
     listing = _memwall("list", cwd=tmp_path).stdout.splitlines()
     names = [line.split()[0] for line in listing if line.startswith("  ")]
-    assert names == [*workloads.PRESETS, *(p.name for p in bundled.hierarchy_files())]
+    assert names == [*workloads.PRESETS, *(p.name for p in bundled.hierarchy_files()),
+                     *(p.stem for p in bundled.runtime_files())]
     hbm = next(line for line in listing if line.startswith("  hbm_accel.yaml"))
     assert "generic H100-class HBM accelerator" in hbm
     assert "124,439,808 parameters" in next(x for x in listing if x.startswith("  gpt2 "))
@@ -140,6 +141,7 @@ def test_a_wheel_works_in_a_fresh_virtualenv_from_any_directory(tmp_path: Path) 
     assert "memwall/bundled/hierarchies/hbm_accel.yaml" in names
     assert "memwall/bundled/validation/measured.csv" in names
     assert "memwall/bundled/sweeps/tiered_dram.yaml" in names
+    assert "memwall/bundled/runtimes/tensorrt-llm.yaml" in names
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from runs import HIER_DIR, simulate_spec
 
+import memwall
 import workloads
 from memwall import cli
 from sim import load_hierarchy
@@ -25,11 +26,12 @@ def summary(capsys, *argv: str) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
-def sim_gpt2(hier: str, *overrides: str, fusion: str | None = None, **spec) -> dict:
-    h = load_hierarchy(hier, search_dirs=[HIER_DIR], overrides=overrides)
-    s = workloads.RunSpec(workloads.load_workload(spec.pop("workload", "gpt2")),
-                          **{"prompt_len": 16, "gen_len": 8, **spec})
-    return simulate_spec(s, h, fusion=fusion)
+def sim_gpt2(hier: str, *overrides: str, fusion: str | None = None, **settings) -> dict:
+    """gpt2 (or `workload`), 16 + 8 tokens, on `hier` with --set `overrides` ("runtime."
+    paths change the runtime)."""
+    workload = settings.pop("workload", "gpt2")
+    return memwall.simulate(workload, hier, overrides=overrides, fusion=fusion,
+                            **{"prompt_len": 16, "gen_len": 8, **settings}).to_dict()
 
 
 def test_json_summary_has_every_key_scripts_rely_on(capsys):
@@ -84,12 +86,12 @@ def test_big_l2_keeps_gpt2_weights_resident_across_tokens():
     assert big["decode_s_per_token"] < base["decode_s_per_token"] / 1.3
     assert (base["bound_by"], big["bound_by"]) == ("hbm", "l2")
     # with free launches the gain nears the bandwidth ratio of L2 to HBM (5.5 vs 3.35 TB/s)
-    base0 = sim_gpt2("hbm_accel.yaml", "compute.dispatch=0 us")
-    big0 = sim_gpt2("hbm_accel_big_l2.yaml", "compute.dispatch=0 us")
+    base0 = sim_gpt2("hbm_accel.yaml", "runtime.kernels.launch=0 us")
+    big0 = sim_gpt2("hbm_accel_big_l2.yaml", "runtime.kernels.launch=0 us")
     assert big0["decode_s_per_token"] < base0["decode_s_per_token"] / 1.5
     # a launch-bound runtime (eager, 10 us a kernel) hides the gain: dispatch is the wall there
-    base10 = sim_gpt2("hbm_accel.yaml", "compute.dispatch=10 us")
-    big10 = sim_gpt2("hbm_accel_big_l2.yaml", "compute.dispatch=10 us")
+    base10 = sim_gpt2("hbm_accel.yaml", "runtime.kernels.launch=10 us")
+    big10 = sim_gpt2("hbm_accel_big_l2.yaml", "runtime.kernels.launch=10 us")
     assert big10["decode_s_per_token"] > base10["decode_s_per_token"] / 1.1
     assert big10["bound_by"] == "dispatch"
 

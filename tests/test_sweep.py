@@ -178,8 +178,8 @@ def test_embedded_cluster_resume_and_failure_isolation(tmp_path: Path,
     rows = _rows(out)
     assert len(rows) == 4 and len({r["key"] for r in rows}) == 4
     columns = list(rows[0])
-    assert columns[:12] == ["workload", "batch", "prompt_len", "gen_len", "weight_dtype",
-                            "act_dtype", "kv_dtype", "tp", "engine", "prefetch_depth",
+    assert columns[:13] == ["workload", "batch", "prompt_len", "gen_len", "weight_dtype",
+                            "act_dtype", "kv_dtype", "tp", "runtime", "engine", "prefetch_depth",
                             "memory.l2.capacity", "hierarchy"]
     for c in ("decode_s_per_token", "total_s", "stall_s.hbm", "stall_s.dispatch",
               "bytes_by_level.l2", "busy_s.compute", "verdict"):
@@ -289,3 +289,45 @@ def test_a_malformed_scheduler_address_is_one_line(tmp_path: Path, capsys, addre
     assert err.startswith(f"memwall: error: --scheduler {address}: ") and err.count("\n") == 1
     assert "expected an address such as tcp://HOST:8786" in err
     assert not (tmp_path / "o").exists()  # refused before anything was made
+
+
+def test_run_settings_and_runtimes_are_grid_axes(tmp_path: Path) -> None:
+    """batch, a runtime and a runtime path swept as grid axes; a combination a model cannot
+    run (tp 5 does not divide gpt2's 12 heads) fails as a point, the others run."""
+    path = _write(tmp_path, """\
+base: hbm_accel.yaml
+engine: analytic
+workloads:
+  - {workload: gpt2, prompt_len: 4, gen_len: 2}
+grid:
+  batch: [1, 4]
+  runtime: [compiled, tensorrt-llm]
+  runtime.kernels.launch: ["1 us", "3 us"]
+  tp: [1, 5]
+""")
+    points = sweeps.resolve(sweeps.read_sweep(path))
+    assert len(points) == 16
+    ok = [p for p in points if p.task is not None]
+    assert {p.run["tp"] for p in ok} == {1} and len(ok) == 8
+    assert all("tp = 5" in p.error for p in points if p.task is None)
+    r = next(p.task for p in ok if p.run["batch"] == 4 and p.run["runtime"] == "tensorrt-llm"
+             and p.run["runtime.kernels.launch"] == "3 us")
+    assert (r.spec.batch, r.runtime.name, r.runtime.launch_s) == (4, "tensorrt-llm", 3e-6)
+    assert len({p.key for p in ok}) == 8  # every design its own key
+
+
+@pytest.mark.parametrize("axis, values, message", [
+    ("batch", "[1, two]", "sweep.yaml:6: batch: 'two' is not an integer"),
+    ("runtime", "[vllm, nope]", 'sweep.yaml:6: runtime: runtime "nope" not found'),
+    ("runtime.kernels.launch", '["2 us", "2 zz"]',
+     'sweep.yaml:6: kernels.launch: "2 zz" has unknown unit'),
+    ("weight_dtype", "[int8, int3]", "sweep.yaml:6: weight_dtype: 'int3'; expected one of"),
+    ("batch", "[0]", "sweep.yaml:6: batch: '0'; expected an integer >= 1"),
+])
+def test_bad_swept_settings_fail_fast_with_their_line(tmp_path: Path, axis: str, values: str,
+                                                      message: str) -> None:
+    path = _write(tmp_path, f"base: hbm_accel.yaml\nworkloads:\n  - gpt2\n\ngrid:\n"
+                            f"  {axis}: {values}\n")
+    with pytest.raises(SweepError) as e:
+        sweeps.resolve(sweeps.read_sweep(path))
+    assert str(e.value).startswith(str(tmp_path / message)), str(e.value)

@@ -8,11 +8,11 @@ import json
 import networkx as nx
 import pytest
 from runs import HIER_DIR, simulate_spec
-from toy import toy_hierarchy
+from toy import toy_hierarchy, toy_options, toy_runtime
 
 import workloads
 from memwall import cli
-from sim import EngineOptions, Interconnect, Summary, cost, load_hierarchy, simulate
+from sim import Interconnect, Summary, cost, load_hierarchy, simulate
 from sim.errors import MemwallError
 from sim.opgraph import Tensor
 
@@ -29,25 +29,50 @@ def link(topology: str, bw: float = 100e9, latency: float = 1 * US) -> Interconn
         # ring: 2(N-1)/N of 1 MB over 100 GB/s, plus 2(N-1) latencies of 1 us
         ("ring", 4, 2 * 3 / 4 * 1e6 / 100e9 + 6 * US),
         ("ring", 8, 2 * 7 / 8 * 1e6 / 100e9 + 14 * US),
-        # switch: the same bytes, 2 latencies
+        # switch: the same bytes, 2 latencies (two-shot: reduce-scatter, all-gather)
         ("switch", 4, 2 * 3 / 4 * 1e6 / 100e9 + 2 * US),
         # fully connected: the bytes spread over N-1 links
         ("full", 4, 2 * 3 / 4 * 1e6 / (3 * 100e9) + 2 * US),
     ],
 )
 def test_all_reduce_time_by_hand(topology, n, expected):
-    assert cost.all_reduce_s(1e6, n, link(topology)) == pytest.approx(expected, rel=1e-12)
-    assert cost.all_reduce_s(1e6, 1, link(topology)) == 0.0
+    two_shot = toy_runtime(collective="two_shot")  # a ring of links falls back to ring
+    assert cost.all_reduce_s(1e6, n, link(topology), two_shot) == pytest.approx(expected,
+                                                                               rel=1e-12)
+    assert cost.all_reduce_s(1e6, 1, link(topology), two_shot) == 0.0
+
+
+@pytest.mark.parametrize("algorithm, expected", [
+    ("ring", 2 * 7 / 8 * 1e6 / 100e9 + 14 * 3 * US),  # 2(N-1) steps of S/N
+    ("tree", 2 * 1e6 / 100e9 + 2 * 3 * 3 * US),  # 2 S / B + 2 log2(N) latencies
+    ("two_shot", 2 * 7 / 8 * 1e6 / 100e9 + 2 * 3 * US),
+    ("one_shot", 7 * 1e6 / 100e9 + 3 * US),  # every device reads the 7 others' buffers
+])
+def test_all_reduce_algorithms_by_hand(algorithm, expected):
+    """8 devices on a switch, 1 MB, 100 GB/s; a message costs the link's 1 us plus the
+    runtime's 2 us."""
+    rt = toy_runtime(collective=algorithm, collective_latency_s=2 * US)
+    assert cost.all_reduce_s(1e6, 8, link("switch"), rt) == pytest.approx(expected, rel=1e-12)
+
+
+def test_auto_takes_one_shot_for_small_messages_and_two_shot_for_large():
+    auto, one, two = (toy_runtime(collective=a, collective_latency_s=5 * US)
+                      for a in ("auto", "one_shot", "two_shot"))
+    small, large = 16e3, 64e6
+    assert cost.all_reduce_s(small, 8, link("switch"), auto) == cost.all_reduce_s(
+        small, 8, link("switch"), one) < cost.all_reduce_s(small, 8, link("switch"), two)
+    assert cost.all_reduce_s(large, 8, link("switch"), auto) == cost.all_reduce_s(
+        large, 8, link("switch"), two) < cost.all_reduce_s(large, 8, link("switch"), one)
 
 
 def test_a_collective_op_is_charged_to_the_interconnect():
-    hier = dataclasses.replace(toy_hierarchy(dispatch_s=0.0), interconnect=link("ring"))
+    hier = dataclasses.replace(toy_hierarchy(), interconnect=link("ring"))
     G = nx.DiGraph(phase="decode", step=1)
     x = Tensor("x", "activation", (1,), "fp32", 1_000_000)
     G.add_node("ar", kind="collective", op="all_reduce", layer=0, flops=0, dtype="fp32",
                reads=(x,), writes=(x,), group=4)
     records: list = []
-    simulate([G], hier, {}, records.append, EngineOptions(tp=4))
+    simulate([G], hier, {}, records.append, toy_options(toy_runtime(dispatch_s=0.0), tp=4))
     r = records[0]
     assert r.interconnect_s == pytest.approx(2 * 3 / 4 * 1e6 / 100e9 + 6 * US, rel=1e-9)
     assert r.end_s - r.start_s == pytest.approx(r.interconnect_s, rel=1e-9)

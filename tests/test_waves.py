@@ -1,5 +1,5 @@
-"""Wave and tile quantization of matmuls: sim.cost.gemm_shape and wave_factor, and the
-compute.units / compute.matmul_tile keys that turn them on."""
+"""Wave and tile quantization of matmuls: sim.cost.gemm_shape and wave_factor, and the keys
+that turn them on: the hierarchy's compute.units and the runtime's efficiency.matmul_tile."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ from pathlib import Path
 import pytest
 from runs import HIER_DIR
 from test_hierarchy import BASE, load_text
-from toy import chain, toy_hierarchy
+from toy import chain, toy_hierarchy, toy_runtime
 
 import workloads
+from memwall.inputs import as_runtime
 from sim import cost, load_hierarchy
 from sim.cost import op_compute_s
 from sim.hierarchy_file import HierarchyError
+from sim.runtime_file import RuntimeFileError, parse_runtime
 
 A100_UNITS, A100_TILE = 108, (64, 128, 64)
 
@@ -60,11 +62,12 @@ def test_a100_out_projection_at_128_tokens() -> None:
     # 108 // 64 = 1 way: one wave with 44 SMs idle -> 108 / 64
     f = cost.wave_factor((1, 128, 4096, 4096), A100_UNITS, A100_TILE)
     assert f == pytest.approx(108 / 64)
-    a100 = load_hierarchy("a100_80gb.yaml", search_dirs=[HIER_DIR]).compute
-    assert a100.units == A100_UNITS and a100.matmul_tile == A100_TILE
+    hier = load_hierarchy("a100_80gb.yaml", search_dirs=[HIER_DIR])
+    trt = as_runtime(None, hier)  # the file's default runtime, as it runs on the A100
+    assert hier.compute.units == A100_UNITS and trt.matmul_tile == A100_TILE
     flops = 2 * 128 * 4096 * 4096
-    ideal = flops / (312e12 * a100.matmul_efficiency)
-    got = cost.compute_s("matmul", flops, "fp16", a100, (1, 128, 4096, 4096))
+    ideal = flops / (312e12 * trt.matmul_efficiency)
+    got = cost.compute_s("matmul", flops, "fp16", hier.compute, trt, (1, 128, 4096, 4096))
     assert got == pytest.approx(ideal * 108 / 64)
 
 
@@ -120,60 +123,63 @@ def test_one_dimensional_toy_tensors_have_no_gemm_shape() -> None:
 
 
 def test_without_a_tile_matmuls_run_at_the_flat_rate() -> None:
-    c = toy_hierarchy().compute
-    assert c.matmul_tile is None
-    assert cost.compute_s("matmul", 2 * 10**9, "fp32", c, (1, 1, 7, 10**9)) == 2e9 / 1e12
-    for name in ("hbm_accel", "mi300x", "xeon_gold_6242", "sram_only"):
-        assert load_hierarchy(name, search_dirs=[HIER_DIR]).compute.matmul_tile is None
+    c, rt = toy_hierarchy().compute, toy_runtime()
+    assert rt.matmul_tile is None
+    assert cost.compute_s("matmul", 2 * 10**9, "fp32", c, rt, (1, 1, 7, 10**9)) == 2e9 / 1e12
+    for name in ("compiled", "vllm", "ggml", "dataflow"):
+        assert as_runtime(name).matmul_tile is None
 
 
 def test_the_engine_charges_the_wave_factor() -> None:
     spec = workloads.RunSpec(workloads.load_workload("gpt2"), batch=1, prompt_len=128,
                              gen_len=1, precision=workloads.Precision("fp16", "fp16", "fp16"))
     a = workloads.build_phase(spec, 0).nodes["h0.attn.out"]  # (128 x 768) @ (768 x 768) + b
-    flat = toy_hierarchy().compute
-    tiled = dataclasses.replace(flat, units=4, matmul_tile=(64, 128, 64))
+    flat, rt = toy_hierarchy().compute, toy_runtime()
+    tiled = toy_runtime(matmul_tile=(64, 128, 64))
     # 2 x 6 = 12 tiles on 4 units: 3 full waves, no tail
-    assert op_compute_s(a, tiled) == pytest.approx(op_compute_s(a, flat))
-    tiled = dataclasses.replace(flat, units=5, matmul_tile=(64, 128, 64))
+    four = dataclasses.replace(flat, units=4)
+    assert op_compute_s(a, four, tiled) == pytest.approx(op_compute_s(a, flat, rt))
     # 12 tiles on 5 units: 2 full waves + 2 tail tiles split 2 ways = 2.5 wave-times of
     # 5 x 64 x 128 slots for 128 x 768 elements
-    assert op_compute_s(a, tiled) == pytest.approx(
-        op_compute_s(a, flat) * 2.5 * 5 * 64 * 128 / (128 * 768))
+    five = dataclasses.replace(flat, units=5)
+    assert op_compute_s(a, five, tiled) == pytest.approx(
+        op_compute_s(a, flat, rt) * 2.5 * 5 * 64 * 128 / (128 * 768))
 
 
-# --- the hierarchy file ---------------------------------------------------------------------
+# --- the files: units in the hierarchy, the tile in the runtime ----------------------------
 
-WAVES = "  dispatch: 3 us\n  units: 108\n  matmul_tile: [64, 128, 64]\n"  # lines 8-10
+RUNTIME = "schema_version: 1\nkernels: {launch: 1 us}\nefficiency:\n  matmul_tile: [64, 128, 64]\n"
 
 
 def test_units_and_tile_load(tmp_path: Path) -> None:
-    c = load_text(tmp_path, BASE.replace("  dispatch: 3 us\n", WAVES)).compute
-    assert c.units == 108 and c.matmul_tile == (64, 128, 64)
-    over = load_text(tmp_path, BASE.replace("  dispatch: 3 us\n", WAVES),
-                     ("compute.matmul_tile=[128, 128, 128]",)).compute
-    assert over.matmul_tile == (128, 128, 128)
+    c = load_text(tmp_path, BASE.replace("  vector: 10 TFLOP/s\n",
+                                         "  vector: 10 TFLOP/s\n  units: 108\n")).compute
+    assert c.units == 108
+    rt = parse_runtime(RUNTIME, "rt")
+    assert rt.matmul_tile == (64, 128, 64)
+    assert rt.override(["efficiency.matmul_tile=[128, 128, 128]"]).matmul_tile == (128, 128, 128)
 
 
-@pytest.mark.parametrize(("new", "line", "key", "fragment"), [
-    ("  dispatch: 3 us\n  units: 108\n", 9, "compute.units",
-     "108 is given without compute.matmul_tile; expected both or neither"),
-    ("  dispatch: 3 us\n  matmul_tile: [64, 128, 64]\n", 9, "compute.matmul_tile",
-     "a list is given without compute.units; expected both or neither"),
-    (WAVES.replace("[64, 128, 64]", "[64, 128]"), 10, "compute.matmul_tile",
-     "a list of 2; expected three integers [M, N, K]"),
-    (WAVES.replace("[64, 128, 64]", "64"), 10, "compute.matmul_tile", "64 is not a list"),
-    (WAVES.replace("[64, 128, 64]", "[64, 0, 64]"), 10, "compute.matmul_tile",
-     "0 is out of range"),
-    (WAVES.replace("[64, 128, 64]", "[64, 12.5, 64]"), 10, "compute.matmul_tile",
-     "12.5 is not an integer"),
-    (WAVES.replace("units: 108", "units: 0"), 9, "compute.units", "0 is out of range"),
-    (WAVES.replace("units: 108", "unit: 108"), 9, "compute.unit", 'did you mean "units"'),
-])
-def test_bad_units_or_tile_is_one_line(tmp_path: Path, new: str, line: int, key: str,
-                                       fragment: str) -> None:
+@pytest.mark.parametrize(("units", "fragment"), [
+    ("0", "0 is out of range"), ("yes", "is not an integer"), ("1.5", "is not an integer")])
+def test_bad_units_are_one_line(tmp_path: Path, units: str, fragment: str) -> None:
     with pytest.raises(HierarchyError) as err:
-        load_text(tmp_path, BASE.replace("  dispatch: 3 us\n", new))
+        load_text(tmp_path, BASE.replace("  vector: 10 TFLOP/s\n",
+                                         f"  vector: 10 TFLOP/s\n  units: {units}\n"))
     message = str(err.value)
-    assert message.startswith(f"{tmp_path / 'bad.yaml'}:{line}: {key}:"), message
+    assert message.startswith(f"{tmp_path / 'bad.yaml'}:9: compute.units:"), message
+    assert fragment in message and "\n" not in message
+
+
+@pytest.mark.parametrize(("tile", "fragment"), [
+    ("[64, 128]", "a list of 2; expected three integers [M, N, K]"),
+    ("64", "64 is not a list"),
+    ("[64, 0, 64]", "0 is out of range"),
+    ("[64, 12.5, 64]", "12.5 is not an integer"),
+])
+def test_bad_tiles_are_one_line(tile: str, fragment: str) -> None:
+    with pytest.raises(RuntimeFileError) as err:
+        parse_runtime(RUNTIME.replace("[64, 128, 64]", tile), "rt")
+    message = str(err.value)
+    assert message.startswith("rt:4: efficiency.matmul_tile:"), message
     assert fragment in message and "\n" not in message

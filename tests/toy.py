@@ -1,29 +1,42 @@
-"""A toy two-level device and toy op chains, with numbers chosen so times work out by hand."""
+"""A toy two-level device, a toy runtime and toy op chains, with numbers chosen so times work
+out by hand."""
 
 from __future__ import annotations
 
 import networkx as nx
 
+from sim.engine import EngineOptions
 from sim.hierarchy import Compute, Hierarchy, Level, Placement
 from sim.opgraph import Tensor
+from sim.runtime import Runtime
 
 KB = 1000
 
 
 def toy_hierarchy(
     sram_bytes: int = 1_000_000, sram_policy: str = "lru", dram_bw: float = 1e11,
-    sram_bw: float = 1e12, dispatch_s: float = 1e-6, prefetch_depth: int = 0,
+    sram_bw: float = 1e12,
 ) -> Hierarchy:
-    """sram: 1 MB, 1 TB/s, 10 ns; dram: 10 GB, 100 GB/s, 100 ns; 1 TFLOP/s fp32; 1 us dispatch."""
+    """sram: 1 MB, 1 TB/s, 10 ns; dram: 10 GB, 100 GB/s, 100 ns; 1 TFLOP/s fp32."""
     return Hierarchy(
         "toy",
-        Compute(1e9, {"fp32": 1e12}, 1e11, dispatch_s, prefetch_depth=prefetch_depth),
+        Compute(1e9, {"fp32": 1e12}, 1e11),
         (
             Level("sram", sram_bytes, sram_bw, 10e-9, 1.0, sram_policy),
             Level("dram", 10**10, dram_bw, 100e-9),
         ),
         Placement(("dram",), ("dram",), ("sram", "dram")),
     )
+
+
+def toy_runtime(dispatch_s: float = 1e-6, prefetch_depth: int = 0, **kw: object) -> Runtime:
+    """1 us per kernel launch, no prefetch, every efficiency 1 (`kw`: other Runtime fields)."""
+    return Runtime("toy", launch_s=dispatch_s, prefetch_depth=prefetch_depth, **kw)
+
+
+def toy_options(runtime: Runtime | None = None, **kw: object) -> EngineOptions:
+    """EngineOptions on the toy runtime (or `runtime`); `kw`: prefetch_depth, overlap, tp."""
+    return EngineOptions(runtime=runtime or toy_runtime(), **kw)
 
 
 def chain(n: int = 3, step: int = 0, w_bytes: int = 400 * KB, x_bytes: int = KB,

@@ -1,7 +1,7 @@
-"""The data memwall ships: hierarchy files, validation data and example sweeps.
+"""The data memwall ships: hierarchy files, runtime files, validation data and example sweeps.
 
-In a checkout they are the folders beside the packages (`hierarchies/`, `validation/`,
-`sweeps/`); a wheel carries the same folders inside this package (pyproject.toml maps
+In a checkout they are the folders beside the packages (`hierarchies/`, `runtimes/`,
+`validation/`, `sweeps/`); a wheel carries the same folders inside this package (pyproject.toml maps
 `memwall.bundled.hierarchies` to `hierarchies/`, and so on). `folder` finds whichever is
 there, so an installed wheel works from any directory as well as the checkout does.
 
@@ -18,7 +18,7 @@ from sim.errors import MemwallError
 
 HERE = Path(__file__).resolve().parent
 CHECKOUT = HERE.parent.parent  # memwall/bundled -> memwall -> the project's root
-FOLDERS = ("hierarchies", "validation", "sweeps")
+FOLDERS = ("hierarchies", "runtimes", "validation", "sweeps")
 _DESCRIPTION = re.compile(r"^description:\s*(.+?)\s*$", re.MULTILINE)
 
 
@@ -37,6 +37,11 @@ def folder(name: str) -> Path:
 def hierarchy_files() -> list[Path]:
     """Every bundled hierarchy file, by name."""
     return sorted(folder("hierarchies").glob("*.yaml"))
+
+
+def runtime_files() -> list[Path]:
+    """Every bundled runtime file, by name."""
+    return sorted(folder("runtimes").glob("*.yaml"))
 
 
 def describe_file(path: Path) -> str:
