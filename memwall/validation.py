@@ -9,6 +9,8 @@ Figures (the `figure` column), each a number from one simulated run:
                         (how gpt-fast's generate.py counts; TensorRT-LLM's note is ambiguous)
     prefill_s           time to first token: the prefill of a gen_len = 1 run
     total_s             the whole request, prefill plus gen_len - 1 decode steps
+    decode_s_per_token  one decode step (the mean over decode steps; `memwall measure` times
+                        one step with prompt_len positions cached: gen_len = 2)
     layer_s             one Transformer layer: the op records of layer n_layers // 2 in the
                         last step (the decode step, or the prefill when gen_len = 0), summed
 """
@@ -32,7 +34,7 @@ from . import bundled
 from .inputs import as_hierarchy, request
 from .simulation import run
 
-FIGURES = ("gen_len / total_s", "prefill_s", "total_s", "layer_s")
+FIGURES = ("gen_len / total_s", "prefill_s", "total_s", "layer_s", "decode_s_per_token")
 BAND = 0.10  # the +-10% band of the parity chart and the MAPE goal
 
 
@@ -66,8 +68,15 @@ def measured_csv() -> Path:
 
 
 def load_points(path: Path | str | None = None) -> list[Point]:
-    """The rows of measured.csv as Points; a bad row is a ValueError naming file, line, key."""
+    """The rows of measured.csv as Points; a bad row is a ValueError naming file, line, key.
+    A `hier` or `workload` naming a file beside the CSV (as `memwall measure` writes them)
+    is that file; anything else is a bundled name, a preset or a path as given."""
     path = measured_csv() if path is None else path
+    folder = Path(path).parent
+
+    def beside(value: str) -> str:
+        return str(folder / value) if (folder / value).is_file() else value
+
     points = []
     with open(path, newline="") as f:
         for line, row in enumerate(csv.DictReader(f), start=2):
@@ -88,7 +97,7 @@ def load_points(path: Path | str | None = None) -> list[Point]:
             points.append(Point(
                 id=need("id"), hardware=need("hardware"), metric=need("metric"),
                 measured=float(need("value")), unit=need("unit"), source=need("source"),
-                workload=need("workload"), hier=need("hier"),
+                workload=beside(need("workload")), hier=beside(need("hier")),
                 weight_dtype=need("sim_weight_dtype"), act_dtype=need("sim_act_dtype"),
                 kv_dtype=need("sim_kv_dtype"), batch=int(need("sim_batch")),
                 prompt_len=int(need("sim_prompt_len")), gen_len=int(need("sim_gen_len")),
@@ -130,6 +139,11 @@ def predict(p: Point, hier: Hierarchy, engine: str = "des") -> float:
         return s.prefill_s
     if p.figure == "total_s":
         return s.total_s
+    if p.figure == "decode_s_per_token":
+        if s.decode_s_per_token is None:
+            raise ValueError(f"point {p.id}: decode_s_per_token of a run without a decode "
+                             "step; expected gen_len >= 2")
+        return s.decode_s_per_token
     return sum(r.end_s - r.start_s for r in records)
 
 
