@@ -23,7 +23,8 @@ PACKAGES = ("memwall", "sim", "workloads")
 # function-level imports are for optional heavy libraries only (and the command line, which
 # loads the library per command so that --version and -h start at once)
 LAZY_OK = {"h5py", "matplotlib", "matplotlib.figure", "distributed", "tqdm", "importlib",
-           "sim.trace_file", "PIL"}
+           "sim.trace_file", "PIL",
+           "torch", "triton", "memwall.measure.cuda", "pynvml"}  # memwall measure: a GPU
 
 
 def _modules() -> dict[str, Path]:
