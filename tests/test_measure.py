@@ -16,7 +16,7 @@ from fake_gpu import FakeGPU, MiB
 
 import memwall
 from memwall import cli, validation
-from memwall.measure import MeasureError, datasheet, read_csv
+from memwall.measure import MeasureError, calibration, read_csv
 from memwall.measure import session as measure_session
 from memwall.measure.samples import COLUMNS
 from memwall.measure.writer import MODEL_COLUMNS
@@ -109,11 +109,11 @@ def test_a_known_device_gets_its_datasheet_peaks(tmp_path: Path) -> None:
 
 
 def test_datasheets_by_exact_driver_name() -> None:
-    for name, file in datasheet.KNOWN.items():
+    for name, file in calibration.KNOWN.items():
         assert memwall.hierarchy(file).levels  # a bundled file
-        assert datasheet.for_device(name).file == file
-    assert datasheet.for_device("NVIDIA H200 NVL") is None  # another part: no guess
-    assert datasheet.for_device("Synthetic GPU") is None
+        assert calibration.for_device(name).file == file
+    assert calibration.for_device("NVIDIA H200 NVL") is None  # another part: no guess
+    assert calibration.for_device("Synthetic GPU") is None
 
 
 def test_measurements_csv_round_trips(tmp_path: Path) -> None:

@@ -9,8 +9,9 @@ Modules: `timer` (the Timer a GPU answers, and the CUDA one's checks), `cuda` (t
 Timer: PyTorch and Triton, imported only when a GPU is timed), `kernels` (its Triton
 kernels), `decoder` (random-weight models of the presets, for the model runs), `plan` (what
 is timed, in which order), `samples` (the raw records and measurements.csv), `analysis`
-(knees, plateaus, the GEMM fit), `datasheet` (known devices), `calibration` (which figure
-comes from which measurement), `writer` (the files), `session` (stages within a budget).
+(knees, plateaus, the GEMM fit), `calibration` (the known devices' datasheets, and which
+figure comes from which measurement), `writer` (the files), `session` (stages within a
+budget).
 Everything but `cuda`, `kernels` and `decoder` is pure Python and runs without a GPU.
 """
 

@@ -6,6 +6,14 @@ beside it in hierarchy.yaml. Rules: a figure that was measured says how; with a 
 peak known, the peak is written and `efficiency` = measured / peak, else the measured figure
 is the bandwidth and efficiency is 1; a figure neither measured nor in a datasheet is not
 guessed: its level is left out, or the calibration fails naming what is missing.
+
+Datasheets (`for_device`): the figures of the bundled hierarchy files, which cite each one
+(NVIDIA's H200, H100 and A100 datasheets and whitepapers); only the datasheet-grade ones are
+taken: dense peaks per precision, the FP32 vector peak, the clock, HBM bandwidth and capacity,
+per-SM L1 capacity, and, as labelled estimates, the register file's bandwidth and latency,
+which no software can time. Names are matched exactly: "NVIDIA H200" is how the driver names
+the SXM part; the H200 NVL and the PCIe H100 have other clocks and bandwidths, and get no
+datasheet rather than a wrong one.
 """
 
 from __future__ import annotations
@@ -13,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from memwall.inputs import as_hierarchy
+from sim import Hierarchy, Level
 from sim.units import format_quantity
 
 from .analysis import (
@@ -27,9 +37,48 @@ from .analysis import (
     latency_windows,
     plateau,
 )
-from .datasheet import Datasheet
 from .samples import Sample, select
 from .timer import Device, MeasureError
+
+#: torch.cuda.get_device_name() -> bundled hierarchy file
+KNOWN = {
+    "NVIDIA H200": "h200.yaml",
+    "NVIDIA H100 80GB HBM3": "h100_sxm.yaml",  # the SXM5 part
+    "NVIDIA A100-SXM4-80GB": "a100_80gb.yaml",
+}
+
+
+@dataclass(frozen=True)
+class Datasheet:
+    file: str  # the bundled file the figures come from
+    hierarchy: Hierarchy
+
+    @property
+    def peaks(self) -> dict[str, float]:
+        return self.hierarchy.compute.peak_flops_per_s
+
+    @property
+    def vector_flops_per_s(self) -> float:
+        return self.hierarchy.compute.vector_flops_per_s
+
+    @property
+    def clock_hz(self) -> float:
+        return self.hierarchy.compute.clock_hz
+
+    def level(self, name: str) -> Level:
+        return next(lv for lv in self.hierarchy.levels if lv.name == name)
+
+    def cite(self) -> str:
+        return f"hierarchies/{self.file}"
+
+
+def for_device(device_name: str) -> Datasheet | None:
+    """The datasheet of `device_name` (as the driver names it), or None for a device memwall
+    has no datasheet for."""
+    file = KNOWN.get(device_name.strip())
+    if file is None:
+        return None
+    return Datasheet(file, as_hierarchy(file))
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,7 @@ from sim.outfile import write_text
 from sim.units import format_quantity as q
 
 from .analysis import find_knee, refine_sizes
-from .calibration import Calibration, calibrate
-from .datasheet import for_device
+from .calibration import Calibration, calibrate, for_device
 from .plan import (
     MODEL_PRESETS,
     PROFILE,
