@@ -120,12 +120,12 @@ def _q(value: float, kind: str) -> str:
     return format_quantity(value, kind)
 
 
-def _efficiency(measured: float, peak: float, kind: str, what: str) -> Figure:
+def _efficiency(measured: float, peak: float, kind: str, what: str, aside: str = "") -> Figure:
     """measured / peak as an efficiency figure (capped at 1, saying so)."""
     frac = measured / peak
     return Figure(min(1.0, round(frac, 3)), "fraction",
-                  f"measured: {what}: {_q(measured, kind)} = {frac:.3f} of the peak"
-                  + (" (capped at 1)" if frac > 1 else ""))
+                  f"measured: {what}, {_q(measured, kind)} = {frac:.3f} of the peak"
+                  + (" (capped at 1)" if frac > 1 else "") + (f" ({aside})" if aside else ""))
 
 
 def calibrate(samples: Sequence[Sample], device: Device, sheet: Datasheet | None) -> Calibration:
@@ -300,15 +300,17 @@ def _hbm(samples: Sequence[Sample], device: Device, sheet: Datasheet | None, rea
          l2_bytes: float) -> LevelFigures:
     """HBM: the read plateau behind the L2 (write and copy named in the comment), against
     the datasheet peak where there is one."""
-    extra = ""
+    others = []
     for kind in ("write", "copy"):
         far = [s.rate for s in select(samples, "stream", variant=kind)
                if s.working_set_bytes >= 8 * l2_bytes]
         if far:
-            extra += f", {kind} {_q(sorted(far)[len(far) // 2], 'bandwidth')}"
+            others.append(f"{kind} {_q(sorted(far)[len(far) // 2], 'bandwidth')}")
     gemv = gemv_bandwidth([GemmPoint(s.dtype, s.m, s.n, s.k, s.stats.median)
-                                    for s in select(samples, "gemm")], l2_bytes)
-    extra += f"; M = 1 GEMVs {_q(gemv, 'bandwidth')}" if gemv else ""
+                           for s in select(samples, "gemm")], l2_bytes)
+    if gemv:
+        others.append(f"M = 1 GEMVs {_q(gemv, 'bandwidth')}")
+    aside = ", ".join(others)
     cap = Figure(device.memory_bytes, "size", "driver-reported device memory" +
                  (f" (datasheet {_q(sheet.level('hbm').capacity_bytes, 'size')})"
                   if sheet else ""))
@@ -317,6 +319,7 @@ def _hbm(samples: Sequence[Sample], device: Device, sheet: Datasheet | None, rea
     if sheet:
         peak = sheet.level("hbm").bandwidth_bytes_per_s
         return LevelFigures("hbm", cap, Figure(peak, "bandwidth", f"datasheet ({sheet.cite()})"),
-                            lat, _efficiency(read, peak, "bandwidth", what + extra))
-    return LevelFigures("hbm", cap, Figure(read, "bandwidth", f"measured: {what} "
-                                           f"(efficiency 1: no datasheet peak){extra}"), lat)
+                            lat, _efficiency(read, peak, "bandwidth", what, aside))
+    return LevelFigures("hbm", cap, Figure(read, "bandwidth", f"measured: {what} (efficiency "
+                                           f"1: no datasheet peak{'; ' + aside if aside else ''})"),
+                        lat)
