@@ -13,6 +13,7 @@ The Python API (the command line calls the same functions):
     memwall.sweep("sweeps/tiered_dram.yaml", "out/tiered")   # a SweepResult
     memwall.validate()     # against validation/measured.csv: rows and MAPE
     memwall.paper.fig3()   # the paper's figures as rows; memwall.paper.plot_fig3 draws them
+    memwall.measure.run("out/gpu")   # microbenchmarks on a local GPU -> a hierarchy file
 
 `memwall` is the one place where `sim` (the simulator) and `workloads` (the models) meet;
 neither imports it. Names load on first use, so `import memwall` is quick.
@@ -41,6 +42,7 @@ _LAZY = {  # public name -> (module, attribute)
     "SweepResult": ("memwall.sweeps", "SweepResult"),
     "validate": ("memwall.validation", "validate"),
     "paper": ("memwall.paper", None),
+    "measure": ("memwall.measure", None),
     "bundled": ("memwall.bundled", None),
     "simulation": ("memwall.simulation", None),
     "validation": ("memwall.validation", None),

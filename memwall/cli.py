@@ -1,12 +1,12 @@
 """memwall's command line: parse, load, build, run, write.
 
     memwall --workload gpt2 --hier hbm_accel.yaml [--json out.json]
-    memwall describe|list|inspect|export|plot|sweep|validate|paper ...
+    memwall describe|list|inspect|export|plot|sweep|validate|paper|measure ...
 
 Every command calls the library (memwall.simulate, memwall.sweep, memwall.validate,
-memwall.paper) as a notebook would. The library is imported by each command, not here, so
-that `memwall --version` and `-h` start at once. Every error is one line on stderr and exit
-status 2; output paths are checked before any work starts.
+memwall.paper, memwall.measure) as a notebook would. The library is imported by each
+command, not here, so that `memwall --version` and `-h` start at once. Every error is one
+line on stderr and exit status 2; output paths are checked before any work starts.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ ENGINE_CHOICES = ("des", "analytic")  # memwall.inputs.ENGINES (tests keep them 
 FUSION_CHOICES = ("none", "fused")  # sim.opgraph.FUSIONS
 COMMANDS_HELP = ("subcommands: describe (counts only), list (presets, hierarchies, runtimes), "
                  "inspect, export, plot (traces), sweep (many designs, on Dask), validate "
-                 "(against published measurements), paper (the paper's figures); "
+                 "(against published measurements), paper (the paper's figures), measure "
+                 "(microbenchmarks on a local GPU: a hierarchy file); "
                  "'memwall SUBCOMMAND -h' for its flags")
 
 
@@ -361,9 +362,37 @@ def cmd_paper(argv: list[str]) -> int:
     return 0
 
 
+def cmd_measure(argv: list[str]) -> int:
+    p = Parser(prog="memwall measure",
+               description="Microbenchmarks on the first CUDA GPU (needs memwall-sim[gpu]): a "
+                           "hierarchy file whose every figure says how it was measured.")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output directory: hierarchy.yaml, runtime_eager.yaml, "
+                        "runtime_graphs.yaml, measurements.csv; with --models also "
+                        "models.csv, profile.csv and l2_resident.json")
+    p.add_argument("--models", nargs="?", const="", default=None, metavar="PRESETS",
+                   help="also time decode and prefill of models with random weights: an "
+                        "L2-resident model, its HBM twin and comma-separated presets (default "
+                        "gpt2,llama2-7b,llama3-8b); models.csv scores memwall on them")
+    p.add_argument("--budget-s", type=float, default=300.0, metavar="S",
+                   help="seconds to measure (default 300); each stage stops between cases when "
+                        "its share is spent, and the files hold what was measured")
+    args = p.parse_args(argv)
+    from . import measure
+
+    models: bool | list[str] = False
+    if args.models is not None:
+        models = [m.strip() for m in args.models.split(",") if m.strip()] or True
+    result = measure.run(args.out, models=models, budget_s=args.budget_s,
+                         log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(result.summary())
+    return 0
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "describe": cmd_describe, "list": cmd_list, "sweep": cmd_sweep, "inspect": cmd_inspect,
     "export": cmd_export, "plot": cmd_plot, "validate": cmd_validate, "paper": cmd_paper,
+    "measure": cmd_measure,
 }
 
 

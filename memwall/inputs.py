@@ -125,7 +125,10 @@ def as_runtime(source: str | os.PathLike[str] | Mapping[str, Any] | Runtime | No
     elif isinstance(source, str) and "\n" in source:
         r = parse_runtime(source)
     elif isinstance(source, (str, os.PathLike)):
-        r = load_runtime(source, search_dirs=[bundled.folder("runtimes")])
+        folders = [bundled.folder("runtimes")]
+        if device is not None and device.path:  # a runtime beside its hierarchy file first
+            folders.insert(0, Path(device.path).resolve().parent)
+        r = load_runtime(source, search_dirs=folders)
     else:
         raise MemwallError(f"runtime {source!r}: expected a bundled name such as tensorrt-llm, "
                            "a path, YAML text, a mapping or a Runtime")

@@ -9,6 +9,8 @@ Figures (the `figure` column), each a number from one simulated run:
                         (how gpt-fast's generate.py counts; TensorRT-LLM's note is ambiguous)
     prefill_s           time to first token: the prefill of a gen_len = 1 run
     total_s             the whole request, prefill plus gen_len - 1 decode steps
+    decode_s_per_token  one decode step (the mean over decode steps; `memwall measure` times
+                        one step with prompt_len positions cached: gen_len = 2)
     layer_s             one Transformer layer: the op records of layer n_layers // 2 in the
                         last step (the decode step, or the prefill when gen_len = 0), summed
 """
@@ -34,7 +36,7 @@ from . import bundled
 from .inputs import as_hierarchy, request
 from .simulation import run
 
-FIGURES = ("gen_len / total_s", "prefill_s", "total_s", "layer_s")
+FIGURES = ("gen_len / total_s", "prefill_s", "total_s", "layer_s", "decode_s_per_token")
 BAND = 0.10  # the +-10% band of the parity chart and the MAPE goal
 
 
@@ -60,6 +62,8 @@ class Point:
     layers: int | None  # n_layers of a truncated copy of the model (layer_s rows), else None
     max_positions: int | None  # learned position table extended to this, else None
     figure: str  # one of FIGURES
+    runtime: str | None = None  # the runtime it ran (a bundled name or a file); None: the
+    #                             hierarchy's default
 
 
 def measured_csv() -> Path:
@@ -120,7 +124,9 @@ MAX_INT = 1 << 31
 
 def load_points(path: Path | str | None = None) -> list[Point]:
     """The rows of measured.csv as Points; a bad file or row is a ValidationError naming the
-    file, line, column and value."""
+    file, line, column and value. A `hier` or `workload` naming a file beside the CSV (as
+    `memwall measure` writes them) is that file; anything else is a bundled name, a preset or
+    a path as given."""
     path = str(measured_csv() if path is None else path)
     try:
         text = Path(path).read_bytes().decode("utf-8")
@@ -136,7 +142,8 @@ def load_points(path: Path | str | None = None) -> list[Point]:
             raise ValidationError(f"{path}:1: missing column{'s' if len(missing) > 1 else ''} "
                                   f"{', '.join(missing)}; expected the header of "
                                   "validation/measured.csv")
-        points = [_point(_Row(path, reader.line_num, row)) for row in reader]
+        folder = Path(path).parent
+        points = [_point(_Row(path, reader.line_num, row), folder) for row in reader]
     except csv.Error as e:
         raise ValidationError(f"{path}:{reader.line_num}: not CSV: {e}") from None
     if not points:
@@ -145,19 +152,24 @@ def load_points(path: Path | str | None = None) -> list[Point]:
     return points
 
 
-def _point(r: _Row) -> Point:
+def _point(r: _Row, folder: Path) -> Point:
+    def beside(value: str) -> str:
+        return str(folder / value) if (folder / value).is_file() else value
+
     figure = r.text("figure")
     if figure not in FIGURES:
         raise r.fail("figure", figure, f"one of {', '.join(FIGURES)}")
     return Point(
         id=r.text("id"), hardware=r.text("hardware"), metric=r.text("metric"),
         measured=r.number("value"), unit=r.text("unit"), source=r.text("source"),
-        workload=r.text("workload"), hier=r.text("hier"),
+        workload=beside(r.text("workload")), hier=beside(r.text("hier")),
         weight_dtype=r.text("sim_weight_dtype"), act_dtype=r.text("sim_act_dtype"),
         kv_dtype=r.text("sim_kv_dtype"), batch=r.integer("sim_batch", 1),
         prompt_len=r.integer("sim_prompt_len", 1), gen_len=r.integer("sim_gen_len", 0),
         tp=r.integer("tp", 1), layers=r.integer("layers", 1, optional=True),
         max_positions=r.integer("max_positions", 1, optional=True), figure=figure,
+        runtime=beside(r.row["runtime"].strip()) if (r.row.get("runtime") or "").strip()
+        else None,
     )
 
 
@@ -176,7 +188,7 @@ def predict(p: Point, hier: Hierarchy, engine: str = "des") -> float:
     """The simulated figure of point `p` on hierarchy `hier`, in the point's unit."""
     req = request(model_of(p), hier, batch=p.batch, prompt_len=p.prompt_len,
                   gen_len=p.gen_len, weight_dtype=p.weight_dtype, act_dtype=p.act_dtype,
-                  kv_dtype=p.kv_dtype, tp=p.tp, engine=engine)
+                  kv_dtype=p.kv_dtype, tp=p.tp, engine=engine, runtime=p.runtime)
     spec = req.spec
     records: list[Any] = []
     layer = spec.model.n_layers // 2
@@ -193,6 +205,11 @@ def predict(p: Point, hier: Hierarchy, engine: str = "des") -> float:
         return s.prefill_s
     if p.figure == "total_s":
         return s.total_s
+    if p.figure == "decode_s_per_token":
+        if s.decode_s_per_token is None:
+            raise ValueError(f"point {p.id}: decode_s_per_token of a run without a decode "
+                             "step; expected gen_len >= 2")
+        return s.decode_s_per_token
     return sum(r.end_s - r.start_s for r in records)
 
 

@@ -22,8 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("memwall", "sim", "workloads")
 # function-level imports are for optional heavy libraries only (and the command line, which
 # loads the library per command so that --version and -h start at once)
-LAZY_OK = {"h5py", "matplotlib", "distributed", "tqdm", "importlib", "PIL"}  # and submodules
-LAZY_MODULES = {"sim.trace_file"}  # loads h5py
+LAZY_OK = {"h5py", "matplotlib", "distributed", "tqdm", "importlib", "PIL",  # and submodules
+           "torch", "triton", "pynvml"}  # memwall measure: a GPU
+LAZY_MODULES = {"sim.trace_file", "memwall.measure.cuda"}  # load h5py; torch
 
 
 def _modules() -> dict[str, Path]:

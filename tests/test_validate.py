@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import memwall
 from memwall import bundled, cli
 from memwall import validation as validate
 from memwall.inputs import as_hierarchy, request
@@ -151,3 +152,20 @@ def test_a_row_naming_an_unknown_workload_says_which_row(tmp_path, capsys) -> No
     assert cli.main(["validate", "--csv", str(path), "--engine", "analytic"]) == 2
     assert "measurement gptfast-llama2-7b-bf16-a100: unknown workload 'llama9'" in \
         capsys.readouterr().err
+
+
+def test_files_beside_the_csv_and_the_decode_step_figure(tmp_path: Path) -> None:
+    (tmp_path / "mine.yaml").write_text((bundled.folder("hierarchies") / "hbm_accel.yaml")
+                                        .read_text())
+    with open(validate.measured_csv(), newline="") as f:
+        row = next(csv.DictReader(f))
+    row.update(id="step", hier="mine.yaml", workload="gpt2", sim_prompt_len="64",
+               sim_gen_len="2", figure="decode_s_per_token", sim_weight_dtype="bf16")
+    with open(tmp_path / "rows.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        w.writeheader()
+        w.writerow(row)
+    (p,) = validate.load_points(tmp_path / "rows.csv")
+    assert p.hier == str(tmp_path / "mine.yaml") and p.workload == "gpt2"  # no file gpt2 there
+    want = memwall.simulate("gpt2", "hbm_accel", prompt_len=64, gen_len=2).decode_s_per_token
+    assert validate.predict(p, as_hierarchy(p.hier)) == pytest.approx(want, rel=1e-12)
