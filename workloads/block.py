@@ -20,7 +20,9 @@ arithmetic; it reads only the gathered rows of its table. Token ids (int) are no
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import networkx as nx
 
@@ -32,8 +34,6 @@ FLOPS_PER_ELEMENT: dict[str, int] = {
     "layernorm": 7, "rmsnorm": 4, "softmax": 5, "gelu": 8, "relu": 1, "swiglu": 5,
     "tanh": 1, "rotary": 3, "add": 1,
 }
-
-OpAttrs = tuple[int, tuple[Tensor, ...], tuple[Tensor, ...]]  # flops, reads, writes
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,30 +59,87 @@ class Dims:
                    m.d_head, p.activations, kdt, compute_dtype(p.activations, kdt), cached)
 
 
-def attention_core(d: Dims, layer: int, q: Tensor, kv_len: int) -> tuple[OpAttrs, ...]:
-    """attn_score, softmax and attn_value of `layer` attending over `kv_len` positions.
+class StepRule(NamedTuple):
+    """Ops of a phase whose attributes change from one decode step to the next (the builder
+    declares them; graph.phases, counts.run_counts and fusion.fuse read the declaration).
 
-    The only ops whose attributes change from one decode step to the next.
+    `write(step, dicts)` sets, in the attribute dict of each node of `nodes` (in order), its
+    flops, reads and writes (and parts, if it has them) at decode step `step`. Rules of
+    equal `key` give equal FLOPs and MOPs at every step (layers alike but for their tensor
+    names), so counts evaluate one of them.
     """
-    B, H, Hkv, dh, T = d.B, d.H, d.Hkv, d.dh, d.T
-    kv_shape = (B, Hkv, kv_len, dh)
-    kv_bytes = tensor_bytes(kv_shape, d.kdt)
-    cls = "kv_cache" if d.cached else "activation"
-    kname, vname = ((f"h{layer}.k_cache", f"h{layer}.v_cache") if d.cached
-                    else (f"h{layer}.attn.k", f"h{layer}.attn.v"))
-    k = Tensor(kname, cls, kv_shape, d.kdt, kv_bytes)
-    v = Tensor(vname, cls, kv_shape, d.kdt, kv_bytes)
-    s_shape = (B, H, T, kv_len)
-    s_bytes = tensor_bytes(s_shape, d.adt)
-    scores = Tensor(f"h{layer}.attn.score.out", "activation", s_shape, d.adt, s_bytes)
-    probs = Tensor(f"h{layer}.attn.softmax.out", "activation", s_shape, d.adt, s_bytes)
-    o_shape = (B, T, H * dh)
-    out = Tensor(f"h{layer}.attn.value.out", "activation", o_shape, d.adt,
-                 tensor_bytes(o_shape, d.adt))
-    mac = 2 * B * H * T * kv_len * dh
-    return ((mac, (q, k), (scores,)),
-            (FLOPS_PER_ELEMENT["softmax"] * B * H * T * kv_len, (scores,), (probs,)),
-            (mac, (probs, v), (out,)))
+
+    nodes: tuple[str, ...]
+    key: Hashable
+    write: Callable[[int, Sequence[dict[str, Any]]], None]
+
+
+class AttentionCore:
+    """attn_score, softmax and attn_value of the layers alike (their shapes and bytes worked
+    out once per step for all of them): the ops whose attributes change per decode step."""
+
+    def __init__(self, spec: RunSpec, d: Dims) -> None:
+        self.spec, self.d = spec, d
+        self._at: tuple = (None,)
+
+    def key(self) -> Hashable:
+        return ("attention",)
+
+    def _shapes(self, kv_len: int) -> tuple:
+        if self._at[0] == kv_len:
+            return self._at
+        d = self.d
+        B, H, Hkv, dh, T = d.B, d.H, d.Hkv, d.dh, d.T
+        kv_shape = (B, Hkv, kv_len, dh)
+        s_shape = (B, H, T, kv_len)
+        mac = 2 * B * H * T * kv_len * dh
+        self._at = (kv_len, kv_shape, tensor_bytes(kv_shape, d.kdt), s_shape,
+                    tensor_bytes(s_shape, d.adt), mac,
+                    FLOPS_PER_ELEMENT["softmax"] * B * H * T * kv_len)
+        return self._at
+
+    def names(self, layer: int) -> tuple[str, str, str, str]:
+        """Names of the keys, values, scores and probabilities of `layer`."""
+        k, v = ((f"h{layer}.k_cache", f"h{layer}.v_cache") if self.d.cached
+                else (f"h{layer}.attn.k", f"h{layer}.attn.v"))
+        return k, v, f"h{layer}.attn.score.out", f"h{layer}.attn.softmax.out"
+
+    def ops(self, kv_len: int, names: tuple[str, str, str, str], q: Tensor,
+            out: Tensor) -> tuple[dict, dict, dict]:
+        """The three ops of a layer (tensor `names`) attending over `kv_len` positions, as
+        node attributes."""
+        _, kv_shape, kv_bytes, s_shape, s_bytes, mac, f_softmax = self._shapes(kv_len)
+        d = self.d
+        cls = "kv_cache" if d.cached else "activation"
+        kname, vname, sname, pname = names
+        k = Tensor(kname, cls, kv_shape, d.kdt, kv_bytes)
+        v = Tensor(vname, cls, kv_shape, d.kdt, kv_bytes)
+        scores = Tensor(sname, "activation", s_shape, d.adt, s_bytes)
+        probs = Tensor(pname, "activation", s_shape, d.adt, s_bytes)
+        return ({"flops": mac, "reads": (q, k), "writes": (scores,)},
+                {"flops": f_softmax, "reads": (scores,), "writes": (probs,)},
+                {"flops": mac, "reads": (probs, v), "writes": (out,)})
+
+    def rule(self, layer: int, q: Tensor, out: Tensor) -> StepRule:
+        """The rule of `layer`'s three ops (a decode step k attends over prompt_len + k)."""
+        p = f"h{layer}.attn."
+        kname, vname, sname, pname = self.names(layer)
+        shapes, prompt, d = self._shapes, self.spec.prompt_len, self.d
+        cls, kdt, adt = "kv_cache" if d.cached else "activation", d.kdt, d.adt
+
+        def write(step: int, dicts: Sequence[dict]) -> None:  # ops(), unrolled: runs per step
+            _, kv_shape, kv_bytes, s_shape, s_bytes, mac, f_softmax = shapes(prompt + step)
+            score, softmax, value = dicts
+            scores = Tensor(sname, "activation", s_shape, adt, s_bytes)
+            probs = Tensor(pname, "activation", s_shape, adt, s_bytes)
+            score["flops"] = value["flops"] = mac
+            score["reads"] = (q, Tensor(kname, cls, kv_shape, kdt, kv_bytes))
+            score["writes"] = softmax["reads"] = (scores,)
+            softmax["flops"], softmax["writes"] = f_softmax, (probs,)
+            value["reads"] = (probs, Tensor(vname, cls, kv_shape, kdt, kv_bytes))
+            value["writes"] = (out,)
+
+        return StepRule((p + "score", p + "softmax", p + "value"), self.key(), write)
 
 
 class PhaseBuilder:
@@ -98,6 +155,8 @@ class PhaseBuilder:
         self.adt, self.wdt = p.activations, p.weights
         self.mdt = compute_dtype(p.activations, p.weights)  # weight matmuls
         self.shapes = parameter_shapes(m, spec.tp)
+        self.rules: list[StepRule] = []  # ops that change per decode step
+        self.core = AttentionCore(spec, self.d)
         phase = "encode" if m.arch == "encoder" else ("prefill" if step == 0 else "decode")
         self.G = nx.DiGraph(
             phase=phase, step=step, batch=spec.batch, tokens=self.d.T, kv_len=self.kv_len,
@@ -180,6 +239,7 @@ class PhaseBuilder:
             first = self.act(x.name, (B, 1, D))  # [CLS], the first position
             y = self.linear("pooler", "pooler", -1, first, "pooler", (src,), rows=B)
             self.vector("pooler.tanh", "activation", -1, "tanh", (y,), y.shape, ("pooler",))
+        self.G.graph["per_step"] = tuple(n for r in self.rules for n in r.nodes)
         return self.G
 
     def embeddings(self) -> tuple[Tensor, str]:
@@ -256,11 +316,15 @@ class PhaseBuilder:
             self.add(p + "rotary", "vector", "rotary", i, rot, self.adt, (q, k), (q_rot, k_cache),
                      (src,))
             q, src = q_rot, p + "rotary"
-        (fs, rs, ws), (fm, rm, wm), (fv, rv, wv) = attention_core(d, i, q, self.attend)
-        self.add(p + "score", "matmul", "attn_score", i, fs, d.sdt, rs, ws, (src,))
-        self.add(p + "softmax", "vector", "softmax", i, fm, self.adt, rm, wm, (p + "score",))
-        o = self.add(p + "value", "matmul", "attn_value", i, fv, d.sdt, rv, wv,
-                     (p + "softmax", qkv_src))
+        o_shape = (B, T, d.H * d.dh)
+        out = self.act(p + "value.out", o_shape)
+        score, softmax, value = self.core.ops(self.attend, self.core.names(i), q, out)
+        self.add(p + "score", "matmul", "attn_score", i, dtype=d.sdt, after=(src,), **score)
+        self.add(p + "softmax", "vector", "softmax", i, dtype=self.adt, after=(p + "score",),
+                 **softmax)
+        o = self.add(p + "value", "matmul", "attn_value", i, dtype=d.sdt,
+                     after=(p + "softmax", qkv_src), **value)
+        self.rules.append(self.core.rule(i, q, out))
         y = self.linear(p + "out", "attn_out", i, o, p + "out", (p + "value",))
         return self.all_reduce(p + "all_reduce", i, y, p + "out")
 

@@ -5,10 +5,14 @@ every operand once, every result once (`Tensor.nbytes`), whatever the memory hie
 cache or a runtime would fuse (a fused kernel's MOPs are its ops'). Arithmetic intensity =
 FLOPs / MOPs. A tp > 1 spec counts the graph of one device.
 
+An op with `parts` (a grouped GEMM over routed experts) counts each part at its own boundary,
+as the engines do (sim/opgraph.py).
+
 Whole-run totals do not walk every decode graph: a decode step differs from the next only in
-its attention core (block.attention_core), so run_counts sums the rest of one decode graph once,
-times the number of steps, and the attention core once per step, times the layers (all layers
-are alike). tests/test_counts.py checks this against the sum over every graph of phases().
+the ops its builder declared (the graph's `per_step`, block.StepRule), so run_counts sums the
+rest of one decode graph once, times the number of steps, and evaluates the rules per step,
+once per group of rules alike (`StepRule.key`: the attention cores of layers alike), times the
+group's size. tests/test_counts.py checks this against the sum over every graph of phases().
 """
 
 from __future__ import annotations
@@ -19,13 +23,11 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from workloads.block import Dims, attention_core
-from workloads.graph import build_phase
+from sim.opgraph import op_mops_bytes
+from workloads.block import Dims, StepRule
+from workloads.graph import build_phase, build_with_rules
 from workloads.model import parameter_shapes, tensor_bytes
 from workloads.spec import RunSpec
-
-_DYNAMIC = (("score", "attn_score", "matmul"), ("softmax", "softmax", "vector"),
-            ("value", "attn_value", "matmul"))  # node suffix, op type, kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +52,7 @@ class Counts:
 
 def op_counts(G: nx.DiGraph) -> dict[str, Counts]:
     """Counts of every op of G, by node name."""
-    return {n: Counts(a["flops"], sum(t.nbytes for t in a["reads"])
-                      + sum(t.nbytes for t in a["writes"]))
-            for n, a in G.nodes(data=True)}
+    return {n: Counts(a["flops"], op_mops_bytes(a)) for n, a in G.nodes(data=True)}
 
 
 def graph_counts(G: nx.DiGraph) -> Counts:
@@ -96,24 +96,31 @@ def run_counts(spec: RunSpec) -> RunCounts:
     per_phase = [add(build_phase(spec, 0, check=False), 1)]
     n_decode = spec.n_phases - 1
     if n_decode:
-        G = build_phase(spec, 1, check=False)
-        L = spec.model.n_layers
-        dynamic = frozenset(f"h{i}.attn.{s}" for i in range(L) for s, _, _ in _DYNAMIC)
-        static_step = add(G, n_decode, dynamic)  # everything but the attention cores
-        d, q = Dims.of(spec, 1), G.nodes["h0.attn.score"]["reads"][0]
-        core_sum = [Counts(), Counts(), Counts()]
+        G, rules = build_with_rules(spec, 1, check=False)
+        static_step = add(G, n_decode, frozenset(G.graph["per_step"]))  # all but the rules'
+        groups: dict[object, list[StepRule]] = defaultdict(list)
+        for r in rules:
+            groups[r.key].append(r)
+        sums = {key: [Counts()] * len(rs[0].nodes) for key, rs in groups.items()}
         for step in range(1, spec.n_phases):
             step_total = static_step
-            for j, (flops, reads, writes) in enumerate(attention_core(d, 0, q, spec.kv_len(step))):
-                c = Counts(flops, sum(t.nbytes for t in reads) + sum(t.nbytes for t in writes))
-                core_sum[j] += c
-                step_total += c * L
+            for key, rs in groups.items():
+                acc = sums[key]
+                scratch: list[dict] = [{} for _ in rs[0].nodes]
+                rs[0].write(step, scratch)
+                for j, a in enumerate(scratch):
+                    c = Counts(a["flops"], op_mops_bytes(a))
+                    acc[j] += c
+                    step_total += c * len(rs)
             per_phase.append(step_total)
-        for (_, op, kind), c in zip(_DYNAMIC, core_sum, strict=True):
-            by_op[op] += c * L
-            by_kind[kind] += c * L
-            for i in range(L):
-                by_layer[i] += c
+        nodes = G.nodes
+        for key, rs in groups.items():
+            for r in rs:
+                for name, c in zip(r.nodes, sums[key], strict=True):
+                    a = nodes[name]
+                    by_op[a["op"]] += c
+                    by_kind[a["kind"]] += c
+                    by_layer[a["layer"]] += c
     total = Counts()
     for c in per_phase:
         total += c

@@ -18,7 +18,8 @@ shard of the replicated embedding table). Sampling from vocabulary-sharded logit
 only B (value, index) pairs per device; that exchange is not modelled.
 
 Graph attribute `weight_bytes` maps every weight held by the device to its stored bytes (the
-embedding table's whole size, although the gather reads only some rows).
+embedding table's whole size, although the gather reads only some rows); `per_step` names the
+ops whose attributes change between decode steps (block.StepRule).
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from collections.abc import Callable, Iterator
 
 import networkx as nx
 
-from sim.opgraph import Tensor, check_op_graph
-from workloads.block import Dims, PhaseBuilder, attention_core
+from sim.opgraph import check_op_graph
+from workloads.block import PhaseBuilder, StepRule
 from workloads.fusion import FUSIONS, fuse
 from workloads.model import WorkloadError
 from workloads.spec import RunSpec
@@ -41,12 +42,20 @@ def n_phases(spec: RunSpec) -> int:
 
 def build_phase(spec: RunSpec, step: int, check: bool = True) -> nx.DiGraph:
     """A fresh graph of phase `step` (0: prefill or encode; k >= 1: decode step k)."""
+    return build_with_rules(spec, step, check)[0]
+
+
+def build_with_rules(spec: RunSpec, step: int,
+                     check: bool = True) -> tuple[nx.DiGraph, list[StepRule]]:
+    """A fresh graph of phase `step` and the rules of its ops that change per decode step
+    (block.StepRule; their names are the graph's `per_step`)."""
     if not 0 <= step < spec.n_phases:
         raise IndexError(f"step {step} not in 0 .. {spec.n_phases - 1}")
-    G = PhaseBuilder(spec, step).build()
+    b = PhaseBuilder(spec, step)
+    G = b.build()
     if check:
         check_op_graph(G)
-    return G
+    return G, b.rules
 
 
 def final_phase(spec: RunSpec) -> nx.DiGraph:
@@ -58,11 +67,11 @@ def phases(spec: RunSpec, fusion: str = "none") -> Iterator[nx.DiGraph]:
     """Every phase in order, as the kernels that run it (`fusion`, see workloads/fusion.py):
     phase 0, then decode steps 1 .. gen_len - 1.
 
-    The decode steps are ONE template DiGraph updated in place: only the attributes that
-    depend on the KV length (flops, reads and writes of attn_score, softmax, attn_value, or
-    of the kernel that fuses them, and the graph's step and kv_len) change. A consumer must
-    finish with a graph (and drop any reference to it or its attribute dicts) before asking
-    for the next one; copy it (`G.copy()`) to keep it.
+    The decode steps are ONE template DiGraph updated in place: only the ops its builder
+    declared (the graph's `per_step`: attention cores, routed experts; or the kernels that
+    fuse them) and the graph's step and kv_len change. A consumer must finish with a graph
+    (and drop any reference to it or its attribute dicts) before asking for the next one;
+    copy it (`G.copy()`) to keep it.
     """
     if fusion not in FUSIONS:
         raise WorkloadError(f"fusion = {fusion!r}: expected one of {', '.join(FUSIONS)}")
@@ -70,8 +79,7 @@ def phases(spec: RunSpec, fusion: str = "none") -> Iterator[nx.DiGraph]:
     yield G if fusion == "none" else fuse(G)[0]
     if spec.n_phases == 1:
         return
-    G = build_phase(spec, 1)
-    update = decode_updater(spec, G)
+    G, update = decode_template(spec)
     if fusion == "none":
         yield G
         for step in range(2, spec.n_phases):
@@ -86,38 +94,16 @@ def phases(spec: RunSpec, fusion: str = "none") -> Iterator[nx.DiGraph]:
         yield K
 
 
-def decode_updater(spec: RunSpec, G: nx.DiGraph) -> Callable[[int], None]:
-    """A function that moves decode template G (built for any step >= 1) to another step.
-
-    It writes what `block.attention_core` would (tests check they agree), computing shapes
-    and bytes once per step rather than once per layer.
-    """
-    d = Dims.of(spec, 1)
-    nodes = G.nodes
-    slots = []  # per layer: tensor names, the static query, the three attribute dicts
-    for i in range(spec.model.n_layers):
-        p = f"h{i}.attn."
-        score, softmax, value = nodes[p + "score"], nodes[p + "softmax"], nodes[p + "value"]
-        q, k = score["reads"]
-        v = value["reads"][1]
-        slots.append((k.name, v.name, score["writes"][0].name, softmax["writes"][0].name,
-                      q, score, softmax, value))
-    graph = G.graph
-    kv_cls = "kv_cache" if d.cached else "activation"
+def decode_template(spec: RunSpec) -> tuple[nx.DiGraph, Callable[[int], None]]:
+    """The graph of decode step 1 and a function that moves it to another decode step in
+    place, by the rules its builder declared (tests check it matches fresh builds)."""
+    G, rules = build_with_rules(spec, 1)
+    nodes, graph = G.nodes, G.graph
+    slots = [(r.write, [nodes[n] for n in r.nodes]) for r in rules]
 
     def update(step: int) -> None:
-        kv_len = spec.kv_len(step)
-        (fs, (_, k0), (s0,)), (fm, _, _), (fv, _, _) = attention_core(d, 0, slots[0][4], kv_len)
-        kv_shape, kv_bytes, kdt = k0.shape, k0.nbytes, k0.dtype
-        s_shape, s_bytes, adt = s0.shape, s0.nbytes, s0.dtype
-        for kname, vname, sname, pname, q, score, softmax, value in slots:
-            scores = Tensor(sname, "activation", s_shape, adt, s_bytes)
-            probs = Tensor(pname, "activation", s_shape, adt, s_bytes)
-            score["flops"], score["reads"], score["writes"] = (
-                fs, (q, Tensor(kname, kv_cls, kv_shape, kdt, kv_bytes)), (scores,))
-            softmax["flops"], softmax["reads"], softmax["writes"] = fm, (scores,), (probs,)
-            value["flops"], value["reads"] = fv, (probs, Tensor(vname, kv_cls, kv_shape, kdt,
-                                                                 kv_bytes))
-        graph["step"], graph["kv_len"] = step, kv_len
+        for write, dicts in slots:
+            write(step, dicts)
+        graph["step"], graph["kv_len"] = step, spec.kv_len(step)
 
-    return update
+    return G, update
