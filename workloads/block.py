@@ -27,11 +27,11 @@ from typing import Any, NamedTuple
 import networkx as nx
 
 from sim.opgraph import Tensor
-from workloads.model import compute_dtype, parameter_shapes, tensor_bytes
+from workloads.model import GATED, compute_dtype, parameter_shapes, tensor_bytes, weight_bytes
 from workloads.spec import RunSpec
 
 FLOPS_PER_ELEMENT: dict[str, int] = {
-    "layernorm": 7, "rmsnorm": 4, "softmax": 5, "gelu": 8, "relu": 1, "swiglu": 5,
+    "layernorm": 7, "rmsnorm": 4, "softmax": 5, "gelu": 8, "relu": 1, "swiglu": 5, "geglu": 9,
     "tanh": 1, "rotary": 3, "add": 1,
 }
 
@@ -74,102 +74,144 @@ class StepRule(NamedTuple):
     write: Callable[[int, Sequence[dict[str, Any]]], None]
 
 
-class AttentionCore:
-    """attn_score, softmax and attn_value of the layers alike (their shapes and bytes worked
-    out once per step for all of them): the ops whose attributes change per decode step."""
+@dataclass(frozen=True, slots=True)
+class CoreShape:
+    """What sets a layer's attention core apart: its cache layout, window and softmax."""
 
-    def __init__(self, spec: RunSpec, d: Dims) -> None:
-        self.spec, self.d = spec, d
+    kv_heads: int  # heads of the cached keys and values on this device
+    k_dim: int  # elements of one head's key (the scores' dot product)
+    v_dim: int  # elements of one head's value (a query head's output)
+    window: int = 0  # positions each query attends to; 0: every one
+    shared: bool = False  # one cached tensor serves as keys and values (MLA's latent)
+    softmax: int = FLOPS_PER_ELEMENT["softmax"]  # FLOPs per score (soft-capping adds 3)
+
+
+class AttentionCore:
+    """attn_score, softmax and attn_value of the layers of one CoreShape (shapes and bytes
+    worked out once per step for all of them): the ops whose attributes change per decode
+    step. Queries (B, H, T, k_dim) read keys (B, kv_heads, keys, k_dim) and write scores
+    (B, H, T, attend): attend = kv_len, or the window; keys = kv_len, or the window plus the
+    T - 1 positions before it that the phase's earlier queries see."""
+
+    def __init__(self, spec: RunSpec, d: Dims, shape: CoreShape) -> None:
+        self.spec, self.d, self.shape = spec, d, shape
         self._at: tuple = (None,)
 
     def key(self) -> Hashable:
-        return ("attention",)
+        return ("attention", self.shape)
 
     def _shapes(self, kv_len: int) -> tuple:
         if self._at[0] == kv_len:
             return self._at
-        d = self.d
-        B, H, Hkv, dh, T = d.B, d.H, d.Hkv, d.dh, d.T
-        kv_shape = (B, Hkv, kv_len, dh)
-        s_shape = (B, H, T, kv_len)
-        mac = 2 * B * H * T * kv_len * dh
+        d, c = self.d, self.shape
+        B, H, T = d.B, d.H, d.T
+        attend = min(kv_len, c.window) if c.window else kv_len
+        keys = min(kv_len, c.window + T - 1) if c.window else kv_len
+        kv_shape = (B, c.kv_heads, keys, c.k_dim)
+        s_shape = (B, H, T, attend)
         self._at = (kv_len, kv_shape, tensor_bytes(kv_shape, d.kdt), s_shape,
-                    tensor_bytes(s_shape, d.adt), mac,
-                    FLOPS_PER_ELEMENT["softmax"] * B * H * T * kv_len)
+                    tensor_bytes(s_shape, d.adt), 2 * B * H * T * attend * c.k_dim,
+                    c.softmax * B * H * T * attend, 2 * B * H * T * attend * c.v_dim)
         return self._at
 
     def names(self, layer: int) -> tuple[str, str, str, str]:
         """Names of the keys, values, scores and probabilities of `layer`."""
-        k, v = ((f"h{layer}.k_cache", f"h{layer}.v_cache") if self.d.cached
-                else (f"h{layer}.attn.k", f"h{layer}.attn.v"))
+        if self.shape.shared:
+            k = v = f"h{layer}.kv_cache"
+        else:
+            k, v = ((f"h{layer}.k_cache", f"h{layer}.v_cache") if self.d.cached
+                    else (f"h{layer}.attn.k", f"h{layer}.attn.v"))
         return k, v, f"h{layer}.attn.score.out", f"h{layer}.attn.softmax.out"
 
-    def ops(self, kv_len: int, names: tuple[str, str, str, str], q: Tensor,
+    def ops(self, kv_len: int, names: tuple[str, str, str, str], q: tuple[Tensor, ...],
             out: Tensor) -> tuple[dict, dict, dict]:
-        """The three ops of a layer (tensor `names`) attending over `kv_len` positions, as
-        node attributes."""
-        _, kv_shape, kv_bytes, s_shape, s_bytes, mac, f_softmax = self._shapes(kv_len)
+        """The three ops of a layer (tensor `names`, queries `q`: the scores read q[0], the
+        keys, then q[1:]) over a cache of `kv_len` positions, as node attributes."""
+        dicts: tuple[dict, dict, dict] = ({}, {}, {})
+        self._write(kv_len, names, q, out, dicts)
+        return dicts
+
+    def _write(self, kv_len: int, names: tuple[str, str, str, str], q: tuple[Tensor, ...],
+               out: Tensor, dicts: Sequence[dict]) -> None:
+        _, kv_shape, kv_bytes, s_shape, s_bytes, mac_s, f_softmax, mac_v = self._shapes(kv_len)
         d = self.d
         cls = "kv_cache" if d.cached else "activation"
         kname, vname, sname, pname = names
+        score, softmax, value = dicts
         k = Tensor(kname, cls, kv_shape, d.kdt, kv_bytes)
-        v = Tensor(vname, cls, kv_shape, d.kdt, kv_bytes)
         scores = Tensor(sname, "activation", s_shape, d.adt, s_bytes)
-        probs = Tensor(pname, "activation", s_shape, d.adt, s_bytes)
-        return ({"flops": mac, "reads": (q, k), "writes": (scores,)},
-                {"flops": f_softmax, "reads": (scores,), "writes": (probs,)},
-                {"flops": mac, "reads": (probs, v), "writes": (out,)})
+        score["flops"], score["reads"] = mac_s, (q[0], k, *q[1:])
+        score["writes"] = softmax["reads"] = (scores,)
+        softmax["flops"] = f_softmax
+        softmax["writes"] = (Tensor(pname, "activation", s_shape, d.adt, s_bytes),)
+        value["flops"], value["writes"] = mac_v, (out,)
+        value["reads"] = (softmax["writes"][0],
+                          k if vname == kname else Tensor(vname, cls, kv_shape, d.kdt, kv_bytes))
 
-    def rule(self, layer: int, q: Tensor, out: Tensor) -> StepRule:
+    def rule(self, layer: int, q: tuple[Tensor, ...], out: Tensor) -> StepRule:
         """The rule of `layer`'s three ops (a decode step k attends over prompt_len + k)."""
         p = f"h{layer}.attn."
         kname, vname, sname, pname = self.names(layer)
         shapes, prompt, d = self._shapes, self.spec.prompt_len, self.d
-        cls, kdt, adt = "kv_cache" if d.cached else "activation", d.kdt, d.adt
+        cls, kdt, adt, q0, q_rest = "kv_cache", d.kdt, d.adt, q[0], q[1:]
 
-        def write(step: int, dicts: Sequence[dict]) -> None:  # ops(), unrolled: runs per step
-            _, kv_shape, kv_bytes, s_shape, s_bytes, mac, f_softmax = shapes(prompt + step)
+        def write(step: int, dicts: Sequence[dict]) -> None:  # _write, unrolled: per step
+            _, kv_shape, kv_bytes, s_shape, s_bytes, mac_s, f_softmax, mac_v = shapes(
+                prompt + step)
             score, softmax, value = dicts
-            scores = Tensor(sname, "activation", s_shape, adt, s_bytes)
+            k = Tensor(kname, cls, kv_shape, kdt, kv_bytes)
+            scores = (Tensor(sname, "activation", s_shape, adt, s_bytes),)
             probs = Tensor(pname, "activation", s_shape, adt, s_bytes)
-            score["flops"] = value["flops"] = mac
-            score["reads"] = (q, Tensor(kname, cls, kv_shape, kdt, kv_bytes))
-            score["writes"] = softmax["reads"] = (scores,)
-            softmax["flops"], softmax["writes"] = f_softmax, (probs,)
-            value["reads"] = (probs, Tensor(vname, cls, kv_shape, kdt, kv_bytes))
-            value["writes"] = (out,)
+            score["flops"], score["reads"], score["writes"] = mac_s, (q0, k, *q_rest), scores
+            softmax["flops"], softmax["reads"], softmax["writes"] = f_softmax, scores, (probs,)
+            value["flops"], value["writes"] = mac_v, (out,)
+            value["reads"] = (probs, k if vname == kname
+                              else Tensor(vname, cls, kv_shape, kdt, kv_bytes))
 
         return StepRule((p + "score", p + "softmax", p + "value"), self.key(), write)
 
 
 class PhaseBuilder:
-    """Adds the ops of one phase (`step` of `spec`) to a fresh DiGraph, `self.G`."""
+    """Adds the ops of one phase (`step` of `spec`) to a fresh DiGraph, `self.G`.
+
+    A family whose attention or FFN differs adds its own builder module (workloads/mla.py,
+    workloads/moe.py) with a function that adds its ops through `add`, `linear`, `vector` and
+    `norm` and registers the rules of ops that change per decode step in `self.rules`;
+    graph.ModelBuilder calls it in place of `attention` or `ffn`.
+    """
 
     def __init__(self, spec: RunSpec, step: int) -> None:
         m, p = spec.model, spec.precision
-        self.spec, self.m, self.step = spec, m, step
+        self.spec, self.m, self.step, self.p = spec, m, step, p
         self.d = Dims.of(spec, step)
         self.kv_len = spec.kv_len(step)
         self.attend = self.kv_len if m.arch == "decoder" else self.d.T
         self.rows = spec.batch * self.d.T  # token rows in this phase
-        self.adt, self.wdt = p.activations, p.weights
+        self.adt = p.activations
         self.mdt = compute_dtype(p.activations, p.weights)  # weight matmuls
         self.shapes = parameter_shapes(m, spec.tp)
         self.rules: list[StepRule] = []  # ops that change per decode step
-        self.core = AttentionCore(spec, self.d)
+        self.cores: dict[CoreShape, AttentionCore] = {}
         phase = "encode" if m.arch == "encoder" else ("prefill" if step == 0 else "decode")
         self.G = nx.DiGraph(
             phase=phase, step=step, batch=spec.batch, tokens=self.d.T, kv_len=self.kv_len,
             tp=spec.tp, model=m.name,
-            weight_bytes={n: tensor_bytes(s, self.wdt) for n, s in self.shapes.items()})
+            weight_bytes={n: weight_bytes(m, s, p.of_weight(n)) for n, s in self.shapes.items()})
+        self._weights: dict[tuple[str, int | None], Tensor] = {}
+        self.memo: dict[str, object] = {}  # per-phase state of family modules (moe.py)
 
     # -- tensors and nodes ------------------------------------------------------------
     def weight(self, name: str, rows: int | None = None) -> Tensor:
         """Weight `name`, or `rows` of its rows (a gather or a vocab shard)."""
-        shape = self.shapes[name]
-        if rows is not None:
-            shape = (rows, *shape[1:])
-        return Tensor(name, "weight", shape, self.wdt, tensor_bytes(shape, self.wdt))
+        got = self._weights.get((name, rows))
+        if got is None:
+            shape = self.shapes[name]
+            if rows is not None:
+                shape = (rows, *shape[1:])
+            dtype = self.p.of_weight(name)
+            got = self._weights[(name, rows)] = Tensor(name, "weight", shape, dtype,
+                                                       weight_bytes(self.m, shape, dtype))
+        return got
 
     def params(self, prefix: str) -> tuple[Tensor, ...]:
         """The weight and, if the model has one, the bias of module `prefix`."""
@@ -182,27 +224,34 @@ class PhaseBuilder:
 
     def add(self, name: str, kind: str, op: str, layer: int, flops: int, dtype: str,
             reads: tuple[Tensor, ...], writes: tuple[Tensor, ...], after: tuple[str, ...],
-            **extra: int) -> Tensor:
+            **extra: object) -> Tensor:
         self.G.add_node(name, kind=kind, op=op, layer=layer, flops=flops, dtype=dtype,
                         reads=reads, writes=writes, **extra)
         self.G.add_edges_from((a, name) for a in after)
         return writes[0]
 
-    def vector(self, name: str, op: str, layer: int, per_element: str,
+    def vector(self, name: str, op: str, layer: int, per_element: str | int,
                reads: tuple[Tensor, ...], shape: tuple[int, ...], after: tuple[str, ...]) -> Tensor:
+        """An elementwise op writing `shape`; `per_element`: a FLOPS_PER_ELEMENT key or a
+        count."""
         out = self.act(name + ".out", shape)
-        flops = FLOPS_PER_ELEMENT[per_element] * math.prod(shape)
-        return self.add(name, "vector", op, layer, flops, self.adt, reads, (out,), after)
+        per = FLOPS_PER_ELEMENT[per_element] if isinstance(per_element, str) else per_element
+        return self.add(name, "vector", op, layer, per * math.prod(shape), self.adt, reads,
+                        (out,), after)
 
     def linear(self, name: str, op: str, layer: int, x: Tensor, module: str,
-               after: tuple[str, ...], rows: int | None = None) -> Tensor:
-        """x @ W.T (+ b) for the weight(s) of `module`; rows = token rows (default all)."""
+               after: tuple[str, ...], rows: int | None = None,
+               out_shape: tuple[int, ...] | None = None) -> Tensor:
+        """x @ W.T (+ b) for the weight(s) of `module`; rows = token rows (default all);
+        `out_shape`: the result's shape if not (B, rows / B, out features)."""
         w = self.params(module)
         n_out, k = w[0].shape
         rows = self.rows if rows is None else rows
         flops = 2 * rows * n_out * k + (rows * n_out if len(w) > 1 else 0)
-        out = self.act(name + ".out", (self.spec.batch, rows // self.spec.batch, n_out))
-        return self.add(name, "matmul", op, layer, flops, self.mdt, (x, *w), (out,), after)
+        out = self.act(name + ".out", out_shape or (self.spec.batch, rows // self.spec.batch,
+                                                    n_out))
+        dtype = compute_dtype(self.adt, w[0].dtype)
+        return self.add(name, "matmul", op, layer, flops, dtype, (x, *w), (out,), after)
 
     def norm(self, name: str, layer: int, x: Tensor, after: tuple[str, ...]) -> Tensor:
         return self.vector(name, "norm", layer, self.m.norm, (x, *self.params(name)),
@@ -216,6 +265,28 @@ class PhaseBuilder:
         self.add(name, "collective", "all_reduce", layer, 0, self.adt, (x,), (out,), (after,),
                  group=self.spec.tp)
         return out, name
+
+    def core(self, shape: CoreShape) -> AttentionCore:
+        got = self.cores.get(shape)
+        if got is None:
+            got = self.cores[shape] = AttentionCore(self.spec, self.d, shape)
+        return got
+
+    def attention_core(self, i: int, shape: CoreShape, q: tuple[Tensor, ...],
+                       after: tuple[str, ...], value_after: tuple[str, ...]) -> Tensor:
+        """Layer i's scores, softmax and values (a rule: they change per decode step);
+        returns the values' output (B, T, H x v_dim)."""
+        d, p = self.d, f"h{i}.attn."
+        out = self.act(p + "value.out", (d.B, d.T, d.H * shape.v_dim))
+        c = self.core(shape)
+        score, softmax, value = c.ops(self.attend, c.names(i), q, out)
+        self.add(p + "score", "matmul", "attn_score", i, dtype=d.sdt, after=after, **score)
+        self.add(p + "softmax", "vector", "softmax", i, dtype=self.adt, after=(p + "score",),
+                 **softmax)
+        self.add(p + "value", "matmul", "attn_value", i, dtype=d.sdt,
+                 after=(p + "softmax", *value_after), **value)
+        self.rules.append(c.rule(i, q, out))
+        return out
 
     # -- the model --------------------------------------------------------------------
     def build(self) -> nx.DiGraph:
@@ -233,8 +304,12 @@ class PhaseBuilder:
                  *((self.weight("lm_head.bias"),) if m.lm_head_bias else ()))
             vocab = w[0].shape[0]
             flops = 2 * B * D * vocab + (B * vocab if m.lm_head_bias else 0)
-            self.add("lm_head", "matmul", "lm_head", -1, flops, self.mdt, (last, *w),
-                     (self.act("lm_head.out", (B, 1, vocab)),), (src,))
+            logits = self.add("lm_head", "matmul", "lm_head", -1, flops,
+                              compute_dtype(self.adt, w[0].dtype), (last, *w),
+                              (self.act("lm_head.out", (B, 1, vocab)),), (src,))
+            if m.logit_softcap:  # c tanh(logits / c)
+                self.vector("lm_head.softcap", "activation", -1, 3, (logits,), logits.shape,
+                            ("lm_head",))
         if m.pooler:
             first = self.act(x.name, (B, 1, D))  # [CLS], the first position
             y = self.linear("pooler", "pooler", -1, first, "pooler", (src,), rows=B)
@@ -249,6 +324,9 @@ class PhaseBuilder:
                      (self.weight("embed.weight", self.rows),),
                      (self.act("embed.out", shape),), ())
         src = "embed"
+        if m.embed_scale:  # Gemma: x sqrt(d_model)
+            x = self.vector("embed_scale", "pos_embedding", -1, 1, (x,), shape, (src,))
+            src = "embed_scale"
         if m.positions == "learned":  # T rows, broadcast over the batch
             x = self.vector("pos_embed", "pos_embedding", -1, "add",
                             (x, self.weight("pos_embed.weight", T)), shape, (src,))
@@ -270,33 +348,47 @@ class PhaseBuilder:
             r = self.vector(p + "attn.residual", "residual", i, "add", (x, a), x.shape,
                             (src, a_src))
             n = self.norm(p + "norm1", i, r, (p + "attn.residual",))
-            f, f_src = self.mlp(i, n, (p + "norm1",))
+            f, f_src = self.ffn(i, n, (p + "norm1",))
             r = self.vector(p + "mlp.residual", "residual", i, "add", (n, f), x.shape,
                             (p + "norm1", f_src))
             return self.norm(p + "norm2", i, r, (p + "mlp.residual",)), p + "norm2"
         n = self.norm(p + "norm1", i, x, (src,))
         a, a_src = self.attention(i, n, (p + "norm1",))
-        if m.block == "parallel":  # GPT-J: x + attn(norm1(x)) + ffn(norm1(x))
-            f, f_src = self.mlp(i, n, (p + "norm1",))
+        if m.block == "parallel":  # x + attn(norm1(x)) + ffn(norm1(x) or norm2(x))
+            if m.parallel_mlp_norm:  # GPT-NeoX, Falcon-40B: the FFN has a norm of its own
+                n, n_src = self.norm(p + "norm2", i, x, (src,)), p + "norm2"
+            else:
+                n_src = p + "norm1"
+            f, f_src = self.ffn(i, n, (n_src,))
             out = self.act(p + "residual.out", x.shape)
             self.add(p + "residual", "vector", "residual", i, 2 * math.prod(x.shape),
                      self.adt, (x, a, f), (out,), (src, a_src, f_src))
             return out, p + "residual"
+        if m.sandwich_norms:  # Gemma 2: x + norm(attn(norm1(x)))
+            a = self.norm(p + "attn.post_norm", i, a, (a_src,))
+            a_src = p + "attn.post_norm"
         r = self.vector(p + "attn.residual", "residual", i, "add", (x, a), x.shape, (src, a_src))
         n = self.norm(p + "norm2", i, r, (p + "attn.residual",))
-        f, f_src = self.mlp(i, n, (p + "norm2",))
+        f, f_src = self.ffn(i, n, (p + "norm2",))
+        if m.sandwich_norms:
+            f = self.norm(p + "mlp.post_norm", i, f, (f_src,))
+            f_src = p + "mlp.post_norm"
         r = self.vector(p + "mlp.residual", "residual", i, "add", (r, f), x.shape,
                         (p + "attn.residual", f_src))
         return r, p + "mlp.residual"
 
     def attention(self, i: int, x: Tensor, after: tuple[str, ...]) -> tuple[Tensor, str]:
+        """Layer i's (grouped-query) attention; returns its output and node."""
         m, d, p = self.m, self.d, f"h{i}.attn."
         B, T = d.B, d.T
+        window = m.window(i)
         q = self.act(p + "q", (B, d.H, T, d.dh))
-        new_kv = (B, d.Hkv, T, d.dh)  # positions appended by this phase
+        # positions appended by this phase; a window's cache keeps its last `window` only
+        cached = min(T, window) if window and d.cached else T
+        new_kv = (B, d.Hkv, cached, d.dh)
         rotary = m.positions == "rotary"
         if d.cached:
-            k = (self.act(p + "k_new", new_kv) if rotary
+            k = (self.act(p + "k_new", (B, d.Hkv, T, d.dh)) if rotary
                  else Tensor(f"h{i}.k_cache", "kv_cache", new_kv, d.kdt,
                              tensor_bytes(new_kv, d.kdt)))
             v = Tensor(f"h{i}.v_cache", "kv_cache", new_kv, d.kdt, tensor_bytes(new_kv, d.kdt))
@@ -305,7 +397,8 @@ class PhaseBuilder:
         modules = ("qkv",) if m.fused_qkv else ("q", "k", "v")
         w = tuple(t for mod in modules for t in self.params(p + mod))
         n_out = (d.H + 2 * d.Hkv) * d.dh
-        flops = 2 * self.rows * n_out * m.d_model + (self.rows * n_out if m.attn_bias else 0)
+        bias = m.attn_bias or m.qkv_bias
+        flops = 2 * self.rows * n_out * m.d_model + (self.rows * n_out if bias else 0)
         self.add(p + "qkv", "matmul", "qkv", i, flops, self.mdt, (x, *w), (q, k, v), after)
         qkv_src = src = p + "qkv"
         if rotary:
@@ -316,28 +409,26 @@ class PhaseBuilder:
             self.add(p + "rotary", "vector", "rotary", i, rot, self.adt, (q, k), (q_rot, k_cache),
                      (src,))
             q, src = q_rot, p + "rotary"
-        o_shape = (B, T, d.H * d.dh)
-        out = self.act(p + "value.out", o_shape)
-        score, softmax, value = self.core.ops(self.attend, self.core.names(i), q, out)
-        self.add(p + "score", "matmul", "attn_score", i, dtype=d.sdt, after=(src,), **score)
-        self.add(p + "softmax", "vector", "softmax", i, dtype=self.adt, after=(p + "score",),
-                 **softmax)
-        o = self.add(p + "value", "matmul", "attn_value", i, dtype=d.sdt,
-                     after=(p + "softmax", qkv_src), **value)
-        self.rules.append(self.core.rule(i, q, out))
+        softmax = FLOPS_PER_ELEMENT["softmax"] + (3 if m.attn_softcap else 0)
+        shape = CoreShape(d.Hkv, d.dh, d.dh, window, softmax=softmax)
+        o = self.attention_core(i, shape, (q,), (src,), (qkv_src,))
         y = self.linear(p + "out", "attn_out", i, o, p + "out", (p + "value",))
         return self.all_reduce(p + "all_reduce", i, y, p + "out")
 
-    def mlp(self, i: int, x: Tensor, after: tuple[str, ...]) -> tuple[Tensor, str]:
-        p = f"h{i}.mlp."
-        u = self.linear(p + "up", "ffn_up", i, x, p + "up", after)
-        if self.m.activation == "swiglu":
-            g = self.linear(p + "gate", "ffn_gate", i, x, p + "gate", after)
-            a = self.vector(p + "act", "activation", i, "swiglu", (g, u), u.shape,
+    def ffn(self, i: int, x: Tensor, after: tuple[str, ...]) -> tuple[Tensor, str]:
+        """Layer i's dense FFN; returns its output and node."""
+        y, src = self.mlp(f"h{i}.mlp.", i, x, after)
+        return self.all_reduce(f"h{i}.mlp.all_reduce", i, y, src)
+
+    def mlp(self, p: str, i: int, x: Tensor, after: tuple[str, ...],
+            op: str = "ffn") -> tuple[Tensor, str]:
+        """A dense FFN of the weights under `p` (its width theirs); returns (y, its node)."""
+        u = self.linear(p + "up", op + "_up", i, x, p + "up", after)
+        if self.m.activation in GATED:
+            g = self.linear(p + "gate", op + "_gate", i, x, p + "gate", after)
+            a = self.vector(p + "act", "activation", i, self.m.activation, (g, u), u.shape,
                             (p + "gate", p + "up"))
         else:
             a = self.vector(p + "act", "activation", i, self.m.activation, (u,), u.shape,
                             (p + "up",))
-        y = self.linear(p + "down", "ffn_down", i, a, p + "down", (p + "act",))
-        return self.all_reduce(p + "all_reduce", i, y, p + "down")
-
+        return self.linear(p + "down", op + "_down", i, a, p + "down", (p + "act",)), p + "down"

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from sim.opgraph import op_mops_bytes
-from workloads.block import Dims, StepRule
+from workloads.block import StepRule
 from workloads.graph import build_phase, build_with_rules
-from workloads.model import parameter_shapes, tensor_bytes
+from workloads.model import parameter_shapes, tensor_bytes, weight_bytes
 from workloads.spec import RunSpec
 
 
@@ -128,22 +128,49 @@ def run_counts(spec: RunSpec) -> RunCounts:
                      tuple(per_phase))
 
 
+def kv_cache_bytes(spec: RunSpec, positions: int | None = None,
+                   batch: int | None = None) -> int:
+    """KV cache bytes one device holds after `positions` (default: the run's) positions of
+    `batch` (default: the run's) sequences: K and V per layer (its KV heads on this device),
+    a windowed layer only its last `window` positions, an MLA layer its latent and rotary key
+    (replicated on every device)."""
+    m = spec.model
+    if m.arch != "decoder":
+        return 0
+    n = spec.positions if positions is None else positions
+    dt, B = spec.precision.kv_cache, spec.batch if batch is None else batch
+    total = 0
+    for i in range(m.n_layers):
+        w = m.window(i)
+        kept = min(n, w) if w else n
+        if m.mla:
+            total += tensor_bytes((B, 1, kept, m.kv_lora_rank + m.rotary_dims), dt)
+        else:
+            total += 2 * tensor_bytes((B, m.n_kv_heads // spec.tp, kept, m.d_head), dt)
+    return total
+
+
 def describe(spec: RunSpec) -> dict:
-    """JSON-ready counts of a run, SI units (FLOPs, bytes, FLOP/byte), one device of tp."""
+    """JSON-ready counts of a run, SI units (FLOPs, bytes, FLOP/byte), one device of tp:
+    parameters (total, and active per token: all but the routed experts a token skips), the
+    weight bytes, the KV cache at the end of the run and per position of one sequence (before
+    any window fills), and the FLOPs and MOPs (a mixture of experts: for the run's routing)."""
     m, p, rc = spec.model, spec.precision, run_counts(spec)
     shapes = parameter_shapes(m, spec.tp)
-    d = Dims.of(spec, spec.n_phases - 1)
-    kv_bytes = (2 * m.n_layers * tensor_bytes((d.B, d.Hkv, spec.positions, d.dh), d.kdt)
-                if m.arch == "decoder" else 0)
+    per_token = kv_cache_bytes(spec, positions=1, batch=1)
     out: dict = {
         "workload": m.name, "arch": m.arch, "batch": spec.batch, "prompt_len": spec.prompt_len,
         "gen_len": spec.gen_len, "tp": spec.tp,
-        "precision": {"weights": p.weights, "activations": p.activations,
-                      "kv_cache": p.kv_cache},
+        "precision": p.as_dict(),
+        "routing": ({"routing": spec.routing.label, "seed": spec.routing.seed}
+                    if m.n_experts else None),
         "params": m.n_params,
+        "active_params": m.active_params,
         "params_per_device": sum(math.prod(s) for s in shapes.values()),
-        "weight_bytes_per_device": sum(tensor_bytes(s, p.weights) for s in shapes.values()),
-        "kv_cache_bytes_per_device": kv_bytes,
+        "weight_bytes_per_device": sum(weight_bytes(m, s, p.of_weight(n))
+                                       for n, s in shapes.items()),
+        "kv_cache_bytes_per_device": kv_cache_bytes(spec),
+        "kv_bytes_per_token": per_token,
         **rc.total.as_dict(),
         "by_op_type": {k: c.as_dict() for k, c in sorted(rc.by_op_type.items(),
                                                          key=lambda kv: -kv[1].flops)},
@@ -166,12 +193,18 @@ def describe(spec: RunSpec) -> dict:
 def format_describe(d: dict) -> str:
     """A compact text table of `describe`'s output."""
     p = d["precision"]
+    emb = f"  embeddings {p['embeddings']}" if "embeddings" in p else ""
+    active = (f" (active {_si(d['active_params'])} per token)"
+              if d["active_params"] != d["params"] else "")
+    routing = (f"  routing {d['routing']['routing']} (seed {d['routing']['seed']})"
+               if d.get("routing") else "")
     lines = [
         f"{d['workload']} ({d['arch']})  batch {d['batch']}  prompt {d['prompt_len']}  "
         f"gen {d['gen_len']}  tp {d['tp']}  weights {p['weights']}  activations "
-        f"{p['activations']}  kv {p['kv_cache']}",
-        f"params {_si(d['params'])}  per device {_si(d['params_per_device'])} "
-        f"({_si(d['weight_bytes_per_device'])}B)  KV cache {_si(d['kv_cache_bytes_per_device'])}B",
+        f"{p['activations']}  kv {p['kv_cache']}{emb}{routing}",
+        f"params {_si(d['params'])}{active}  per device {_si(d['params_per_device'])} "
+        f"({_si(d['weight_bytes_per_device'])}B)  KV cache {_si(d['kv_cache_bytes_per_device'])}B"
+        f" ({_si(d['kv_bytes_per_token'])}B per token)",
         f"{'':24s}{'FLOPs':>12s}{'MOPs (B)':>12s}{'FLOP/B':>10s}",
         _row("total", d),
     ]

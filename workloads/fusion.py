@@ -5,7 +5,8 @@
            - attention: a layer's score, softmax and value ops are one kernel (fused masked
              attention, FlashAttention), so the scores never leave the chip;
            - epilogues: an elementwise op (residual add, activation, rotary embedding,
-             position or type embedding add, the pooler's tanh) runs at the end of the kernel
+             position or type embedding add or scale, the pooler's tanh, the logits' soft-cap,
+             a mixture of experts' weighted combine) runs at the end of the kernel
              that produced its last input (the latest of its producers in topological order)
              if that producer is a matmul, the embedding gather, or itself such an epilogue;
              another matmul producer that reads the same activation joins that kernel
@@ -32,7 +33,7 @@ import networkx as nx
 from sim.opgraph import FUSIONS, OpGraphError
 
 __all__ = ["FUSIONS", "fuse", "fusion_groups", "kernel_name"]
-EPILOGUE_OPS = frozenset({"residual", "activation", "rotary", "pos_embedding"})
+EPILOGUE_OPS = frozenset({"residual", "activation", "rotary", "pos_embedding", "combine"})
 ATTENTION_OPS = frozenset({"attn_score", "softmax", "attn_value"})
 
 

@@ -28,11 +28,28 @@ from collections.abc import Callable, Iterator
 
 import networkx as nx
 
-from sim.opgraph import check_op_graph
+from sim.opgraph import Tensor, check_op_graph
 from workloads.block import PhaseBuilder, StepRule
 from workloads.fusion import FUSIONS, fuse
+from workloads.mla import mla_attention
 from workloads.model import WorkloadError
+from workloads.moe import moe_ffn
 from workloads.spec import RunSpec
+
+
+class ModelBuilder(PhaseBuilder):
+    """PhaseBuilder with every family's attention and FFN: multi-head latent attention
+    (workloads/mla.py) and mixtures of experts (workloads/moe.py) where the model has them."""
+
+    def attention(self, i: int, x: Tensor, after: tuple[str, ...]) -> tuple[Tensor, str]:
+        if self.m.mla:
+            return mla_attention(self, i, x, after)
+        return super().attention(i, x, after)
+
+    def ffn(self, i: int, x: Tensor, after: tuple[str, ...]) -> tuple[Tensor, str]:
+        if self.m.moe(i):
+            return moe_ffn(self, i, x, after)
+        return super().ffn(i, x, after)
 
 
 def n_phases(spec: RunSpec) -> int:
@@ -51,7 +68,7 @@ def build_with_rules(spec: RunSpec, step: int,
     (block.StepRule; their names are the graph's `per_step`)."""
     if not 0 <= step < spec.n_phases:
         raise IndexError(f"step {step} not in 0 .. {spec.n_phases - 1}")
-    b = PhaseBuilder(spec, step)
+    b = ModelBuilder(spec, step)
     G = b.build()
     if check:
         check_op_graph(G)
