@@ -34,7 +34,9 @@ class RunResult:
     gen_len: int
     tp: int
     fusion: str
-    precision: Mapping[str, str]  # weights, activations, kv_cache
+    precision: Mapping[str, str]  # weights, activations, kv_cache (, embeddings)
+    routing: str | None  # uniform, zipf:S or file (a mixture of experts; None otherwise)
+    seed: int | None  # of the random routing draws (None: dense, or a routing file)
     prefetch_depth: int
     overlap: bool
     params: int

@@ -99,14 +99,18 @@ def resolve(sweep: SweepFile) -> list[Point]:
     points = []
     for entry, req in zip(sweep.workloads, requests, strict=True):
         spec, p = req.spec, req.spec.precision
+        r = spec.routing
         run_cfg = {"model": _plain(spec.model), "batch": spec.batch, "prompt_len": spec.prompt_len,
                    "gen_len": spec.gen_len, "tp": spec.tp,
-                   "precision": [p.weights, p.activations, p.kv_cache]}
+                   "precision": [p.weights, p.activations, p.kv_cache, p.embeddings],
+                   "routing": [r.label, r.seed, r.trace.sha256 if r.trace else None]}
         for combo, (hier, error) in zip(sweep.combinations(), designs, strict=True):
             row = {"workload": entry.workload, "batch": spec.batch,
                    "prompt_len": spec.prompt_len, "gen_len": spec.gen_len,
                    "weight_dtype": p.weights, "act_dtype": p.activations, "kv_dtype": p.kv_cache,
-                   "tp": spec.tp, "engine": sweep.engine, "prefetch_depth": sweep.prefetch_depth}
+                   "tp": spec.tp, "routing": r.label if spec.model.n_experts else None,
+                   "seed": r.seed if spec.model.n_experts else None,
+                   "engine": sweep.engine, "prefetch_depth": sweep.prefetch_depth}
             swept = {a.path: v.text for a, v in zip(sweep.axes, combo, strict=True)}
             row.update(swept)
             if hier is None:

@@ -2,15 +2,15 @@
 
 Homes: room for the first phase's activations is kept first, in the first level of
 `placement.activations` that can hold them (only if that level also homes weights or KV cache;
-a cache level just lends them its space). Weights are placed next, in the order ops of the
-last phase first use them and then the weights it does not read (routed experts it skips),
-each in the first level of `placement.weights` with room (a tensor that straddles a full
-level is split, its first bytes in the inner level). The KV cache comes next at its final size
-and spills the way it grows: the first positions of every layer stay in the first level of
-`placement.kv_cache` and, once that is full, later positions go to the next. Activations are
-homed per phase, whole, in the first level of `placement.activations` with room for the
-phase's largest op. What is left of a level with a cache policy caches tensors homed further
-out (see cache.py).
+a cache level just lends them its space). Weights are placed next, every one the device
+stores, in the op graph's home order (workloads: the order the last phase first uses them,
+routed experts hottest first after the rest), each in the first level of `placement.weights`
+with room (a tensor that straddles a full level is split, its first bytes in the inner level).
+The KV cache comes next at its final size and spills the way it grows: the first positions of
+every layer stay in the first level of `placement.kv_cache` and, once that is full, later
+positions go to the next. Activations are homed per phase, whole, in the first level of
+`placement.activations` with room for the phase's largest op. What is left of a level with a
+cache policy caches tensors homed further out (see cache.py).
 """
 
 from __future__ import annotations
@@ -30,25 +30,21 @@ Plan = tuple[dict[int, int], tuple]
 
 
 def tensor_footprint(G: nx.DiGraph) -> dict[str, tuple[str, int]]:
-    """name -> (class, bytes) of the weights and KV cache of the largest phase `G`, in order
-    of first use, then every other weight of G.graph["weight_bytes"] (a routed expert the
-    phase does not read, an LM head a prefill-only run never runs), in that dict's order:
-    every stored weight gets a home. Weights take their stored size from weight_bytes where
-    the builder gives it (an embedding table is stored whole though an op reads only the
-    gathered rows), else the largest read; KV bytes are what the last op reads (every
-    position so far, or a window's)."""
-    stored: dict[str, int] = G.graph.get("weight_bytes", {})
+    """name -> (class, bytes) of the weights and KV cache of the largest phase `G`: every
+    weight of G.graph["weight_bytes"], in that dict's order (the builder's home order: see
+    sim/opgraph.py), then the KV cache in order of first use, at what the last op reads of it
+    (every position so far, or a window's). A graph without weight_bytes homes the weights it
+    reads, in order of first use, at their largest read."""
+    stored: dict[str, int] | None = G.graph.get("weight_bytes")
     out: dict[str, tuple[str, int]] = {}
+    if stored is not None:
+        out.update((name, ("weight", size)) for name, size in stored.items())
     for _, a in G.nodes(data=True):
         for t in a["reads"]:
-            if t.cls == "activation":
+            if t.cls == "activation" or (stored is not None and t.cls == "weight"):
                 continue
-            size = stored.get(t.name, t.nbytes) if t.cls == "weight" else t.nbytes
-            if size > out.get(t.name, ("", -1))[1]:
-                out[t.name] = (t.cls, size)
-    for name, size in stored.items():
-        if name not in out:
-            out[name] = ("weight", size)
+            if t.nbytes > out.get(t.name, ("", -1))[1]:
+                out[t.name] = (t.cls, t.nbytes)
     return out
 
 

@@ -21,9 +21,10 @@ Nodes are op names (str, unique in the graph); edges are data dependencies. Node
 Graph attributes: phase ("encode" | "prefill" | "decode"), step (0 for the first phase, then
 1, 2, ... per decode step), batch, tokens (positions processed in this phase), kv_len (positions
 in the KV cache after this phase), tp (devices), model (str), weight_bytes (dict[str, int]:
-every weight tensor the device stores -> its stored bytes; an op may read only part of one,
-e.g. the embedding gather reads only its rows, and a routed expert may not be read at all in
-a phase, so size placement from this, not from reads), and per_step (tuple[str, ...]: the ops
+every weight tensor the device stores -> its stored bytes, in the order placement should home
+them; an op may read only part of one, e.g. the embedding gather reads only its rows, and a
+routed expert may not be read at all in a phase, so size placement from this, not from
+reads), and per_step (tuple[str, ...]: the ops
 whose attributes change from one decode step to the next: attention cores as the KV cache
 grows, routed experts as the router picks others; every other op's attributes stay the same
 objects from step to step).

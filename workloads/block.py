@@ -196,7 +196,8 @@ class PhaseBuilder:
         self.G = nx.DiGraph(
             phase=phase, step=step, batch=spec.batch, tokens=self.d.T, kv_len=self.kv_len,
             tp=spec.tp, model=m.name,
-            weight_bytes={n: weight_bytes(m, s, p.of_weight(n)) for n, s in self.shapes.items()})
+            weight_bytes={n: weight_bytes(m, s, p.of_weight(n, s))
+                          for n, s in self.shapes.items()})
         self._weights: dict[tuple[str, int | None], Tensor] = {}
         self.memo: dict[str, object] = {}  # per-phase state of family modules (moe.py)
 
@@ -208,7 +209,7 @@ class PhaseBuilder:
             shape = self.shapes[name]
             if rows is not None:
                 shape = (rows, *shape[1:])
-            dtype = self.p.of_weight(name)
+            dtype = self.p.of_weight(name, self.shapes[name])
             got = self._weights[(name, rows)] = Tensor(name, "weight", shape, dtype,
                                                        weight_bytes(self.m, shape, dtype))
         return got

@@ -167,7 +167,7 @@ def describe(spec: RunSpec) -> dict:
         "params": m.n_params,
         "active_params": m.active_params,
         "params_per_device": sum(math.prod(s) for s in shapes.values()),
-        "weight_bytes_per_device": sum(weight_bytes(m, s, p.of_weight(n))
+        "weight_bytes_per_device": sum(weight_bytes(m, s, p.of_weight(n, s))
                                        for n, s in shapes.items()),
         "kv_cache_bytes_per_device": kv_cache_bytes(spec),
         "kv_bytes_per_token": per_token,

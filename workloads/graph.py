@@ -18,8 +18,9 @@ shard of the replicated embedding table). Sampling from vocabulary-sharded logit
 only B (value, index) pairs per device; that exchange is not modelled.
 
 Graph attribute `weight_bytes` maps every weight held by the device to its stored bytes (the
-embedding table's whole size, although the gather reads only some rows); `per_step` names the
-ops whose attributes change between decode steps (block.StepRule).
+embedding table's whole size, although the gather reads only some rows), in the order placement
+homes them (`home_order`); `per_step` names the ops whose attributes change between decode
+steps (block.StepRule).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from workloads.block import PhaseBuilder, StepRule
 from workloads.fusion import FUSIONS, fuse
 from workloads.mla import mla_attention
 from workloads.model import WorkloadError
-from workloads.moe import moe_ffn
+from workloads.moe import expert_home_order, moe_ffn
 from workloads.spec import RunSpec
 
 
@@ -50,6 +51,30 @@ class ModelBuilder(PhaseBuilder):
         if self.m.moe(i):
             return moe_ffn(self, i, x, after)
         return super().ffn(i, x, after)
+
+    def build(self) -> nx.DiGraph:
+        G = super().build()
+        experts = expert_home_order(self.spec) if self.m.n_experts else []
+        G.graph["weight_bytes"] = home_order(G, experts)
+        return G
+
+
+def home_order(G: nx.DiGraph, experts: list[str]) -> dict[str, int]:
+    """G's weight_bytes in the order placement homes them: the weights G reads, in order of
+    first use, but the routed experts; then the experts, in the order given (hottest first);
+    then any other weight G does not read (an LM head a prefill-only run never runs)."""
+    stored: dict[str, int] = G.graph["weight_bytes"]
+    later = set(experts)
+    order: dict[str, int] = {}
+    for _, a in G.nodes(data=True):
+        for t in a["reads"]:
+            if t.cls == "weight" and t.name not in order and t.name not in later:
+                order[t.name] = stored[t.name]
+    for name in experts:
+        order[name] = stored[name]
+    for name, b in stored.items():
+        order.setdefault(name, b)
+    return order
 
 
 def n_phases(spec: RunSpec) -> int:

@@ -334,8 +334,8 @@ def _norm_shapes(cfg: ModelConfig, prefix: str) -> dict[str, tuple[int, ...]]:
 @dataclass(frozen=True, slots=True)
 class Precision:
     """Storage dtype per tensor class; each one of sim.opgraph.DTYPES. `embeddings`: the
-    dtype of EMBEDDING_WEIGHTS (None: `weights`'), for a quantized checkpoint that keeps its
-    embedding table and LM head in 16 bits."""
+    dtype of EMBEDDING_WEIGHTS and of 1-D weights (None: `weights`'), for a quantized
+    checkpoint that keeps its embedding table, LM head, norms and biases in 16 bits."""
 
     weights: str = "bf16"
     activations: str = "bf16"
@@ -353,9 +353,11 @@ class Precision:
     def uniform(cls, dtype: str) -> Precision:
         return cls(dtype, dtype, dtype)
 
-    def of_weight(self, name: str) -> str:
-        """The stored dtype of weight `name`."""
-        if self.embeddings is not None and name in EMBEDDING_WEIGHTS:
+    def of_weight(self, name: str, shape: tuple[int, ...]) -> str:
+        """The stored dtype of weight `name` of `shape`: `embeddings` for the tables and LM
+        head and for vectors (norms, biases), which a quantized checkpoint keeps in 16 bits,
+        when it is set; else `weights`."""
+        if self.embeddings is not None and (name in EMBEDDING_WEIGHTS or len(shape) == 1):
             return self.embeddings
         return self.weights
 

@@ -35,6 +35,7 @@ import numpy as np
 from sim.opgraph import Tensor
 from workloads.block import FLOPS_PER_ELEMENT, PhaseBuilder, StepRule
 from workloads.model import compute_dtype, tensor_bytes
+from workloads.spec import RunSpec
 
 
 class _Experts:
@@ -50,6 +51,19 @@ class _Experts:
         if step != self._step:
             self._routes, self._step = self.spec.route(step), step
         return self._routes[self.layers[layer]]
+
+
+def expert_home_order(spec: RunSpec) -> list[str]:
+    """The routed experts' weights in the order placement should home them: the most often
+    chosen first (Routing.popularity), rank by rank across the MoE layers, so that a tier
+    too small for all of them leaves the coldest experts to the next one, as a runtime that
+    places experts by their router's statistics would."""
+    m = spec.model
+    layers = m.moe_layers
+    order = spec.routing.popularity(layers, m.n_experts)
+    return [f"h{layer}.moe.e{int(e)}.{proj}.weight" for r in range(m.n_experts)
+            for layer, experts in zip(layers, order, strict=True) for e in (experts[r],)
+            for proj in ("gate", "up", "down")]
 
 
 def moe_ffn(b: PhaseBuilder, i: int, x: Tensor, after: tuple[str, ...]) -> tuple[Tensor, str]:

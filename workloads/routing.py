@@ -93,10 +93,8 @@ class Routing:
             counts = np.full(n, base, dtype=np.int64)
             counts[:extra] += 1
             return [(np.sort(rng.choice(n_experts, n, replace=False)), counts) for _ in layers]
-        ranks = np.random.default_rng(np.random.SeedSequence([self.seed, 0]))
         out = []
-        for _ in layers:  # layer by layer, so that its ranks stay the same for every step
-            perm = ranks.permutation(n_experts)  # perm[r]: the expert of rank r + 1
+        for perm in self._ranks(len(layers), n_experts):  # perm[r]: the expert of rank r + 1
             logp = np.empty(n_experts)
             logp[perm] = -self.skew * np.log(np.arange(1, n_experts + 1))
             counts = np.zeros(n_experts, dtype=np.int64)
@@ -109,6 +107,29 @@ class Routing:
             ids = np.flatnonzero(counts)
             out.append((ids, counts[ids]))
         return out
+
+
+    def _ranks(self, n_layers: int, n_experts: int) -> list[np.ndarray]:
+        """zipf: each MoE layer's experts by rank (a seeded permutation, the same every step)."""
+        ranks = np.random.default_rng(np.random.SeedSequence([self.seed, 0]))
+        return [ranks.permutation(n_experts) for _ in range(n_layers)]
+
+    def popularity(self, layers: tuple[int, ...], n_experts: int) -> list[np.ndarray]:
+        """Each MoE layer's experts, the most often chosen first: zipf's ranks; for a trace,
+        by the tokens it routes to each over every step (ties by id); uniform: by id."""
+        if self.kind == "zipf":
+            return self._ranks(len(layers), n_experts)
+        if self.kind == "file":
+            assert self.trace is not None
+            out = []
+            for layer in layers:
+                counts = np.zeros(n_experts, dtype=np.int64)
+                for by in self.trace.steps.values():
+                    if layer in by:
+                        counts += np.bincount(by[layer].ravel(), minlength=n_experts)
+                out.append(np.argsort(-counts, kind="stable"))
+            return out
+        return [np.arange(n_experts) for _ in layers]
 
 
 def expected_experts(n_experts: int, top_k: int, tokens: int) -> int:
