@@ -180,8 +180,10 @@ def cmd_list(argv: list[str]) -> int:
 
     print("workloads (--workload NAME, or a Hugging Face config.json path)")
     for name, m in workloads.PRESETS.items():
-        print(f"  {name:<14} {m.arch}, {m.n_layers} layers, d_model {m.d_model}, "
-              f"{m.n_params:,} parameters")
+        moe = (f" ({m.n_experts} experts, top {m.top_k}; {m.active_params:,} active)"
+               if m.n_experts else "")
+        print(f"  {name:<17} {m.arch}, {m.n_layers} layers, d_model {m.d_model}, "
+              f"{m.n_params:,} parameters{moe}")
     print("hierarchies (--hier NAME, or a path)")
     for path in bundled.hierarchy_files():
         print(f"  {path.name:<24} {bundled.describe_file(path)}")

@@ -1,13 +1,17 @@
 """Op graphs of a run, phase by phase (see workloads/spec.py for the run semantics).
 
-Every graph honours sim/opgraph.py. Node names: "embed", "pos_embed", "type_embed",
-"embed_norm", per layer i "h{i}.norm1", "h{i}.attn.qkv", "h{i}.attn.rotary",
+Every graph honours sim/opgraph.py. Node names: "embed", "embed_scale" (Gemma), "pos_embed",
+"type_embed", "embed_norm", per layer i "h{i}.norm1", "h{i}.attn.qkv", "h{i}.attn.rotary",
 "h{i}.attn.score", "h{i}.attn.softmax", "h{i}.attn.value", "h{i}.attn.out",
-"h{i}.attn.all_reduce", "h{i}.attn.residual", "h{i}.norm2", "h{i}.mlp.gate", "h{i}.mlp.up",
-"h{i}.mlp.act", "h{i}.mlp.down", "h{i}.mlp.all_reduce", "h{i}.mlp.residual" (GPT-J:
-one "h{i}.residual"), then "final_norm", "lm_head", "pooler", "pooler.tanh". Op types
-(`op`): embedding, pos_embedding, norm, qkv, rotary, attn_score, softmax, attn_value,
-attn_out, all_reduce, residual, ffn_gate, ffn_up, activation, ffn_down, lm_head, pooler.
+"h{i}.attn.all_reduce", "h{i}.attn.post_norm" (Gemma 2), "h{i}.attn.residual", "h{i}.norm2",
+"h{i}.mlp.gate", "h{i}.mlp.up", "h{i}.mlp.act", "h{i}.mlp.down", "h{i}.mlp.all_reduce",
+"h{i}.mlp.post_norm", "h{i}.mlp.residual" (a parallel block: one "h{i}.residual"), then
+"final_norm", "lm_head", "lm_head.softcap" (Gemma 2), "pooler", "pooler.tanh"; the MLA
+attention of workloads/mla.py and the mixture-of-experts FFN ("h{i}.moe.*") of
+workloads/moe.py have their own. Op types (`op`): embedding, pos_embedding, norm, qkv, rotary,
+attn_score, softmax, attn_value, attn_out, all_reduce, residual, ffn_gate, ffn_up, activation,
+ffn_down, lm_head, pooler; MLA: q_down, q_up, q_proj, kv_down, q_absorb, v_up; MoE: router,
+route, experts_up, experts_down, shared_gate, shared_up, shared_down, combine.
 
 Tensor parallel (tp = N): the graph of one device. Column-parallel qkv, ffn_up, ffn_gate;
 row-parallel attn_out and ffn_down, each followed by an "all_reduce" collective of the

@@ -1,6 +1,6 @@
 """Hugging Face `config.json` -> ModelConfig, read offline, for the model_types in MAPPERS.
 
-Normalise, validate, construct: each key is read once through `_Reader`, which raises
+Normalise, validate, construct: each key is read once through `Reader`, which raises
 HFConfigError naming the file, the key, the value and what was expected. A key is read when it
 changes shapes, bytes or FLOPs; a value that would change them in a way memwall does not model
 is refused with its key, never approximated:
@@ -31,140 +31,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sim.errors import MemwallError
-from workloads.model import Activation, ModelConfig, WorkloadError
+from workloads.hf_reader import GELUS, ROPE_TYPES, HFConfigError, Reader
+from workloads.model import ModelConfig, WorkloadError
 
-_GELUS = ("gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh", "gelu_python", "quick_gelu")
-#: rope_scaling types: each changes the rotary frequencies only, never a shape or a FLOP count
-ROPE_TYPES = ("default", "linear", "dynamic", "yarn", "longrope", "su", "llama3")
+__all__ = ["MAPPERS", "QUANT_METHODS", "ROPE_TYPES", "HFConfigError", "from_hf_config",
+           "parse_hf_config"]
+
 #: quantization_config quant_method -> the weight dtype it stores
 QUANT_METHODS = {"awq": "int4", "gptq": "int4", "fp8": "fp8"}
 AWQ_GPTQ_GROUP_BITS = 20  # an fp16 scale and a packed 4-bit zero point per group
 
 
-class HFConfigError(MemwallError):
-    """A config.json that cannot be mapped: file, key, value and what was expected."""
-
-
-class _Reader:
-    def __init__(self, path: str, raw: dict[str, Any]) -> None:
-        self.path, self.raw = path, raw
-        self.model_type = raw.get("model_type")
-
-    def fail(self, key: str, value: object, expected: str) -> HFConfigError:
-        return HFConfigError(f"{self.path}: key {key!r} = {value!r}: expected {expected}")
-
-    def get(self, key: str, *aliases: str) -> object:
-        for k in (key, *aliases):
-            if k in self.raw:
-                return self.raw[k]
-        return None
-
-    def integer(self, key: str, default: int | None = None, *aliases: str) -> int:
-        found = next((k for k in (key, *aliases) if k in self.raw), None)
-        value = self.raw[found] if found is not None else default
-        if value is None and found is None:
-            raise HFConfigError(f"{self.path}: missing key {key!r}: expected a positive int "
-                                f"for model_type {self.model_type!r}")
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise self.fail(found or key, value, "a positive int")
-        return value
-
-    def opt_int(self, key: str, default: int) -> int:
-        """`key` if set (not null), else `default` (which may be 0)."""
-        return default if self.raw.get(key) is None else self.integer(key)
-
-    def flag(self, key: str, default: bool) -> bool:
-        value = self.raw.get(key, default)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            raise self.fail(key, value, "true or false")
-        return value
-
-    def number(self, key: str, default: float) -> float:
-        value = self.raw.get(key, default)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
-            raise self.fail(key, value, "a number in (0, 1]")
-        return float(value)
-
-    def choice(self, key: str, default: str, allowed: tuple[str, ...]) -> str:
-        value = self.raw.get(key, default)
-        if value not in allowed:
-            raise self.fail(key, value, f"one of {', '.join(allowed)}")
-        return value
-
-    def refuse(self, key: str, allowed: tuple[object, ...], why: str) -> None:
-        """Refuse `key` unless it is absent or one of `allowed` (a feature not modelled)."""
-        if key in self.raw and self.raw[key] not in allowed:
-            shown = " or ".join(json.dumps(a) for a in allowed)
-            raise self.fail(key, self.raw[key], f"{shown} ({why} is not modelled)")
-
-    def gelu_or_relu(self, key: str, default: str) -> Activation:
-        value = self.choice(key, default, (*_GELUS, "relu"))
-        return "relu" if value == "relu" else "gelu"
-
-    def heads(self, d: int, heads: int, d_key: str, h_key: str) -> int:
-        """d_head: head_dim when the config gives it, else d_model / heads."""
-        if self.raw.get("head_dim") is not None:
-            return self.integer("head_dim")
-        if d % heads:
-            raise self.fail(h_key, heads, f"a divisor of {d_key} = {d}")
-        return d // heads
-
-    def kv_heads(self, key: str, heads: int, h_key: str = "num_attention_heads") -> int:
-        kv = self.opt_int(key, heads)
-        if heads % kv:
-            raise self.fail(key, kv, f"a divisor of {h_key} = {heads}")
-        return kv
-
-    def rotary(self, dh: int, key: str, value: float) -> int:
-        """Rotated dims per head for a fraction `value` of d_head (`key` names it)."""
-        rot = int(dh * value)
-        if rot < 2 or rot % 2:
-            raise self.fail(key, value, f"a fraction of head dim {dh} giving an even number "
-                                        "of rotated dims")
-        return 0 if rot == dh else rot
-
-    def rope_scaling(self) -> None:
-        rs = self.raw.get("rope_scaling")
-        if rs is None:
-            return
-        if not isinstance(rs, dict):
-            raise self.fail("rope_scaling", rs, "null or an object")
-        kind_key = "rope_type" if "rope_type" in rs else "type"
-        kind = rs.get(kind_key, "default")
-        if kind not in ROPE_TYPES:
-            raise self.fail(f"rope_scaling.{kind_key}", kind,
-                            f"one of {', '.join(ROPE_TYPES)} (a type memwall does not know "
-                            "may change shapes)")
-
-    def window(self, key: str = "sliding_window") -> int:
-        """A window over every layer: 0 when the key is absent or null."""
-        return self.opt_int(key, 0)
-
-    def layer_types(self, n_layers: int, window: int, global_every: int) -> None:
-        """Check a `layer_types` list (newer configs) against the window pattern mapped."""
-        types = self.raw.get("layer_types")
-        if types is None:
-            return
-        if not isinstance(types, list) or len(types) != n_layers:
-            raise self.fail("layer_types", types, f"a list of {n_layers} layer types")
-        want = ["full_attention" if not window or (
-            global_every and i % global_every == global_every - 1) else "sliding_attention"
-                for i in range(n_layers)]
-        if types != want:
-            pattern = ("all full_attention" if not window else
-                       "all sliding_attention" if not global_every else
-                       f"full_attention every {global_every}th layer, sliding_attention "
-                       "otherwise")
-            raise self.fail("layer_types", types, f"{pattern}, as its sliding_window says "
-                                                  "(other patterns are not modelled)")
-
-
-def _gpt2(r: _Reader) -> dict[str, Any]:
+def _gpt2(r: Reader) -> dict[str, Any]:
     d = r.integer("n_embd")
     heads = r.integer("n_head")
     return dict(arch="decoder", n_layers=r.integer("n_layer"), d_model=d, n_heads=heads,
@@ -177,7 +55,7 @@ def _gpt2(r: _Reader) -> dict[str, Any]:
                 mlp_bias=True, fused_qkv=True)
 
 
-def _bert(r: _Reader) -> dict[str, Any]:
+def _bert(r: Reader) -> dict[str, Any]:
     d, heads = r.integer("hidden_size"), r.integer("num_attention_heads")
     return dict(arch="encoder", n_layers=r.integer("num_hidden_layers"), d_model=d, n_heads=heads,
                 n_kv_heads=heads, d_head=_head(r, d, heads, "hidden_size",
@@ -190,7 +68,7 @@ def _bert(r: _Reader) -> dict[str, Any]:
                 type_vocab=r.integer("type_vocab_size", 2), pooler=True)
 
 
-def _llama(r: _Reader) -> dict[str, Any]:  # also the base of Mistral, Qwen2, Phi-3, Mixtral
+def _llama(r: Reader) -> dict[str, Any]:  # also the base of Mistral, Qwen2, Phi-3, Mixtral
     d, heads = r.integer("hidden_size"), r.integer("num_attention_heads")
     r.choice("hidden_act", "silu", ("silu", "swish"))
     r.rope_scaling()
@@ -204,14 +82,14 @@ def _llama(r: _Reader) -> dict[str, Any]:  # also the base of Mistral, Qwen2, Ph
                 attn_bias=r.flag("attention_bias", False), mlp_bias=r.flag("mlp_bias", False))
 
 
-def _mistral(r: _Reader) -> dict[str, Any]:
+def _mistral(r: Reader) -> dict[str, Any]:
     f = _llama(r)
     f["sliding_window"] = r.window()
     r.layer_types(f["n_layers"], f["sliding_window"], 0)
     return f
 
 
-def _qwen2(r: _Reader) -> dict[str, Any]:
+def _qwen2(r: Reader) -> dict[str, Any]:
     r.refuse("use_sliding_window", (False,), "Qwen2's window on layers past max_window_layers")
     f = _llama(r)
     f.update(attn_bias=False, qkv_bias=True)  # Qwen2Attention: q, k, v biased; o not
@@ -219,7 +97,7 @@ def _qwen2(r: _Reader) -> dict[str, Any]:
     return f
 
 
-def _phi3(r: _Reader) -> dict[str, Any]:
+def _phi3(r: Reader) -> dict[str, Any]:
     f = _llama(r)
     f["fused_qkv"] = True  # qkv_proj; gate_up_proj holds the gate and up weights (same bytes)
     f["sliding_window"] = r.window()
@@ -229,11 +107,11 @@ def _phi3(r: _Reader) -> dict[str, Any]:
     return f
 
 
-def _gemma(r: _Reader) -> dict[str, Any]:
+def _gemma(r: Reader) -> dict[str, Any]:
     d, heads = r.integer("hidden_size"), r.integer("num_attention_heads")
     act = r.get("hidden_activation", "hidden_act") or "gelu_pytorch_tanh"
-    if act not in _GELUS:
-        raise r.fail("hidden_activation", act, f"one of {', '.join(_GELUS)}")
+    if act not in GELUS:
+        raise r.fail("hidden_activation", act, f"one of {', '.join(GELUS)}")
     r.rope_scaling()
     return dict(arch="decoder", n_layers=r.integer("num_hidden_layers"), d_model=d, n_heads=heads,
                 n_kv_heads=r.kv_heads("num_key_value_heads", heads),
@@ -244,7 +122,7 @@ def _gemma(r: _Reader) -> dict[str, Any]:
                 attn_bias=r.flag("attention_bias", False), mlp_bias=False, embed_scale=True)
 
 
-def _gemma2(r: _Reader) -> dict[str, Any]:
+def _gemma2(r: Reader) -> dict[str, Any]:
     f = _gemma(r)
     window = r.opt_int("sliding_window", 0)
     f.update(sandwich_norms=True, sliding_window=window, global_every=2 if window else 0,
@@ -254,7 +132,7 @@ def _gemma2(r: _Reader) -> dict[str, Any]:
     return f
 
 
-def _gptj(r: _Reader) -> dict[str, Any]:
+def _gptj(r: Reader) -> dict[str, Any]:
     d, heads = r.integer("n_embd"), r.integer("n_head")
     dh = _head(r, d, heads, "n_embd", "n_head")
     rot = r.opt_int("rotary_dim", dh)
@@ -269,7 +147,7 @@ def _gptj(r: _Reader) -> dict[str, Any]:
                 mlp_bias=True, block="parallel", rotary_dims=rot, lm_head_bias=True)
 
 
-def _gpt_neox(r: _Reader) -> dict[str, Any]:
+def _gpt_neox(r: Reader) -> dict[str, Any]:
     d, heads = r.integer("hidden_size"), r.integer("num_attention_heads")
     dh = _head(r, d, heads, "hidden_size", "num_attention_heads")
     parallel = r.flag("use_parallel_residual", True)
@@ -284,7 +162,7 @@ def _gpt_neox(r: _Reader) -> dict[str, Any]:
                 block="parallel" if parallel else "pre_norm", parallel_mlp_norm=parallel)
 
 
-def _falcon(r: _Reader) -> dict[str, Any]:  # also RefinedWeb, RefinedWebModel (remote code)
+def _falcon(r: Reader) -> dict[str, Any]:  # also RefinedWeb, RefinedWebModel (remote code)
     d = r.integer("hidden_size")
     heads = r.integer("num_attention_heads", None, "n_head")
     r.refuse("alibi", (False,), "ALiBi attention")
@@ -313,7 +191,7 @@ def _falcon(r: _Reader) -> dict[str, Any]:  # also RefinedWeb, RefinedWebModel (
                 parallel_mlp_norm=parallel and norms == 2)
 
 
-def _opt(r: _Reader) -> dict[str, Any]:
+def _opt(r: Reader) -> dict[str, Any]:
     d, heads = r.integer("hidden_size"), r.integer("num_attention_heads")
     if r.opt_int("word_embed_proj_dim", d) != d:  # opt-350m's project_in / project_out
         raise r.fail("word_embed_proj_dim", r.raw["word_embed_proj_dim"],
@@ -331,14 +209,14 @@ def _opt(r: _Reader) -> dict[str, Any]:
                 attn_bias=bias, mlp_bias=bias, pos_offset=2)  # OPTLearnedPositionalEmbedding
 
 
-def _mixtral(r: _Reader) -> dict[str, Any]:
+def _mixtral(r: Reader) -> dict[str, Any]:
     f = _mistral(r)
     f.update(n_experts=r.integer("num_local_experts"), top_k=r.integer("num_experts_per_tok"),
              d_ff_expert=f["d_ff"])
     return f
 
 
-def _qwen2_moe(r: _Reader) -> dict[str, Any]:
+def _qwen2_moe(r: Reader) -> dict[str, Any]:
     r.refuse("decoder_sparse_step", (1,), "a dense FFN between sparse ones")
     r.refuse("mlp_only_layers", ([],), "dense FFN layers among the sparse ones")
     f = _qwen2(r)
@@ -349,7 +227,7 @@ def _qwen2_moe(r: _Reader) -> dict[str, Any]:
     return f
 
 
-def _deepseek(r: _Reader) -> dict[str, Any]:  # deepseek_v2, deepseek_v3
+def _deepseek(r: Reader) -> dict[str, Any]:  # deepseek_v2, deepseek_v3
     r.refuse("attention_bias", (False,), "a biased MLA projection")
     r.refuse("moe_layer_freq", (1,), "a dense FFN between MoE ones")
     r.choice("hidden_act", "silu", ("silu", "swish"))
@@ -373,13 +251,13 @@ def _deepseek(r: _Reader) -> dict[str, Any]:  # deepseek_v2, deepseek_v3
     return f
 
 
-def _head(r: _Reader, d: int, heads: int, d_key: str, h_key: str) -> int:
+def _head(r: Reader, d: int, heads: int, d_key: str, h_key: str) -> int:
     if d % heads:
         raise r.fail(h_key, heads, f"a divisor of {d_key} = {d}")
     return d // heads
 
 
-def _quantization(r: _Reader) -> dict[str, Any]:
+def _quantization(r: Reader) -> dict[str, Any]:
     """The weight dtype and int4 groups of a quantized checkpoint (quantization_config)."""
     q = r.raw.get("quantization_config")
     if q is None:
@@ -403,7 +281,7 @@ def _quantization(r: _Reader) -> dict[str, Any]:
             "quant_group_bits": AWQ_GPTQ_GROUP_BITS}
 
 
-MAPPERS: dict[str, Callable[[_Reader], dict[str, Any]]] = {
+MAPPERS: dict[str, Callable[[Reader], dict[str, Any]]] = {
     "gpt2": _gpt2, "bert": _bert, "llama": _llama, "mistral": _mistral, "gptj": _gptj,
     "opt": _opt, "qwen2": _qwen2, "gemma": _gemma, "gemma2": _gemma2, "phi3": _phi3,
     "falcon": _falcon, "RefinedWeb": _falcon, "RefinedWebModel": _falcon,
@@ -431,7 +309,7 @@ def parse_hf_config(text: str, source: str, name: str) -> ModelConfig:
                             f"(column {err.colno})") from None
     if not isinstance(raw, dict):
         raise HFConfigError(f"{source}: top level is {type(raw).__name__}: expected an object")
-    r = _Reader(source, raw)
+    r = Reader(source, raw)
     if "model_type" not in raw:
         raise HFConfigError(f"{source}: missing key 'model_type': expected one of "
                             f"{', '.join(MAPPERS)}")
