@@ -166,9 +166,13 @@ def test_families_map_their_features() -> None:
     assert (neox.rotated_dims, neox.block, neox.parallel_mlp_norm) == (24, "parallel", True)
     v3 = load["DeepSeek-V3"]
     assert (v3.kv_lora_rank, v3.q_lora_rank, v3.rotary_dims, v3.dense_layers, v3.router_bias,
-            v3.weight_dtype) == (512, 1536, 64, 3, True, "fp8")
+            v3.sigmoid_router, v3.weight_dtype) == (512, 1536, 64, 3, True, True, "fp8")
     lite = load["DeepSeek-V2-Lite"]
-    assert (lite.q_lora_rank, lite.d_ff_shared, lite.router_bias) == (0, 2 * 1408, False)
+    assert (lite.q_lora_rank, lite.d_ff_shared, lite.router_bias, lite.sigmoid_router) == (
+        0, 2 * 1408, False, False)
+    route = build_phase(RunSpec(dataclasses.replace(v3, n_layers=4), prompt_len=2, gen_len=2),
+                        1).nodes["h3.moe.route"]
+    assert route["flops"] == 4 * 1 * 256  # a sigmoid per expert score
     q = load["Qwen1.5-MoE-A2.7B"]
     assert (q.n_experts, q.top_k, q.d_ff_shared, q.shared_gate) == (60, 4, 5632, True)
 

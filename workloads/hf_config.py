@@ -14,8 +14,8 @@ Keys that change none of them are ignored, among them: every dropout, initialize
 torch_dtype (the run's --weight-dtype, bf16 by default, sets the bytes, or the
 quantization_config); rope_theta, and rope_scaling's factors (frequencies only); Gemma 2's
 query_pre_attn_scalar and cache_implementation; Phi-3's original_max_position_embeddings;
-the routers' norm_topk_prob, routed_scaling_factor, scoring_func (softmax and sigmoid both
-counted as the softmax's 5 FLOPs per score), n_group and topk_group (group-limited routing
+the routers' norm_topk_prob and routed_scaling_factor (k weights per token rescaled, as
+uncounted as the top-k selection), n_group and topk_group (group-limited routing
 restricts which experts a token may pick, not how many: the run's --routing decides which),
 ep_size, aux-loss and jitter settings; DeepSeek-V3's num_nextn_predict_layers (the
 multi-token-prediction module is not run in plain decoding, and its 14B parameters are not
@@ -247,7 +247,9 @@ def _deepseek(r: Reader) -> dict[str, Any]:  # deepseek_v2, deepseek_v3
         f.update(n_experts=r.integer("n_routed_experts"), top_k=r.integer("num_experts_per_tok"),
                  d_ff_expert=moe, d_ff_shared=moe * r.opt_int("n_shared_experts", 0),
                  dense_layers=r.opt_int("first_k_dense_replace", 0),
-                 router_bias=r.raw.get("topk_method") == "noaux_tc")  # e_score_correction_bias
+                 router_bias=r.raw.get("topk_method") == "noaux_tc",  # e_score_correction_bias
+                 sigmoid_router=r.choice("scoring_func", "softmax",
+                                         ("softmax", "sigmoid")) == "sigmoid")
     return f
 
 

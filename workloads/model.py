@@ -96,6 +96,7 @@ class ModelConfig:
     shared_gate: bool = False  # Qwen2-MoE: a sigmoid gate (1, d) on the shared experts
     dense_layers: int = 0  # the first layers keep a dense FFN (DeepSeek's first_k_dense)
     router_bias: bool = False  # DeepSeek-V3: a bias per expert on the routing scores
+    sigmoid_router: bool = False  # DeepSeek-V3: sigmoid scores (4 FLOPs each), not softmax (5)
     kv_lora_rank: int = 0  # MLA: the compressed latent cached per position; 0: not MLA
     q_lora_rank: int = 0  # MLA: the query's low-rank projection (0: a full q projection)
     v_head_dim: int = 0  # MLA: value head dim (d_head is the query/key head dim)
@@ -142,7 +143,8 @@ class ModelConfig:
                                 f"1 <= top_k ({self.top_k}) <= n_experts, d_ff_expert >= 1 and "
                                 "a gated activation (swiglu or geglu)")
         if not self.n_experts and (self.top_k or self.d_ff_expert or self.d_ff_shared
-                                   or self.dense_layers or self.router_bias):
+                                   or self.dense_layers or self.router_bias
+                                   or self.sigmoid_router):
             raise WorkloadError(f"model {self.name!r}: expert settings without n_experts")
         if self.kv_lora_rank and not (self.positions == "rotary" and self.v_head_dim
                                       and 0 < self.rotary_dims < self.d_head

@@ -19,7 +19,8 @@ Ops of layer i, after its norm (x: (B, T, d), N = B x T token rows, k = top_k, f
 phase); their `parts` are one GEMM per chosen expert, M_e rows each, so each is timed by its
 own shape, and MOPs count each at its own boundary (an expert reads its M_e token rows). They
 change per decode step (a StepRule): layers whose routing is alike at every step (uniform)
-share a rule key. FLOPs: router 2 N d E (+ N E); route 5 N E (top-k selection not counted);
+share a rule key. FLOPs: router 2 N d E (+ N E); route 5 N E, a softmax (DeepSeek-V3's sigmoid
+4 N E; top-k selection, and scaling or renormalising the k weights, not counted);
 up 2 N k d 2 f; act per element (swiglu 5, geglu 9) x N k f; down 2 N k f d; combine
 2 N k d, plus N d to add the shared experts' output and, for Qwen2-MoE's gate, N d to scale it
 and 4 N for the sigmoid. Tensor parallel: each expert split like a dense FFN (see
@@ -88,7 +89,8 @@ def moe_ffn(b: PhaseBuilder, i: int, x: Tensor, after: tuple[str, ...]) -> tuple
             combine_after.append(p + "shared_scale")
             shared_flops += N * d + 4 * N
     weights = b.act(p + "route.out", (b.d.B, b.d.T, k))
-    b.add(p + "route", "vector", "route", i, FLOPS_PER_ELEMENT["softmax"] * N * E, b.adt,
+    per_score = 4 if m.sigmoid_router else FLOPS_PER_ELEMENT["softmax"]  # sigmoid: 4
+    b.add(p + "route", "vector", "route", i, per_score * N * E, b.adt,
           (logits,), (weights,), (p + "router",))
     hidden = b.act(p + "up.out", (N * k, 2 * f))
     act = b.act(p + "act.out", (N * k, f))

@@ -110,7 +110,8 @@ _TABLE: tuple[tuple, ...] = (
           dense_layers=1)),
     ("deepseek-v3", _DEEPSEEK, 61, 7168, 128, 128, 192, 18432, 129280, 163840,  # 671,026,419,200
      dict(q_lora_rank=1536, n_experts=256, top_k=8, d_ff_expert=2048,            # 37,552,297,472
-          d_ff_shared=2048, dense_layers=3, router_bias=True, weight_dtype="fp8")),
+          d_ff_shared=2048, dense_layers=3, router_bias=True, sigmoid_router=True,
+          weight_dtype="fp8")),
 )
 # fmt: on
 
