@@ -25,6 +25,7 @@ from workloads import (
     RoutingError,
     RunSpec,
     build_phase,
+    describe,
     final_phase,
     parse_routing,
 )
@@ -293,3 +294,23 @@ def test_sweep_workloads_take_the_routing(tmp_path: Path) -> None:
     assert a.weight_dtype is None  # the model's, else bf16
     with pytest.raises(SweepError, match=r"s.yaml:3: workloads\[0\].seed"):
         parse_sweep(text.replace("seed: 4", "seed: -4"), str(tmp_path / "s.yaml"))
+
+
+@pytest.mark.parametrize("name", ["mixtral-8x7b", "deepseek-v2-lite", "gemma2-9b"])
+def test_accounting_and_engines_agree_on_the_new_families(name: str) -> None:
+    m = dataclasses.replace(PRESETS[name], n_layers=2, **(
+        {"dense_layers": 1} if PRESETS[name].dense_layers else {}))
+    kw = dict(batch=4, prompt_len=6, gen_len=5, routing="zipf:1.1", fusion="none")
+    des = memwall.simulate(m, "hbm_accel_tiered", prefetch_depth=0, **kw)
+    analytic = memwall.simulate(m, "hbm_accel_tiered", engine="analytic", **kw)
+    assert des.total_s == pytest.approx(analytic.total_s, rel=0.01)
+    ahead = memwall.simulate(m, "hbm_accel_tiered", **kw)
+    assert ahead.total_s >= ahead.bound_s * (1 - 1e-9)
+    assert ahead.compute_s + sum(ahead.stall_s.values()) == pytest.approx(ahead.total_s,
+                                                                          rel=1e-6)
+    assert (ahead.flops, ahead.mops_bytes) == (des.flops, des.mops_bytes)
+    fused = memwall.simulate(m, "hbm_accel_tiered", **{**kw, "fusion": "fused"})
+    counted = describe(memwall.request(m, "hbm_accel", **{k: v for k, v in kw.items()
+                                                         if k != "fusion"}).spec)
+    assert (counted["flops"], counted["mops_bytes"]) == (des.flops, des.mops_bytes) == (
+        fused.flops, fused.mops_bytes)  # parts at their own boundary, fused or not
