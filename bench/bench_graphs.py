@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from workloads import PRESETS, RunSpec, build_phase, phases, run_counts  # noqa: E402
 
 CASES = (  # (preset, prompt_len, decode steps)
-    ("llama2-70b", 1, 4096),
+    ("llama2-70b", 1, 4095),  # 4096 positions: the most its max_position_embeddings allow
     ("gpt2", 1, 1023),  # GPT-2's 1024 learned positions allow 1023 decode steps after 1
 )
 

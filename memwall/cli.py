@@ -59,10 +59,21 @@ def _workload_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt-len", type=int, default=128, help="prompt tokens (default 128)")
     p.add_argument("--gen-len", type=int, default=None,
                    help="tokens to generate (default 128 for decoders, 0 for encoders)")
-    p.add_argument("--weight-dtype", choices=DTYPE_CHOICES, default="bf16")
+    p.add_argument("--weight-dtype", choices=DTYPE_CHOICES, default=None,
+                   help="every weight's dtype (default: a quantized checkpoint's own, else "
+                        "bf16)")
     p.add_argument("--act-dtype", choices=DTYPE_CHOICES, default="bf16")
     p.add_argument("--kv-dtype", choices=DTYPE_CHOICES, default="bf16")
     p.add_argument("--tp", type=int, default=1, help="tensor-parallel devices (default 1)")
+    p.add_argument("--routing", default="uniform", metavar="uniform|zipf:S",
+                   help="mixture of experts: which experts routers pick; uniform (the expected "
+                        "number of distinct experts) or zipf:S (skewed, exponent S); default "
+                        "uniform")
+    p.add_argument("--routing-file", metavar="TRACE.csv", default=None,
+                   help="mixture of experts: a recorded routing trace (step,layer,token,"
+                        "expert...) in place of --routing")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the random routing draws (default 0)")
     p.add_argument("--json", metavar="PATH", help="write the summary as JSON ('-' for stdout)")
 
 
@@ -101,7 +112,8 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     """The run settings of parsed workload flags, as memwall.inputs takes them."""
     return {"batch": args.batch, "prompt_len": args.prompt_len, "gen_len": args.gen_len,
             "weight_dtype": args.weight_dtype, "act_dtype": args.act_dtype,
-            "kv_dtype": args.kv_dtype, "tp": args.tp}
+            "kv_dtype": args.kv_dtype, "tp": args.tp, "routing": args.routing,
+            "routing_file": args.routing_file, "seed": args.seed}
 
 
 def _outputs(*given: tuple[str, str | None]) -> None:
@@ -174,8 +186,10 @@ def cmd_list(argv: list[str]) -> int:
 
     print("workloads (--workload NAME, or a Hugging Face config.json path)")
     for name, m in workloads.PRESETS.items():
-        print(f"  {name:<14} {m.arch}, {m.n_layers} layers, d_model {m.d_model}, "
-              f"{m.n_params:,} parameters")
+        moe = (f" ({m.n_experts} experts, top {m.top_k}; {m.active_params:,} active)"
+               if m.n_experts else "")
+        print(f"  {name:<17} {m.arch}, {m.n_layers} layers, d_model {m.d_model}, "
+              f"{m.n_params:,} parameters{moe}")
     print("hierarchies (--hier NAME, or a path)")
     for path in bundled.hierarchy_files():
         print(f"  {path.name:<24} {bundled.describe_file(path)}")

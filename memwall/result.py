@@ -35,7 +35,9 @@ class RunResult:
     tp: int
     runtime: str  # the software stack's name (runtimes/<name>.yaml)
     fusion: str
-    precision: Mapping[str, str]  # weights, activations, kv_cache
+    precision: Mapping[str, str]  # weights, activations, kv_cache (, embeddings)
+    routing: str | None  # uniform, zipf:S or file (a mixture of experts; None otherwise)
+    seed: int | None  # of the random routing draws (None: dense, or a routing file)
     prefetch_depth: int
     overlap: bool
     params: int

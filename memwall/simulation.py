@@ -36,10 +36,11 @@ def simulate(workload: Any, hierarchy: Any, *, records: bool = False,
     `hierarchy` (a Hierarchy, a bundled name, a path, YAML text or a mapping).
 
     `settings` are the command line's flags as keywords, with its defaults: batch,
-    prompt_len (128), gen_len (128 for a decoder), weight_dtype, act_dtype, kv_dtype (bf16),
-    tp, engine ("des" or "analytic"), runtime (the hierarchy's default), fusion and
-    prefetch_depth (the runtime's), overlap, and overrides (a mapping or "PATH=VALUE" texts,
-    as --set; paths starting with "runtime." change the runtime). `records=True` keeps every op
+    prompt_len (128), gen_len (128 for a decoder), weight_dtype (the model's, else bf16),
+    act_dtype, kv_dtype (bf16), tp, engine ("des" or "analytic"), runtime (the hierarchy's
+    default), fusion and prefetch_depth (the runtime's), overlap, routing ("uniform" or
+    "zipf:S"), routing_file, seed (0), and overrides (a mapping or "PATH=VALUE" texts, as
+    --set; paths starting with "runtime." change the runtime). `records=True` keeps every op
     execution as columns in `RunResult.records`; `trace` writes them to an HDF5 trace.
     """
     return run(request(workload, hierarchy, **settings), records=records, trace=trace,
@@ -115,7 +116,10 @@ def _meta(req: Request) -> dict[str, Any]:
         "tp": spec.tp,
         "runtime": req.runtime.name,
         "fusion": req.fusion,
-        "precision": {"weights": p.weights, "activations": p.activations, "kv_cache": p.kv_cache},
+        "precision": p.as_dict(),
+        "routing": spec.routing.label if spec.model.n_experts else None,
+        "seed": spec.routing.seed if spec.model.n_experts and spec.routing.kind != "file"
+        else None,
         "prefetch_depth": req.prefetch_depth,
         "overlap": req.overlap,
         "params": spec.model.n_params,
@@ -127,8 +131,9 @@ def _meta(req: Request) -> dict[str, Any]:
 def provenance(req: Request, command_line: Sequence[str] | None = None) -> dict[str, Any]:
     """What produced a result: memwall's version, the hierarchy file (name, path, sha256 of
     its bytes) and the overrides applied to it, the runtime file likewise, the workload's
-    source, the fusion, and the command line (None from Python)."""
-    h, w, r = req.hierarchy, req.workload, req.runtime
+    source, the routing trace's (path, sha256; None without one), the fusion, and the command
+    line (None from Python)."""
+    h, w, r, trace = req.hierarchy, req.workload, req.runtime, req.spec.routing.trace
     return {
         "memwall_version": memwall_version(),
         "hierarchy": h.name,
@@ -142,6 +147,8 @@ def provenance(req: Request, command_line: Sequence[str] | None = None) -> dict[
         "workload": w.name,
         "workload_path": w.path,
         "workload_sha256": w.sha256,
+        "routing_path": trace.path if trace is not None else None,
+        "routing_sha256": trace.sha256 if trace is not None else None,
         "fusion": req.fusion,
         "command_line": list(command_line) if command_line is not None else None,
     }

@@ -7,6 +7,7 @@
     workloads:
       - {workload: gpt2, prompt_len: 16, gen_len: 64}
       - {workload: llama2-7b, weight_dtype: int8}
+      - {workload: mixtral-8x7b, routing: "zipf:1.2", seed: 3}   # or routing_file: trace.csv
     grid:                         # every combination of these lists
       memory.l2.capacity: ["50 MiB", "256 MiB", "1 GiB"]   # a hierarchy path (--set)
       runtime.kernels.launch: ["2 us", "10 us"]           # a runtime path
@@ -72,6 +73,9 @@ _WORKLOAD = {
     "act_dtype": (False, f"one of {', '.join(DTYPES)}"),
     "kv_dtype": (False, f"one of {', '.join(DTYPES)}"),
     "tp": (False, _INT.format(low=1, eg=1)),
+    "routing": (False, "uniform or zipf:S such as zipf:1.2"),
+    "routing_file": (False, "a routing trace CSV (relative to the sweep file)"),
+    "seed": (False, _INT.format(low=0, eg=0)),
 }
 _MAX_INT = 1 << 31
 MAX_POINTS = 100_000  # a sweep file's points; each is a simulation of 0.01 s to minutes
@@ -112,17 +116,21 @@ class WorkloadEntry:
     prompt_len: int = DEFAULTS["prompt_len"]  # tokens
     gen_len: int | None = DEFAULTS["gen_len"]  # tokens; None: 128 for decoders, 0 for encoders
     batch: int = DEFAULTS["batch"]  # sequences
-    weight_dtype: str = DEFAULTS["weight_dtype"]
+    weight_dtype: str | None = DEFAULTS["weight_dtype"]  # None: the model's, else bf16
     act_dtype: str = DEFAULTS["act_dtype"]
     kv_dtype: str = DEFAULTS["kv_dtype"]
     tp: int = DEFAULTS["tp"]  # devices
+    routing: str = DEFAULTS["routing"]  # mixture of experts: uniform or zipf:S
+    routing_file: str | None = DEFAULTS["routing_file"]  # a trace, resolved from the sweep file
+    seed: int = DEFAULTS["seed"]
     where: str = ""
 
     def settings(self) -> dict[str, object]:
         """The run settings, as memwall.inputs takes them."""
         return {"batch": self.batch, "prompt_len": self.prompt_len, "gen_len": self.gen_len,
                 "weight_dtype": self.weight_dtype, "act_dtype": self.act_dtype,
-                "kv_dtype": self.kv_dtype, "tp": self.tp}
+                "kv_dtype": self.kv_dtype, "tp": self.tp, "routing": self.routing,
+                "routing_file": self.routing_file, "seed": self.seed}
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +194,7 @@ def _parse(text: str, path: str) -> SweepFile:
     depth = top.get("prefetch_depth")
     grid = _axes(top["grid"], "grid") if "grid" in top else ()
     zips = _zips(top["zip"]) if "zip" in top else ()
-    entries = _workloads(top["workloads"])
+    entries = _workloads(top["workloads"], path)
     points = len(entries) * math.prod(
         [len(a.values) for a in grid] + [len(g[0].values) for g in zips if g])
     if points > MAX_POINTS:
@@ -215,7 +223,7 @@ def _parse(text: str, path: str) -> SweepFile:
     )
 
 
-def _workloads(node: Node) -> tuple[WorkloadEntry, ...]:
+def _workloads(node: Node, path: str) -> tuple[WorkloadEntry, ...]:
     if not isinstance(node.value, list) or not node.value:
         raise value_error(node, "workloads",
                           f"is not a non-empty list; expected {_TOP['workloads'][1]}")
@@ -228,13 +236,18 @@ def _workloads(node: Node) -> tuple[WorkloadEntry, ...]:
             continue
         f = as_mapping(item, label, _WORKLOAD)
         ints = {k: as_integer(f[k], f"{label}.{k}", low, _MAX_INT, _WORKLOAD[k][1])
-                for k, low in (("prompt_len", 1), ("gen_len", 0), ("batch", 1), ("tp", 1))
+                for k, low in (("prompt_len", 1), ("gen_len", 0), ("batch", 1), ("tp", 1),
+                               ("seed", 0))
                 if k in f}
-        dtypes = {k: as_choice(f.get(k), f"{label}.{k}", DTYPES, default=DEFAULTS[k])
-                  for k in ("weight_dtype", "act_dtype", "kv_dtype")}
+        dtypes = {k: as_choice(f[k], f"{label}.{k}", DTYPES, default=None)
+                  for k in ("weight_dtype", "act_dtype", "kv_dtype") if k in f}
+        texts: dict[str, str] = {k: as_text(f[k], f"{label}.{k}", _WORKLOAD[k][1])
+                                 for k in ("routing", "routing_file") if k in f}
+        if "routing_file" in texts:
+            texts["routing_file"] = str(Path(path).parent / texts["routing_file"])
         out.append(WorkloadEntry(as_text(f["workload"], f"{label}.workload",
                                        _WORKLOAD["workload"][1]),
-                                 **ints, **dtypes, where=item.where))
+                                 **ints, **dtypes, **texts, where=item.where))
     return tuple(out)
 
 

@@ -18,7 +18,7 @@ from sim.outfile import write_figure, write_text
 from sim.units import UnitError, format_quantity, parse_quantity
 
 RUN_COLUMNS = ("workload", "batch", "prompt_len", "gen_len", "weight_dtype", "act_dtype",
-               "kv_dtype", "tp", "runtime", "engine", "prefetch_depth")
+               "kv_dtype", "tp", "runtime", "routing", "seed", "engine", "prefetch_depth")
 _SKIPPED = {"precision"}  # repeated by weight_dtype, act_dtype, kv_dtype
 _KINDS = ("size", "bandwidth", "time", "frequency", "rate")
 Row = dict[str, Any]

@@ -107,8 +107,8 @@ def resolve(sweep: SweepFile) -> list[Point]:
         for combo in sweep.combinations():
             settings, texts, wheres = _design(entry, sweep, combo)
             row = {"workload": entry.workload, **{k: settings[k] for k in RUN_SETTINGS},
-                   "runtime": settings["runtime"] or "", "engine": sweep.engine,
-                   "prefetch_depth": sweep.prefetch_depth}
+                   "runtime": settings["runtime"] or "", "routing": None, "seed": None,
+                   "engine": sweep.engine, "prefetch_depth": sweep.prefetch_depth}
             row.update({a.path: v.text for a, v in zip(sweep.axes, combo, strict=True)
                         if not a.is_setting})  # a swept setting is in the row, typed
             try:
@@ -122,7 +122,11 @@ def resolve(sweep: SweepFile) -> list[Point]:
                 config = {"memwall": version, "design": design, "engine": sweep.engine}
                 points.append(Point(row, _key(config), None, str(e).splitlines()[0]))
                 continue
-            row["runtime"] = req.runtime.name
+            spec, p, r = req.spec, req.spec.precision, req.spec.routing
+            row.update(weight_dtype=p.weights, act_dtype=p.activations, kv_dtype=p.kv_cache,
+                       runtime=req.runtime.name,
+                       routing=r.label if spec.model.n_experts else None,
+                       seed=r.seed if spec.model.n_experts else None)
             points.append(Point(row, _key(_config(req, version)), req))
     return points
 
@@ -183,10 +187,11 @@ def _check_value(axis: Axis, v: Value, first: Request) -> None:
 
 def _config(req: Request, version: str) -> dict[str, Any]:
     """What a point's key hashes: everything that decides its result, nothing else."""
-    spec, p = req.spec, req.spec.precision
+    spec, p, r = req.spec, req.spec.precision, req.spec.routing
     run_cfg = {"model": _plain(spec.model), "batch": spec.batch, "prompt_len": spec.prompt_len,
                "gen_len": spec.gen_len, "tp": spec.tp,
-               "precision": [p.weights, p.activations, p.kv_cache]}
+               "precision": [p.weights, p.activations, p.kv_cache, p.embeddings],
+               "routing": [r.label, r.seed, r.trace.sha256 if r.trace else None]}
     return {"memwall": version, "hierarchy": _hier_dict(req.hierarchy),
             "runtime": runtime_to_dict(req.runtime), "run": run_cfg, "engine": req.engine,
             "overlap": req.overlap}

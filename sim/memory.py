@@ -2,14 +2,15 @@
 
 Homes: room for the first phase's activations is kept first, in the first level of
 `placement.activations` that can hold them (only if that level also homes weights or KV cache;
-a cache level just lends them its space). Weights are placed next, in the order ops first use
-them, each in the first level of `placement.weights` with room (a tensor that straddles a full
-level is split, its first bytes in the inner level). The KV cache comes next at its final size
-and spills the way it grows: the first positions of every layer stay in the first level of
-`placement.kv_cache` and, once that is full, later positions go to the next. Activations are
-homed per phase, whole, in the first level of `placement.activations` with room for the
-phase's largest op. What is left of a level with a cache policy caches tensors homed further
-out (see cache.py).
+a cache level just lends them its space). Weights are placed next, every one the device
+stores, in the op graph's home order (workloads: the order the last phase first uses them,
+routed experts hottest first after the rest), each in the first level of `placement.weights`
+with room (a tensor that straddles a full level is split, its first bytes in the inner level).
+The KV cache comes next at its final size and spills the way it grows: the first positions of
+every layer stay in the first level of `placement.kv_cache` and, once that is full, later
+positions go to the next. Activations are homed per phase, whole, in the first level of
+`placement.activations` with room for the phase's largest op. What is left of a level with a
+cache policy caches tensors homed further out (see cache.py).
 """
 
 from __future__ import annotations
@@ -29,19 +30,21 @@ Plan = tuple[dict[int, int], tuple]
 
 
 def tensor_footprint(G: nx.DiGraph) -> dict[str, tuple[str, int]]:
-    """name -> (class, bytes) of the weights and KV cache of the largest phase `G`, in order
-    of first use. Weights take their stored size from G.graph["weight_bytes"] where the builder
-    gives it (an embedding table is stored whole though an op reads only the gathered rows),
-    else the largest read; KV bytes are what the last op reads (every position so far)."""
-    stored: dict[str, int] = G.graph.get("weight_bytes", {})
+    """name -> (class, bytes) of the weights and KV cache of the largest phase `G`: every
+    weight of G.graph["weight_bytes"], in that dict's order (the builder's home order: see
+    sim/opgraph.py), then the KV cache in order of first use, at what the last op reads of it
+    (every position so far, or a window's). A graph without weight_bytes homes the weights it
+    reads, in order of first use, at their largest read."""
+    stored: dict[str, int] | None = G.graph.get("weight_bytes")
     out: dict[str, tuple[str, int]] = {}
+    if stored is not None:
+        out.update((name, ("weight", size)) for name, size in stored.items())
     for _, a in G.nodes(data=True):
         for t in a["reads"]:
-            if t.cls == "activation":
+            if t.cls == "activation" or (stored is not None and t.cls == "weight"):
                 continue
-            size = stored.get(t.name, t.nbytes) if t.cls == "weight" else t.nbytes
-            if size > out.get(t.name, ("", -1))[1]:
-                out[t.name] = (t.cls, size)
+            if t.nbytes > out.get(t.name, ("", -1))[1]:
+                out[t.name] = (t.cls, t.nbytes)
     return out
 
 
@@ -241,7 +244,8 @@ class Memory:
 
     def plan_writes(self, tensors: Iterable[Tensor]) -> Plan:
         """Writes go through to the tensor's home (no write-allocate); a KV cache write appends
-        after the positions written so far."""
+        after the positions written so far, and past the end of its home (a sliding window's
+        cache, homed at the window's size) wraps to its start."""
         fixed: dict[int, int] = {}
         kv = []
         for t in tensors:
@@ -282,7 +286,14 @@ class Memory:
         for name, b, home in kv:
             start = written.get(name, 0)
             written[name] = start + b
-            _spread(start, start + b, home, out)
+            size = home[-1][2]
+            if start + b <= size or size <= 0:
+                _spread(start, start + b, home, out)
+            else:  # a window's cache is a ring: positions past its end overwrite its oldest
+                lo = start % size
+                _spread(lo, min(size, lo + b), home, out)
+                if lo + b > size:
+                    _spread(0, lo + b - size, home, out)
         return out
 
 

@@ -11,24 +11,32 @@ Nodes are op names (str, unique in the graph); edges are data dependencies. Node
     reads   tuple[Tensor, ...], every operand, each counted once at the op boundary
     writes  tuple[Tensor, ...], every result
     group   int, devices taking part (collective ops only; payload = bytes of `reads`)
-    parts   optional, a kernel that fuses several ops (workloads/fusion.py): the (kind, flops,
-            dtype, reads, writes) of each, timed each at its own rate and GEMM shape; kind,
-            flops and dtype are then the kernel's (matmul if any part is, the sum, the first
-            matmul's dtype)
+    parts   optional, a kernel that fuses several ops (workloads/fusion.py) or a grouped GEMM
+            (the routed experts of a mixture-of-experts layer, one GEMM per chosen expert):
+            the (kind, flops, dtype, reads, writes) of each, timed each at its own rate and
+            GEMM shape; kind, flops and dtype are then the kernel's (matmul if any part is,
+            the sum, the first matmul's dtype). MOPs count each part at its own boundary
+            (`op_mops_bytes`); bytes moved are the node's own reads and writes
 
 Graph attributes: phase ("encode" | "prefill" | "decode"), step (0 for the first phase, then
 1, 2, ... per decode step), batch, tokens (positions processed in this phase), kv_len (positions
-in the KV cache after this phase), tp (devices), model (str), and weight_bytes (dict[str, int]:
-every weight tensor the device stores -> its stored bytes; an op may read only part of one,
-e.g. the embedding gather reads only its rows, so size placement from this, not from reads).
+in the KV cache after this phase), tp (devices), model (str), weight_bytes (dict[str, int]:
+every weight tensor the device stores -> its stored bytes, in the order placement should home
+them; an op may read only part of one, e.g. the embedding gather reads only its rows, and a
+routed expert may not be read at all in a phase, so size placement from this, not from
+reads), and per_step (tuple[str, ...]: the ops
+whose attributes change from one decode step to the next: attention cores as the KV cache
+grows, routed experts as the router picks others; every other op's attributes stay the same
+objects from step to step).
 
 A weight tensor keeps its `name` in every step so the engine can tell it is already cached. A KV
 cache tensor is named per layer; its reads carry the bytes of every position so far, its writes
 the bytes of the positions this phase appends.
 
 A producer may yield the same DiGraph object for several phases (decode steps), changing only
-node attributes between them, by giving an op new `reads`/`writes` tuples and `flops`; never its
-nodes or edges. Consumers cache per-op facts while those tuples stay the same objects.
+the attributes of the ops in `per_step` between them, by giving an op new `reads`/`writes`
+tuples, `flops` (and `parts`); never its nodes or edges. Consumers cache per-op facts while
+those tuples stay the same objects.
 """
 
 from __future__ import annotations
@@ -58,6 +66,20 @@ class Tensor(NamedTuple):
     shape: tuple[int, ...]
     dtype: str
     nbytes: int  # bytes touched at the op boundary, quantization scales included
+
+
+def op_mops_bytes(a: dict) -> int:
+    """The paper's MOPs of an op (node attributes `a`): every operand and result once at the
+    op boundary; an op with `parts` counts each part at its own boundary, so MOPs stay a
+    property of the model whatever a runtime fuses (bytes moved are a separate figure)."""
+    parts = a.get("parts")
+    tensors = [a["reads"], a["writes"]] if parts is None else \
+        [x for p in parts for x in (p[3], p[4])]
+    n = 0
+    for ts in tensors:
+        for t in ts:
+            n += t.nbytes
+    return n
 
 
 class OpGraphError(ValueError):

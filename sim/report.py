@@ -39,7 +39,10 @@ def format_report(s: dict[str, Any], hier: Hierarchy, top: int = 5) -> str:
         f"{_FUSION.get(s.get('fusion', 'none'), s.get('fusion'))})",
         f"  batch {s['batch']}, prompt {s['prompt_len']}, generate {s['gen_len']}; "
         f"weights {p.get('weights')}, activations {p.get('activations')}, "
-        f"KV cache {p.get('kv_cache')}",
+        f"KV cache {p.get('kv_cache')}"
+        + (f", embeddings {p['embeddings']}" if "embeddings" in p else "")
+        + (f"; routing {s['routing']}" + (f" (seed {s['seed']})" if s.get("seed") is not None
+                                          else "") if s.get("routing") else ""),
         "",
         f"  {'encoder pass' if s.get('arch') == 'encoder' else 'prefill':<12}"
         f"{si(s['prefill_s'], 's'):>10}",

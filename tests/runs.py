@@ -22,6 +22,7 @@ def simulate_spec(spec: RunSpec, hier: Hierarchy, engine: str = "des",
     p = spec.precision
     req = request(spec.model, hier, batch=spec.batch, prompt_len=spec.prompt_len,
                   gen_len=spec.gen_len, weight_dtype=p.weights, act_dtype=p.activations,
-                  kv_dtype=p.kv_cache, tp=spec.tp, engine=engine, fusion=fusion,
+                  kv_dtype=p.kv_cache, tp=spec.tp, routing=spec.routing, engine=engine,
+                  fusion=fusion,
                   prefetch_depth=prefetch_depth, overlap=overlap)
     return run(req, sinks=sinks).to_dict()

@@ -87,7 +87,14 @@ def test_run_errors() -> None:
         RunSpec(PRESETS["gpt2"], batch=0, prompt_len=1, gen_len=0)
     with pytest.raises(WorkloadError, match="learned position table of 1024"):
         RunSpec(PRESETS["gpt2"], prompt_len=1000, gen_len=30)
-    RunSpec(PRESETS["llama2-7b"], prompt_len=4000, gen_len=200)  # rotary: allowed
+    # every family: a rotary model is refused past its max_position_embeddings too
+    with pytest.raises(WorkloadError, match="4199 positions: 'llama2-7b' has "
+                                            "max_position_embeddings = 4096"):
+        RunSpec(PRESETS["llama2-7b"], prompt_len=4000, gen_len=200)
+    RunSpec(PRESETS["llama2-7b"], prompt_len=4000, gen_len=97)  # 4096 positions: allowed
+    with pytest.raises(WorkloadError, match="200001 positions: 'llama3.1-8b' has "
+                                            "max_position_embeddings = 131072"):
+        RunSpec(PRESETS["llama3.1-8b"], prompt_len=200_000, gen_len=2)
 
 
 def test_layer_ops_and_edges() -> None:

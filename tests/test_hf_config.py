@@ -16,6 +16,7 @@ from workloads import (
     build_phase,
     from_hf_config,
     load_workload,
+    parse_hf_config,
 )
 
 CONFIGS = {  # trimmed copies of the Hugging Face Hub files, keys that matter plus some noise
@@ -110,3 +111,114 @@ def test_bad_json_names_the_line(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(HFConfigError, match="cannot read"):
         load_workload(str(tmp_path / "nope" / "config.json"))
+
+
+# -- the published configs of today's families ---------------------------------------------
+HUB = Path(__file__).resolve().parent / "hf_configs"  # sources: hf_configs/README.md
+# file -> (preset it equals, or None; parameter count: the preset's published one, see
+# test_presets.PUBLISHED, or for these two the Hub's safetensors total)
+HUB_MODELS = {
+    "Llama-3.1-8B": ("llama3.1-8b", 8_030_261_248),
+    "Mistral-7B-v0.1": ("mistral-7b", 7_241_732_096),
+    "opt-1.3b": (None, 1_315_758_080),  # facebook/opt-1.3b
+    "Qwen2.5-7B": ("qwen2.5-7b", 7_615_616_512),
+    "Mixtral-8x7B-v0.1": ("mixtral-8x7b", 46_702_792_704),
+    "Phi-3-mini-4k-instruct": ("phi3-mini", 3_821_079_552),
+    "gemma-2-9b": ("gemma2-9b", 9_241_705_984),
+    "gemma-7b": (None, 8_537_680_896),  # google/gemma-7b
+    "DeepSeek-V2-Lite": ("deepseek-v2-lite", 15_706_484_224),
+    "DeepSeek-V3": ("deepseek-v3", 671_026_419_200),
+    "falcon-7b": ("falcon-7b", 6_921_720_704),
+    "gpt-neox-20b": ("gpt-neox-20b", 20_554_567_680),
+    "Qwen1.5-MoE-A2.7B": ("qwen1.5-moe-a2.7b", 14_315_784_192),
+}
+
+
+def hub(name: str) -> dict:
+    return json.loads((HUB / f"{name}.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(HUB_MODELS))
+def test_every_published_config_loads(name: str) -> None:
+    preset, count = HUB_MODELS[name]
+    m = from_hf_config(HUB / f"{name}.json")
+    assert m.name == "hf_configs" and m.n_params == count
+    if preset is not None:
+        assert dataclasses.replace(m, name=preset) == PRESETS[preset]
+    spec = RunSpec(dataclasses.replace(m, n_layers=min(m.n_layers, 4)), prompt_len=3,
+                   gen_len=2)
+    build_phase(spec, 1)
+
+
+def test_families_map_their_features() -> None:
+    load = {n: from_hf_config(HUB / f"{n}.json") for n in HUB_MODELS}
+    assert (load["Mistral-7B-v0.1"].sliding_window, load["Mixtral-8x7B-v0.1"].sliding_window,
+            load["Phi-3-mini-4k-instruct"].sliding_window) == (4096, 0, 2047)
+    g2 = load["gemma-2-9b"]
+    assert (g2.window(0), g2.window(1), g2.sandwich_norms, g2.activation) == (
+        4096, 0, True, "geglu")
+    assert load["Qwen2.5-7B"].qkv_bias and not load["Qwen2.5-7B"].attn_bias
+    assert (load["Qwen2.5-7B"].sliding_window, load["Qwen2.5-7B"].max_positions) == (0, 131072)
+    falcon = load["falcon-7b"]
+    assert (falcon.n_kv_heads, falcon.block, falcon.tied_embeddings, falcon.max_positions) == (
+        1, "parallel", True, 2048)
+    neox = load["gpt-neox-20b"]
+    assert (neox.rotated_dims, neox.block, neox.parallel_mlp_norm) == (24, "parallel", True)
+    v3 = load["DeepSeek-V3"]
+    assert (v3.kv_lora_rank, v3.q_lora_rank, v3.rotary_dims, v3.dense_layers, v3.router_bias,
+            v3.sigmoid_router, v3.weight_dtype) == (512, 1536, 64, 3, True, True, "fp8")
+    lite = load["DeepSeek-V2-Lite"]
+    assert (lite.q_lora_rank, lite.d_ff_shared, lite.router_bias, lite.sigmoid_router) == (
+        0, 2 * 1408, False, False)
+    route = build_phase(RunSpec(dataclasses.replace(v3, n_layers=4), prompt_len=2, gen_len=2),
+                        1).nodes["h3.moe.route"]
+    assert route["flops"] == 4 * 1 * 256  # a sigmoid per expert score
+    q = load["Qwen1.5-MoE-A2.7B"]
+    assert (q.n_experts, q.top_k, q.d_ff_shared, q.shared_gate) == (60, 4, 5632, True)
+
+
+def test_awq_config_sets_int4_weights_with_its_groups() -> None:
+    m = from_hf_config(HUB / "Meta-Llama-3.1-8B-Instruct-AWQ-INT4.json")
+    assert (m.weight_dtype, m.quant_group, m.quant_group_bits) == ("int4", 128, 20)
+    assert dataclasses.replace(m, name="llama3.1-8b", weight_dtype=None, quant_group=32,
+                               quant_group_bits=32) == PRESETS["llama3.1-8b"]
+    gptq = dict(hub("Llama-3.1-8B"), quantization_config={
+        "bits": 4, "group_size": -1, "desc_act": False, "quant_method": "gptq"})
+    assert parse_hf_config(json.dumps(gptq), "x", "x").quant_group == 0  # one group per row
+
+
+UNSUPPORTED = [  # (config, changes, the key the error must name)
+    ("Qwen2.5-7B", {"use_sliding_window": True}, "use_sliding_window"),
+    ("Llama-3.1-8B", {"rope_scaling": {"rope_type": "wavelet", "factor": 2}},
+     "rope_scaling.rope_type"),
+    ("Phi-3-mini-4k-instruct", {"rope_scaling": {"type": "mystery"}}, "rope_scaling.type"),
+    ("gemma-2-9b", {"layer_types": ["sliding_attention"] * 42}, "layer_types"),
+    ("Mistral-7B-v0.1", {"layer_types": ["full_attention"] * 32}, "layer_types"),
+    ("falcon-7b", {"alibi": True}, "alibi"),
+    ("falcon-7b", {"apply_residual_connection_post_layernorm": True},
+     "apply_residual_connection_post_layernorm"),
+    ("DeepSeek-V3", {"moe_layer_freq": 2}, "moe_layer_freq"),
+    ("DeepSeek-V2-Lite", {"attention_bias": True}, "attention_bias"),
+    ("Qwen1.5-MoE-A2.7B", {"decoder_sparse_step": 2}, "decoder_sparse_step"),
+    ("Qwen1.5-MoE-A2.7B", {"mlp_only_layers": [0, 5]}, "mlp_only_layers"),
+    ("Mixtral-8x7B-v0.1", {"quantization_config": {"quant_method": "bitsandbytes",
+                                                   "load_in_4bit": True}},
+     "quantization_config.quant_method"),
+    ("Llama-3.1-8B", {"quantization_config": {"quant_method": "awq", "bits": 3,
+                                              "group_size": 128}}, "quantization_config.bits"),
+    ("Llama-3.1-8B", {"quantization_config": {"quant_method": "gptq", "bits": 4,
+                                              "group_size": 0}},
+     "quantization_config.group_size"),
+    ("gpt-neox-20b", {"rotary_pct": 0.01}, "rotary_pct"),  # under one rotated pair
+]
+
+
+@pytest.mark.parametrize("name,changes,key", UNSUPPORTED)
+def test_unsupported_features_are_refused_naming_the_key(tmp_path: Path, name: str,
+                                                         changes: dict, key: str) -> None:
+    path = write(tmp_path, {**hub(name), **changes})
+    with pytest.raises(HFConfigError) as err:
+        from_hf_config(path)
+    msg = str(err.value)
+    assert msg.startswith(str(path)) and f"key {key!r} = " in msg and "\n" not in msg
+    assert "expected" in msg

@@ -178,9 +178,10 @@ def test_embedded_cluster_resume_and_failure_isolation(tmp_path: Path,
     rows = _rows(out)
     assert len(rows) == 4 and len({r["key"] for r in rows}) == 4
     columns = list(rows[0])
-    assert columns[:13] == ["workload", "batch", "prompt_len", "gen_len", "weight_dtype",
-                            "act_dtype", "kv_dtype", "tp", "runtime", "engine", "prefetch_depth",
-                            "memory.l2.capacity", "hierarchy"]
+    assert columns[:15] == ["workload", "batch", "prompt_len", "gen_len", "weight_dtype",
+                            "act_dtype", "kv_dtype", "tp", "runtime", "routing", "seed",
+                            "engine", "prefetch_depth", "memory.l2.capacity", "hierarchy"]
+    assert {r["routing"] for r in rows} == {""}  # dense models: no routing
     for c in ("decode_s_per_token", "total_s", "stall_s.hbm", "stall_s.dispatch",
               "bytes_by_level.l2", "busy_s.compute", "verdict"):
         assert c in columns

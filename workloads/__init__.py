@@ -1,4 +1,5 @@
-"""Transformer workloads: presets, Hugging Face config import, op graphs and their counts.
+"""Transformer workloads: presets, Hugging Face config import, op graphs and their counts, and
+the routing of mixtures of experts.
 
 Imports from `sim` only the op-graph contract (sim.opgraph) and sim.errors.
 """
@@ -9,6 +10,7 @@ from workloads.counts import (
     describe,
     format_describe,
     graph_counts,
+    kv_cache_bytes,
     op_counts,
     run_counts,
 )
@@ -24,12 +26,14 @@ from workloads.model import (
     tensor_bytes,
 )
 from workloads.presets import PRESETS, load_workload, preset
+from workloads.routing import Routing, RoutingError, parse_routing, parse_routing_file
 from workloads.spec import RunSpec
 
 __all__ = [
-    "FUSIONS", "PRESETS", "Counts", "HFConfigError", "ModelConfig", "Precision", "RunCounts",
-    "RunSpec", "WorkloadError", "build_phase", "compute_dtype", "describe", "final_phase",
-    "format_describe", "from_hf_config", "fuse", "fusion_groups", "graph_counts", "load_workload",
-    "n_phases", "op_counts", "parameter_shapes", "parse_hf_config", "phases", "preset",
-    "run_counts", "tensor_bytes",
+    "FUSIONS", "PRESETS", "Counts", "HFConfigError", "ModelConfig", "Precision", "Routing",
+    "RoutingError", "RunCounts", "RunSpec", "WorkloadError", "build_phase", "compute_dtype",
+    "describe", "final_phase", "format_describe", "from_hf_config", "fuse", "fusion_groups",
+    "graph_counts", "kv_cache_bytes", "load_workload", "n_phases", "op_counts",
+    "parameter_shapes", "parse_hf_config", "parse_routing", "parse_routing_file", "phases",
+    "preset", "run_counts", "tensor_bytes",
 ]

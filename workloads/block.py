@@ -9,108 +9,79 @@ FLOPs. A multiply-accumulate is 2 FLOPs; a bias adds 1 per output element. Vecto
 FLOPS_PER_ELEMENT of the output: layernorm 7 (mean 1, centre 1, square and sum 2, scale 1,
 gain 1, shift 1; the per-row rsqrt is not counted), rmsnorm 4 (square and sum 2, scale 1,
 gain 1), softmax 5 (max, subtract, exp, sum, divide; the 1/sqrt(d_head) scale is folded into
-the subtract), gelu 8 (tanh approximation, tanh counted as 1), relu 1, swiglu 5 (silu 4:
-negate, exp, add, divide; times the up projection 1), tanh 1 (BERT pooler), rotary 3 per
+the subtract; Gemma 2's soft-capping, c tanh(s / c), adds 3), gelu 8 (tanh approximation,
+tanh counted as 1), relu 1, swiglu 5 (silu 4: negate, exp, add, divide; times the up
+projection 1), geglu 9 (gelu 8, times the up projection 1), tanh 1 (BERT pooler), rotary 3 per
 rotated element of q and k (x cos + rotate_half(x) sin), add 1 (residual, position and type
-embeddings). Attention is dense: a prefill of T tokens computes all T x kv_len scores (a
-causal kernel that skips the masked half would do about half). The embedding gather does no
-arithmetic; it reads only the gathered rows of its table. Token ids (int) are not counted.
+embeddings), 1 for Gemma's embedding scale and 3 for its logits' soft-cap. Attention is dense:
+a prefill of T tokens computes all T x kv_len scores (a causal kernel that skips the masked
+half would do about half); a sliding window caps the positions each query attends to (see
+workloads/attention.py). The embedding gather does no arithmetic; it reads only the gathered
+rows of its table. Token ids (int) are not counted.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import networkx as nx
 
 from sim.opgraph import Tensor
-from workloads.model import compute_dtype, parameter_shapes, tensor_bytes
+from workloads.attention import SOFTMAX_FLOPS, AttentionCore, CoreShape, Dims, StepRule
+from workloads.model import GATED, compute_dtype, parameter_shapes, tensor_bytes, weight_bytes
 from workloads.spec import RunSpec
 
+__all__ = ["FLOPS_PER_ELEMENT", "AttentionCore", "CoreShape", "Dims", "PhaseBuilder",
+           "StepRule"]
+
 FLOPS_PER_ELEMENT: dict[str, int] = {
-    "layernorm": 7, "rmsnorm": 4, "softmax": 5, "gelu": 8, "relu": 1, "swiglu": 5,
-    "tanh": 1, "rotary": 3, "add": 1,
+    "layernorm": 7, "rmsnorm": 4, "softmax": SOFTMAX_FLOPS, "gelu": 8, "relu": 1, "swiglu": 5,
+    "geglu": 9, "tanh": 1, "rotary": 3, "add": 1,
 }
-
-OpAttrs = tuple[int, tuple[Tensor, ...], tuple[Tensor, ...]]  # flops, reads, writes
-
-
-@dataclass(frozen=True, slots=True)
-class Dims:
-    """Per-device sizes and dtypes of one phase."""
-
-    B: int  # batch
-    T: int  # tokens per sequence in this phase
-    H: int  # query heads on this device
-    Hkv: int  # KV heads on this device
-    dh: int  # d_head
-    adt: str  # activation dtype
-    kdt: str  # K/V dtype: the KV cache's (decoder) or the activations' (encoder)
-    sdt: str  # attention matmul compute dtype
-    cached: bool  # decoder: K and V live in a per-layer KV cache
-
-    @classmethod
-    def of(cls, spec: RunSpec, step: int) -> Dims:
-        m, p = spec.model, spec.precision
-        cached = m.arch == "decoder"
-        kdt = p.kv_cache if cached else p.activations
-        return cls(spec.batch, spec.tokens(step), m.n_heads // spec.tp, m.n_kv_heads // spec.tp,
-                   m.d_head, p.activations, kdt, compute_dtype(p.activations, kdt), cached)
-
-
-def attention_core(d: Dims, layer: int, q: Tensor, kv_len: int) -> tuple[OpAttrs, ...]:
-    """attn_score, softmax and attn_value of `layer` attending over `kv_len` positions.
-
-    The only ops whose attributes change from one decode step to the next.
-    """
-    B, H, Hkv, dh, T = d.B, d.H, d.Hkv, d.dh, d.T
-    kv_shape = (B, Hkv, kv_len, dh)
-    kv_bytes = tensor_bytes(kv_shape, d.kdt)
-    cls = "kv_cache" if d.cached else "activation"
-    kname, vname = ((f"h{layer}.k_cache", f"h{layer}.v_cache") if d.cached
-                    else (f"h{layer}.attn.k", f"h{layer}.attn.v"))
-    k = Tensor(kname, cls, kv_shape, d.kdt, kv_bytes)
-    v = Tensor(vname, cls, kv_shape, d.kdt, kv_bytes)
-    s_shape = (B, H, T, kv_len)
-    s_bytes = tensor_bytes(s_shape, d.adt)
-    scores = Tensor(f"h{layer}.attn.score.out", "activation", s_shape, d.adt, s_bytes)
-    probs = Tensor(f"h{layer}.attn.softmax.out", "activation", s_shape, d.adt, s_bytes)
-    o_shape = (B, T, H * dh)
-    out = Tensor(f"h{layer}.attn.value.out", "activation", o_shape, d.adt,
-                 tensor_bytes(o_shape, d.adt))
-    mac = 2 * B * H * T * kv_len * dh
-    return ((mac, (q, k), (scores,)),
-            (FLOPS_PER_ELEMENT["softmax"] * B * H * T * kv_len, (scores,), (probs,)),
-            (mac, (probs, v), (out,)))
 
 
 class PhaseBuilder:
-    """Adds the ops of one phase (`step` of `spec`) to a fresh DiGraph, `self.G`."""
+    """Adds the ops of one phase (`step` of `spec`) to a fresh DiGraph, `self.G`.
+
+    A family whose attention or FFN differs adds its own builder module (workloads/mla.py,
+    workloads/moe.py) with a function that adds its ops through `add`, `linear`, `vector` and
+    `norm` and registers the rules of ops that change per decode step in `self.rules`;
+    graph.ModelBuilder calls it in place of `attention` or `ffn`.
+    """
 
     def __init__(self, spec: RunSpec, step: int) -> None:
         m, p = spec.model, spec.precision
-        self.spec, self.m, self.step = spec, m, step
+        self.spec, self.m, self.step, self.p = spec, m, step, p
         self.d = Dims.of(spec, step)
         self.kv_len = spec.kv_len(step)
         self.attend = self.kv_len if m.arch == "decoder" else self.d.T
         self.rows = spec.batch * self.d.T  # token rows in this phase
-        self.adt, self.wdt = p.activations, p.weights
+        self.adt = p.activations
         self.mdt = compute_dtype(p.activations, p.weights)  # weight matmuls
         self.shapes = parameter_shapes(m, spec.tp)
+        self.rules: list[StepRule] = []  # ops that change per decode step
+        self.cores: dict[CoreShape, AttentionCore] = {}
         phase = "encode" if m.arch == "encoder" else ("prefill" if step == 0 else "decode")
         self.G = nx.DiGraph(
             phase=phase, step=step, batch=spec.batch, tokens=self.d.T, kv_len=self.kv_len,
             tp=spec.tp, model=m.name,
-            weight_bytes={n: tensor_bytes(s, self.wdt) for n, s in self.shapes.items()})
+            weight_bytes={n: weight_bytes(m, s, p.of_weight(n, s))
+                          for n, s in self.shapes.items()})
+        self._weights: dict[tuple[str, int | None], Tensor] = {}
+        self.memo: dict[str, object] = {}  # per-phase state of family modules (moe.py)
 
     # -- tensors and nodes ------------------------------------------------------------
     def weight(self, name: str, rows: int | None = None) -> Tensor:
         """Weight `name`, or `rows` of its rows (a gather or a vocab shard)."""
-        shape = self.shapes[name]
-        if rows is not None:
-            shape = (rows, *shape[1:])
-        return Tensor(name, "weight", shape, self.wdt, tensor_bytes(shape, self.wdt))
+        got = self._weights.get((name, rows))
+        if got is None:
+            shape = self.shapes[name]
+            if rows is not None:
+                shape = (rows, *shape[1:])
+            dtype = self.p.of_weight(name, self.shapes[name])
+            got = self._weights[(name, rows)] = Tensor(name, "weight", shape, dtype,
+                                                       weight_bytes(self.m, shape, dtype))
+        return got
 
     def params(self, prefix: str) -> tuple[Tensor, ...]:
         """The weight and, if the model has one, the bias of module `prefix`."""
@@ -123,27 +94,34 @@ class PhaseBuilder:
 
     def add(self, name: str, kind: str, op: str, layer: int, flops: int, dtype: str,
             reads: tuple[Tensor, ...], writes: tuple[Tensor, ...], after: tuple[str, ...],
-            **extra: int) -> Tensor:
+            **extra: object) -> Tensor:
         self.G.add_node(name, kind=kind, op=op, layer=layer, flops=flops, dtype=dtype,
                         reads=reads, writes=writes, **extra)
         self.G.add_edges_from((a, name) for a in after)
         return writes[0]
 
-    def vector(self, name: str, op: str, layer: int, per_element: str,
+    def vector(self, name: str, op: str, layer: int, per_element: str | int,
                reads: tuple[Tensor, ...], shape: tuple[int, ...], after: tuple[str, ...]) -> Tensor:
+        """An elementwise op writing `shape`; `per_element`: a FLOPS_PER_ELEMENT key or a
+        count."""
         out = self.act(name + ".out", shape)
-        flops = FLOPS_PER_ELEMENT[per_element] * math.prod(shape)
-        return self.add(name, "vector", op, layer, flops, self.adt, reads, (out,), after)
+        per = FLOPS_PER_ELEMENT[per_element] if isinstance(per_element, str) else per_element
+        return self.add(name, "vector", op, layer, per * math.prod(shape), self.adt, reads,
+                        (out,), after)
 
     def linear(self, name: str, op: str, layer: int, x: Tensor, module: str,
-               after: tuple[str, ...], rows: int | None = None) -> Tensor:
-        """x @ W.T (+ b) for the weight(s) of `module`; rows = token rows (default all)."""
+               after: tuple[str, ...], rows: int | None = None,
+               out_shape: tuple[int, ...] | None = None) -> Tensor:
+        """x @ W.T (+ b) for the weight(s) of `module`; rows = token rows (default all);
+        `out_shape`: the result's shape if not (B, rows / B, out features)."""
         w = self.params(module)
         n_out, k = w[0].shape
         rows = self.rows if rows is None else rows
         flops = 2 * rows * n_out * k + (rows * n_out if len(w) > 1 else 0)
-        out = self.act(name + ".out", (self.spec.batch, rows // self.spec.batch, n_out))
-        return self.add(name, "matmul", op, layer, flops, self.mdt, (x, *w), (out,), after)
+        out = self.act(name + ".out", out_shape or (self.spec.batch, rows // self.spec.batch,
+                                                    n_out))
+        dtype = compute_dtype(self.adt, w[0].dtype)
+        return self.add(name, "matmul", op, layer, flops, dtype, (x, *w), (out,), after)
 
     def norm(self, name: str, layer: int, x: Tensor, after: tuple[str, ...]) -> Tensor:
         return self.vector(name, "norm", layer, self.m.norm, (x, *self.params(name)),
@@ -157,6 +135,28 @@ class PhaseBuilder:
         self.add(name, "collective", "all_reduce", layer, 0, self.adt, (x,), (out,), (after,),
                  group=self.spec.tp)
         return out, name
+
+    def core(self, shape: CoreShape) -> AttentionCore:
+        got = self.cores.get(shape)
+        if got is None:
+            got = self.cores[shape] = AttentionCore(self.spec, self.d, shape)
+        return got
+
+    def attention_core(self, i: int, shape: CoreShape, q: tuple[Tensor, ...],
+                       after: tuple[str, ...], value_after: tuple[str, ...]) -> Tensor:
+        """Layer i's scores, softmax and values (a rule: they change per decode step);
+        returns the values' output (B, T, H x v_dim)."""
+        d, p = self.d, f"h{i}.attn."
+        out = self.act(p + "value.out", (d.B, d.T, d.H * shape.v_dim))
+        c = self.core(shape)
+        score, softmax, value = c.ops(self.attend, c.names(i), q, out)
+        self.add(p + "score", "matmul", "attn_score", i, dtype=d.sdt, after=after, **score)
+        self.add(p + "softmax", "vector", "softmax", i, dtype=self.adt, after=(p + "score",),
+                 **softmax)
+        self.add(p + "value", "matmul", "attn_value", i, dtype=d.sdt,
+                 after=(p + "softmax", *value_after), **value)
+        self.rules.append(c.rule(i, q, out))
+        return out
 
     # -- the model --------------------------------------------------------------------
     def build(self) -> nx.DiGraph:
@@ -174,12 +174,17 @@ class PhaseBuilder:
                  *((self.weight("lm_head.bias"),) if m.lm_head_bias else ()))
             vocab = w[0].shape[0]
             flops = 2 * B * D * vocab + (B * vocab if m.lm_head_bias else 0)
-            self.add("lm_head", "matmul", "lm_head", -1, flops, self.mdt, (last, *w),
-                     (self.act("lm_head.out", (B, 1, vocab)),), (src,))
+            logits = self.add("lm_head", "matmul", "lm_head", -1, flops,
+                              compute_dtype(self.adt, w[0].dtype), (last, *w),
+                              (self.act("lm_head.out", (B, 1, vocab)),), (src,))
+            if m.logit_softcap:  # c tanh(logits / c)
+                self.vector("lm_head.softcap", "activation", -1, 3, (logits,), logits.shape,
+                            ("lm_head",))
         if m.pooler:
             first = self.act(x.name, (B, 1, D))  # [CLS], the first position
             y = self.linear("pooler", "pooler", -1, first, "pooler", (src,), rows=B)
             self.vector("pooler.tanh", "activation", -1, "tanh", (y,), y.shape, ("pooler",))
+        self.G.graph["per_step"] = tuple(n for r in self.rules for n in r.nodes)
         return self.G
 
     def embeddings(self) -> tuple[Tensor, str]:
@@ -189,6 +194,9 @@ class PhaseBuilder:
                      (self.weight("embed.weight", self.rows),),
                      (self.act("embed.out", shape),), ())
         src = "embed"
+        if m.embed_scale:  # Gemma: x sqrt(d_model)
+            x = self.vector("embed_scale", "pos_embedding", -1, 1, (x,), shape, (src,))
+            src = "embed_scale"
         if m.positions == "learned":  # T rows, broadcast over the batch
             x = self.vector("pos_embed", "pos_embedding", -1, "add",
                             (x, self.weight("pos_embed.weight", T)), shape, (src,))
@@ -210,33 +218,47 @@ class PhaseBuilder:
             r = self.vector(p + "attn.residual", "residual", i, "add", (x, a), x.shape,
                             (src, a_src))
             n = self.norm(p + "norm1", i, r, (p + "attn.residual",))
-            f, f_src = self.mlp(i, n, (p + "norm1",))
+            f, f_src = self.ffn(i, n, (p + "norm1",))
             r = self.vector(p + "mlp.residual", "residual", i, "add", (n, f), x.shape,
                             (p + "norm1", f_src))
             return self.norm(p + "norm2", i, r, (p + "mlp.residual",)), p + "norm2"
         n = self.norm(p + "norm1", i, x, (src,))
         a, a_src = self.attention(i, n, (p + "norm1",))
-        if m.block == "parallel":  # GPT-J: x + attn(norm1(x)) + ffn(norm1(x))
-            f, f_src = self.mlp(i, n, (p + "norm1",))
+        if m.block == "parallel":  # x + attn(norm1(x)) + ffn(norm1(x) or norm2(x))
+            if m.parallel_mlp_norm:  # GPT-NeoX, Falcon-40B: the FFN has a norm of its own
+                n, n_src = self.norm(p + "norm2", i, x, (src,)), p + "norm2"
+            else:
+                n_src = p + "norm1"
+            f, f_src = self.ffn(i, n, (n_src,))
             out = self.act(p + "residual.out", x.shape)
             self.add(p + "residual", "vector", "residual", i, 2 * math.prod(x.shape),
                      self.adt, (x, a, f), (out,), (src, a_src, f_src))
             return out, p + "residual"
+        if m.sandwich_norms:  # Gemma 2: x + norm(attn(norm1(x)))
+            a = self.norm(p + "attn.post_norm", i, a, (a_src,))
+            a_src = p + "attn.post_norm"
         r = self.vector(p + "attn.residual", "residual", i, "add", (x, a), x.shape, (src, a_src))
         n = self.norm(p + "norm2", i, r, (p + "attn.residual",))
-        f, f_src = self.mlp(i, n, (p + "norm2",))
+        f, f_src = self.ffn(i, n, (p + "norm2",))
+        if m.sandwich_norms:
+            f = self.norm(p + "mlp.post_norm", i, f, (f_src,))
+            f_src = p + "mlp.post_norm"
         r = self.vector(p + "mlp.residual", "residual", i, "add", (r, f), x.shape,
                         (p + "attn.residual", f_src))
         return r, p + "mlp.residual"
 
     def attention(self, i: int, x: Tensor, after: tuple[str, ...]) -> tuple[Tensor, str]:
+        """Layer i's (grouped-query) attention; returns its output and node."""
         m, d, p = self.m, self.d, f"h{i}.attn."
         B, T = d.B, d.T
+        window = m.window(i)
         q = self.act(p + "q", (B, d.H, T, d.dh))
-        new_kv = (B, d.Hkv, T, d.dh)  # positions appended by this phase
+        # positions appended by this phase; a window's cache keeps its last `window` only
+        cached = min(T, window) if window and d.cached else T
+        new_kv = (B, d.Hkv, cached, d.dh)
         rotary = m.positions == "rotary"
         if d.cached:
-            k = (self.act(p + "k_new", new_kv) if rotary
+            k = (self.act(p + "k_new", (B, d.Hkv, T, d.dh)) if rotary
                  else Tensor(f"h{i}.k_cache", "kv_cache", new_kv, d.kdt,
                              tensor_bytes(new_kv, d.kdt)))
             v = Tensor(f"h{i}.v_cache", "kv_cache", new_kv, d.kdt, tensor_bytes(new_kv, d.kdt))
@@ -245,7 +267,8 @@ class PhaseBuilder:
         modules = ("qkv",) if m.fused_qkv else ("q", "k", "v")
         w = tuple(t for mod in modules for t in self.params(p + mod))
         n_out = (d.H + 2 * d.Hkv) * d.dh
-        flops = 2 * self.rows * n_out * m.d_model + (self.rows * n_out if m.attn_bias else 0)
+        bias = m.attn_bias or m.qkv_bias
+        flops = 2 * self.rows * n_out * m.d_model + (self.rows * n_out if bias else 0)
         self.add(p + "qkv", "matmul", "qkv", i, flops, self.mdt, (x, *w), (q, k, v), after)
         qkv_src = src = p + "qkv"
         if rotary:
@@ -256,24 +279,26 @@ class PhaseBuilder:
             self.add(p + "rotary", "vector", "rotary", i, rot, self.adt, (q, k), (q_rot, k_cache),
                      (src,))
             q, src = q_rot, p + "rotary"
-        (fs, rs, ws), (fm, rm, wm), (fv, rv, wv) = attention_core(d, i, q, self.attend)
-        self.add(p + "score", "matmul", "attn_score", i, fs, d.sdt, rs, ws, (src,))
-        self.add(p + "softmax", "vector", "softmax", i, fm, self.adt, rm, wm, (p + "score",))
-        o = self.add(p + "value", "matmul", "attn_value", i, fv, d.sdt, rv, wv,
-                     (p + "softmax", qkv_src))
+        softmax = FLOPS_PER_ELEMENT["softmax"] + (3 if m.attn_softcap else 0)
+        shape = CoreShape(d.Hkv, d.dh, d.dh, window, softmax=softmax)
+        o = self.attention_core(i, shape, (q,), (src,), (qkv_src,))
         y = self.linear(p + "out", "attn_out", i, o, p + "out", (p + "value",))
         return self.all_reduce(p + "all_reduce", i, y, p + "out")
 
-    def mlp(self, i: int, x: Tensor, after: tuple[str, ...]) -> tuple[Tensor, str]:
-        p = f"h{i}.mlp."
-        u = self.linear(p + "up", "ffn_up", i, x, p + "up", after)
-        if self.m.activation == "swiglu":
-            g = self.linear(p + "gate", "ffn_gate", i, x, p + "gate", after)
-            a = self.vector(p + "act", "activation", i, "swiglu", (g, u), u.shape,
+    def ffn(self, i: int, x: Tensor, after: tuple[str, ...]) -> tuple[Tensor, str]:
+        """Layer i's dense FFN; returns its output and node."""
+        y, src = self.mlp(f"h{i}.mlp.", i, x, after)
+        return self.all_reduce(f"h{i}.mlp.all_reduce", i, y, src)
+
+    def mlp(self, p: str, i: int, x: Tensor, after: tuple[str, ...],
+            op: str = "ffn") -> tuple[Tensor, str]:
+        """A dense FFN of the weights under `p` (its width theirs); returns (y, its node)."""
+        u = self.linear(p + "up", op + "_up", i, x, p + "up", after)
+        if self.m.activation in GATED:
+            g = self.linear(p + "gate", op + "_gate", i, x, p + "gate", after)
+            a = self.vector(p + "act", "activation", i, self.m.activation, (g, u), u.shape,
                             (p + "gate", p + "up"))
         else:
             a = self.vector(p + "act", "activation", i, self.m.activation, (u,), u.shape,
                             (p + "up",))
-        y = self.linear(p + "down", "ffn_down", i, a, p + "down", (p + "act",))
-        return self.all_reduce(p + "all_reduce", i, y, p + "down")
-
+        return self.linear(p + "down", op + "_down", i, a, p + "down", (p + "act",)), p + "down"

@@ -5,10 +5,14 @@ every operand once, every result once (`Tensor.nbytes`), whatever the memory hie
 cache or a runtime would fuse (a fused kernel's MOPs are its ops'). Arithmetic intensity =
 FLOPs / MOPs. A tp > 1 spec counts the graph of one device.
 
+An op with `parts` (a grouped GEMM over routed experts) counts each part at its own boundary,
+as the engines do (sim/opgraph.py).
+
 Whole-run totals do not walk every decode graph: a decode step differs from the next only in
-its attention core (block.attention_core), so run_counts sums the rest of one decode graph once,
-times the number of steps, and the attention core once per step, times the layers (all layers
-are alike). tests/test_counts.py checks this against the sum over every graph of phases().
+the ops its builder declared (the graph's `per_step`, block.StepRule), so run_counts sums the
+rest of one decode graph once, times the number of steps, and evaluates the rules per step,
+once per group of rules alike (`StepRule.key`: the attention cores of layers alike), times the
+group's size. tests/test_counts.py checks this against the sum over every graph of phases().
 """
 
 from __future__ import annotations
@@ -19,13 +23,11 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from workloads.block import Dims, attention_core
-from workloads.graph import build_phase
-from workloads.model import parameter_shapes, tensor_bytes
+from sim.opgraph import op_mops_bytes
+from workloads.block import StepRule
+from workloads.graph import build_phase, build_with_rules
+from workloads.model import parameter_shapes, tensor_bytes, weight_bytes
 from workloads.spec import RunSpec
-
-_DYNAMIC = (("score", "attn_score", "matmul"), ("softmax", "softmax", "vector"),
-            ("value", "attn_value", "matmul"))  # node suffix, op type, kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +52,7 @@ class Counts:
 
 def op_counts(G: nx.DiGraph) -> dict[str, Counts]:
     """Counts of every op of G, by node name."""
-    return {n: Counts(a["flops"], sum(t.nbytes for t in a["reads"])
-                      + sum(t.nbytes for t in a["writes"]))
-            for n, a in G.nodes(data=True)}
+    return {n: Counts(a["flops"], op_mops_bytes(a)) for n, a in G.nodes(data=True)}
 
 
 def graph_counts(G: nx.DiGraph) -> Counts:
@@ -96,24 +96,31 @@ def run_counts(spec: RunSpec) -> RunCounts:
     per_phase = [add(build_phase(spec, 0, check=False), 1)]
     n_decode = spec.n_phases - 1
     if n_decode:
-        G = build_phase(spec, 1, check=False)
-        L = spec.model.n_layers
-        dynamic = frozenset(f"h{i}.attn.{s}" for i in range(L) for s, _, _ in _DYNAMIC)
-        static_step = add(G, n_decode, dynamic)  # everything but the attention cores
-        d, q = Dims.of(spec, 1), G.nodes["h0.attn.score"]["reads"][0]
-        core_sum = [Counts(), Counts(), Counts()]
+        G, rules = build_with_rules(spec, 1, check=False)
+        static_step = add(G, n_decode, frozenset(G.graph["per_step"]))  # all but the rules'
+        groups: dict[object, list[StepRule]] = defaultdict(list)
+        for r in rules:
+            groups[r.key].append(r)
+        sums = {key: [Counts()] * len(rs[0].nodes) for key, rs in groups.items()}
         for step in range(1, spec.n_phases):
             step_total = static_step
-            for j, (flops, reads, writes) in enumerate(attention_core(d, 0, q, spec.kv_len(step))):
-                c = Counts(flops, sum(t.nbytes for t in reads) + sum(t.nbytes for t in writes))
-                core_sum[j] += c
-                step_total += c * L
+            for key, rs in groups.items():
+                acc = sums[key]
+                scratch: list[dict] = [{} for _ in rs[0].nodes]
+                rs[0].write(step, scratch)
+                for j, a in enumerate(scratch):
+                    c = Counts(a["flops"], op_mops_bytes(a))
+                    acc[j] += c
+                    step_total += c * len(rs)
             per_phase.append(step_total)
-        for (_, op, kind), c in zip(_DYNAMIC, core_sum, strict=True):
-            by_op[op] += c * L
-            by_kind[kind] += c * L
-            for i in range(L):
-                by_layer[i] += c
+        nodes = G.nodes
+        for key, rs in groups.items():
+            for r in rs:
+                for name, c in zip(r.nodes, sums[key], strict=True):
+                    a = nodes[name]
+                    by_op[a["op"]] += c
+                    by_kind[a["kind"]] += c
+                    by_layer[a["layer"]] += c
     total = Counts()
     for c in per_phase:
         total += c
@@ -121,22 +128,49 @@ def run_counts(spec: RunSpec) -> RunCounts:
                      tuple(per_phase))
 
 
+def kv_cache_bytes(spec: RunSpec, positions: int | None = None,
+                   batch: int | None = None) -> int:
+    """KV cache bytes one device holds after `positions` (default: the run's) positions of
+    `batch` (default: the run's) sequences: K and V per layer (its KV heads on this device),
+    a windowed layer only its last `window` positions, an MLA layer its latent and rotary key
+    (replicated on every device)."""
+    m = spec.model
+    if m.arch != "decoder":
+        return 0
+    n = spec.positions if positions is None else positions
+    dt, B = spec.precision.kv_cache, spec.batch if batch is None else batch
+    total = 0
+    for i in range(m.n_layers):
+        w = m.window(i)
+        kept = min(n, w) if w else n
+        if m.mla:
+            total += tensor_bytes((B, 1, kept, m.kv_lora_rank + m.rotary_dims), dt)
+        else:
+            total += 2 * tensor_bytes((B, m.n_kv_heads // spec.tp, kept, m.d_head), dt)
+    return total
+
+
 def describe(spec: RunSpec) -> dict:
-    """JSON-ready counts of a run, SI units (FLOPs, bytes, FLOP/byte), one device of tp."""
+    """JSON-ready counts of a run, SI units (FLOPs, bytes, FLOP/byte), one device of tp:
+    parameters (total, and active per token: all but the routed experts a token skips), the
+    weight bytes, the KV cache at the end of the run and per position of one sequence (before
+    any window fills), and the FLOPs and MOPs (a mixture of experts: for the run's routing)."""
     m, p, rc = spec.model, spec.precision, run_counts(spec)
     shapes = parameter_shapes(m, spec.tp)
-    d = Dims.of(spec, spec.n_phases - 1)
-    kv_bytes = (2 * m.n_layers * tensor_bytes((d.B, d.Hkv, spec.positions, d.dh), d.kdt)
-                if m.arch == "decoder" else 0)
+    per_token = kv_cache_bytes(spec, positions=1, batch=1)
     out: dict = {
         "workload": m.name, "arch": m.arch, "batch": spec.batch, "prompt_len": spec.prompt_len,
         "gen_len": spec.gen_len, "tp": spec.tp,
-        "precision": {"weights": p.weights, "activations": p.activations,
-                      "kv_cache": p.kv_cache},
+        "precision": p.as_dict(),
+        "routing": ({"routing": spec.routing.label, "seed": spec.routing.seed}
+                    if m.n_experts else None),
         "params": m.n_params,
+        "active_params": m.active_params,
         "params_per_device": sum(math.prod(s) for s in shapes.values()),
-        "weight_bytes_per_device": sum(tensor_bytes(s, p.weights) for s in shapes.values()),
-        "kv_cache_bytes_per_device": kv_bytes,
+        "weight_bytes_per_device": sum(weight_bytes(m, s, p.of_weight(n, s))
+                                       for n, s in shapes.items()),
+        "kv_cache_bytes_per_device": kv_cache_bytes(spec),
+        "kv_bytes_per_token": per_token,
         **rc.total.as_dict(),
         "by_op_type": {k: c.as_dict() for k, c in sorted(rc.by_op_type.items(),
                                                          key=lambda kv: -kv[1].flops)},
@@ -159,12 +193,18 @@ def describe(spec: RunSpec) -> dict:
 def format_describe(d: dict) -> str:
     """A compact text table of `describe`'s output."""
     p = d["precision"]
+    emb = f"  embeddings {p['embeddings']}" if "embeddings" in p else ""
+    active = (f" (active {_si(d['active_params'])} per token)"
+              if d["active_params"] != d["params"] else "")
+    routing = (f"  routing {d['routing']['routing']} (seed {d['routing']['seed']})"
+               if d.get("routing") else "")
     lines = [
         f"{d['workload']} ({d['arch']})  batch {d['batch']}  prompt {d['prompt_len']}  "
         f"gen {d['gen_len']}  tp {d['tp']}  weights {p['weights']}  activations "
-        f"{p['activations']}  kv {p['kv_cache']}",
-        f"params {_si(d['params'])}  per device {_si(d['params_per_device'])} "
-        f"({_si(d['weight_bytes_per_device'])}B)  KV cache {_si(d['kv_cache_bytes_per_device'])}B",
+        f"{p['activations']}  kv {p['kv_cache']}{emb}{routing}",
+        f"params {_si(d['params'])}{active}  per device {_si(d['params_per_device'])} "
+        f"({_si(d['weight_bytes_per_device'])}B)  KV cache {_si(d['kv_cache_bytes_per_device'])}B"
+        f" ({_si(d['kv_bytes_per_token'])}B per token)",
         f"{'':24s}{'FLOPs':>12s}{'MOPs (B)':>12s}{'FLOP/B':>10s}",
         _row("total", d),
     ]

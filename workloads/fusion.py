@@ -5,7 +5,8 @@
            - attention: a layer's score, softmax and value ops are one kernel (fused masked
              attention, FlashAttention), so the scores never leave the chip;
            - epilogues: an elementwise op (residual add, activation, rotary embedding,
-             position or type embedding add, the pooler's tanh) runs at the end of the kernel
+             position or type embedding add or scale, the pooler's tanh, the logits' soft-cap,
+             a mixture of experts' weighted combine) runs at the end of the kernel
              that produced its last input (the latest of its producers in topological order)
              if that producer is a matmul, the embedding gather, or itself such an epilogue;
              another matmul producer that reads the same activation joins that kernel
@@ -32,7 +33,7 @@ import networkx as nx
 from sim.opgraph import FUSIONS, OpGraphError
 
 __all__ = ["FUSIONS", "fuse", "fusion_groups", "kernel_name"]
-EPILOGUE_OPS = frozenset({"residual", "activation", "rotary", "pos_embedding"})
+EPILOGUE_OPS = frozenset({"residual", "activation", "rotary", "pos_embedding", "combine"})
 ATTENTION_OPS = frozenset({"attn_score", "softmax", "attn_value"})
 
 
@@ -101,57 +102,76 @@ def kernel_name(members: list[str]) -> str:
 class _Kernel:
     """One kernel of several ops: merges their attributes, again when they change."""
 
-    __slots__ = ("name", "members", "read_at", "write_at", "attrs")
+    __slots__ = ("name", "names", "members", "internal", "lengths", "read_at", "write_at",
+                 "attrs")
 
     def __init__(self, G: nx.DiGraph, members: list[str], internal: frozenset[str]) -> None:
         self.name = kernel_name(members)
+        self.names = members
         self.members = [G.nodes[m] for m in members]  # the op graph's own attribute dicts
-        # where the kernel's reads and writes sit among its ops' (op index, position): a read
-        # of a tensor no op of it writes, first occurrence only; a write not `internal` (written
-        # and read only inside the kernel). Positions, not tensors: a decode step replaces an
-        # op's tensors by ones of the same name and role.
-        written = {t.name for a in self.members for t in a["writes"]}
-        seen_reads: set[str] = set()
+        self.internal = internal
+        self.lengths: tuple[int, ...] = ()
         self.read_at: list[tuple[int, int]] = []
-        for i, a in enumerate(self.members):
-            for j, t in enumerate(a["reads"]):
-                if t.name not in written and t.name not in seen_reads:
-                    seen_reads.add(t.name)
-                    self.read_at.append((i, j))
-        self.write_at = [(i, j) for i, a in enumerate(self.members)
-                         for j, t in enumerate(a["writes"]) if t.name not in internal]
+        self.write_at: list[tuple[int, int]] = []
         self.attrs: dict = {}  # the kernel node's attribute dict, once it is in the graph
         anchor = next((a for a in self.members if a["kind"] == "matmul"), self.members[0])
         self.attrs.update(kind=anchor["kind"], op="+".join(a["op"] for a in self.members),
                           layer=anchor["layer"], dtype=anchor["dtype"])
         self.refresh()
 
+    def _locate(self) -> None:
+        """Where the kernel's reads and writes sit among its ops' (op index, position): a read
+        of a tensor no op of it writes, first occurrence only; a write not `internal` (written
+        and read only inside the kernel). Positions, not tensors: a decode step replaces an
+        op's tensors by ones of the same name and role (the routed experts' reads change in
+        number too, and then the positions are found again)."""
+        written = {t.name for a in self.members for t in a["writes"]}
+        seen_reads: set[str] = set()
+        self.read_at = []
+        for i, a in enumerate(self.members):
+            for j, t in enumerate(a["reads"]):
+                if t.name not in written and t.name not in seen_reads:
+                    seen_reads.add(t.name)
+                    self.read_at.append((i, j))
+        self.write_at = [(i, j) for i, a in enumerate(self.members)
+                         for j, t in enumerate(a["writes"]) if t.name not in self.internal]
+
     def refresh(self) -> None:
         """Merge the ops' current attributes into `attrs` (after an op graph changed an op by
-        giving it new tuples and FLOPs)."""
+        giving it new tuples and FLOPs). An op that is itself a grouped GEMM adds its parts."""
         members = self.members
+        lengths = tuple(n for a in members for n in (len(a["reads"]), len(a["writes"])))
+        if lengths != self.lengths:
+            self.lengths = lengths
+            self._locate()
         flops = 0
+        parts = []
         for a in members:
             flops += a["flops"]
+            own = a.get("parts")
+            if own is None:
+                parts.append((a["kind"], a["flops"], a["dtype"], a["reads"], a["writes"]))
+            else:
+                parts.extend(own)
         self.attrs.update(
             flops=flops,
             reads=tuple([members[i]["reads"][j] for i, j in self.read_at]),
             writes=tuple([members[i]["writes"][j] for i, j in self.write_at]),
-            parts=tuple([(a["kind"], a["flops"], a["dtype"], a["reads"], a["writes"])
-                         for a in members]))
+            parts=tuple(parts))
 
 
 def fuse(G: nx.DiGraph) -> tuple[nx.DiGraph, Callable[[], None]]:
     """The kernel graph of op graph G under fusion "fused", and a function that brings it up
-    to date after the attention ops of G change in place (a decode template moving to its
-    next step; no other op changes then). Graph attributes are shared with G's."""
+    to date after the ops G declares in `per_step` change in place (a decode template moving
+    to its next step; no other op changes then). The kernel graph's attributes are G's, its
+    `per_step` naming the kernels that change."""
     groups = fusion_groups(G)
     readers: dict[str, set[str]] = {}
     for name, a in G.nodes(data=True):
         for t in a["reads"]:
             readers.setdefault(t.name, set()).add(name)
+    per_step = frozenset(G.graph.get("per_step", ()))
     K = nx.DiGraph()
-    K.graph = G.graph
     home: dict[str, str] = {}
     kernels: list[_Kernel] = []
     for members in groups:
@@ -172,11 +192,17 @@ def fuse(G: nx.DiGraph) -> tuple[nx.DiGraph, Callable[[], None]]:
     K.add_edges_from((home[u], home[v]) for u, v in G.edges if home[u] != home[v])
     if not nx.is_directed_acyclic_graph(K):
         raise OpGraphError(f"fusing {G.graph.get('model')} made a cycle: {nx.find_cycle(K)}")
-    # a decode step changes only the attention core (graph.decode_updater)
-    changing = [k for k in kernels if any(a["op"] in ATTENTION_OPS for a in k.members)]
+    changing = [k for k in kernels if per_step.intersection(k.names)]
+    K.graph.update(G.graph)
+    K.graph["per_step"] = tuple(dict.fromkeys(home[n] for n in G.graph.get("per_step", ())))
+    graph, source = K.graph, G.graph
+    alone = [(K.nodes[n], G.nodes[n]) for n in G if n in per_step and home[n] == n]
 
     def refresh() -> None:
         for k in changing:
             k.refresh()
+        for mine, theirs in alone:  # an op that is a kernel of its own: a copy of its dict
+            mine.update(theirs)
+        graph["step"], graph["kv_len"] = source["step"], source["kv_len"]
 
     return K, refresh

@@ -1,13 +1,17 @@
 """Op graphs of a run, phase by phase (see workloads/spec.py for the run semantics).
 
-Every graph honours sim/opgraph.py. Node names: "embed", "pos_embed", "type_embed",
-"embed_norm", per layer i "h{i}.norm1", "h{i}.attn.qkv", "h{i}.attn.rotary",
+Every graph honours sim/opgraph.py. Node names: "embed", "embed_scale" (Gemma), "pos_embed",
+"type_embed", "embed_norm", per layer i "h{i}.norm1", "h{i}.attn.qkv", "h{i}.attn.rotary",
 "h{i}.attn.score", "h{i}.attn.softmax", "h{i}.attn.value", "h{i}.attn.out",
-"h{i}.attn.all_reduce", "h{i}.attn.residual", "h{i}.norm2", "h{i}.mlp.gate", "h{i}.mlp.up",
-"h{i}.mlp.act", "h{i}.mlp.down", "h{i}.mlp.all_reduce", "h{i}.mlp.residual" (GPT-J:
-one "h{i}.residual"), then "final_norm", "lm_head", "pooler", "pooler.tanh". Op types
-(`op`): embedding, pos_embedding, norm, qkv, rotary, attn_score, softmax, attn_value,
-attn_out, all_reduce, residual, ffn_gate, ffn_up, activation, ffn_down, lm_head, pooler.
+"h{i}.attn.all_reduce", "h{i}.attn.post_norm" (Gemma 2), "h{i}.attn.residual", "h{i}.norm2",
+"h{i}.mlp.gate", "h{i}.mlp.up", "h{i}.mlp.act", "h{i}.mlp.down", "h{i}.mlp.all_reduce",
+"h{i}.mlp.post_norm", "h{i}.mlp.residual" (a parallel block: one "h{i}.residual"), then
+"final_norm", "lm_head", "lm_head.softcap" (Gemma 2), "pooler", "pooler.tanh"; the MLA
+attention of workloads/mla.py and the mixture-of-experts FFN ("h{i}.moe.*") of
+workloads/moe.py have their own. Op types (`op`): embedding, pos_embedding, norm, qkv, rotary,
+attn_score, softmax, attn_value, attn_out, all_reduce, residual, ffn_gate, ffn_up, activation,
+ffn_down, lm_head, pooler; MLA: q_down, q_up, q_proj, kv_down, q_absorb, v_up; MoE: router,
+route, experts_up, experts_down, shared_gate, shared_up, shared_down, combine.
 
 Tensor parallel (tp = N): the graph of one device. Column-parallel qkv, ffn_up, ffn_gate;
 row-parallel attn_out and ffn_down, each followed by an "all_reduce" collective of the
@@ -18,7 +22,9 @@ shard of the replicated embedding table). Sampling from vocabulary-sharded logit
 only B (value, index) pairs per device; that exchange is not modelled.
 
 Graph attribute `weight_bytes` maps every weight held by the device to its stored bytes (the
-embedding table's whole size, although the gather reads only some rows).
+embedding table's whole size, although the gather reads only some rows), in the order placement
+homes them (`home_order`); `per_step` names the ops whose attributes change between decode
+steps (block.StepRule).
 """
 
 from __future__ import annotations
@@ -28,10 +34,51 @@ from collections.abc import Callable, Iterator
 import networkx as nx
 
 from sim.opgraph import Tensor, check_op_graph
-from workloads.block import Dims, PhaseBuilder, attention_core
+from workloads.block import PhaseBuilder, StepRule
 from workloads.fusion import FUSIONS, fuse
+from workloads.mla import mla_attention
 from workloads.model import WorkloadError
+from workloads.moe import expert_home_order, moe_ffn
 from workloads.spec import RunSpec
+
+
+class ModelBuilder(PhaseBuilder):
+    """PhaseBuilder with every family's attention and FFN: multi-head latent attention
+    (workloads/mla.py) and mixtures of experts (workloads/moe.py) where the model has them."""
+
+    def attention(self, i: int, x: Tensor, after: tuple[str, ...]) -> tuple[Tensor, str]:
+        if self.m.mla:
+            return mla_attention(self, i, x, after)
+        return super().attention(i, x, after)
+
+    def ffn(self, i: int, x: Tensor, after: tuple[str, ...]) -> tuple[Tensor, str]:
+        if self.m.moe(i):
+            return moe_ffn(self, i, x, after)
+        return super().ffn(i, x, after)
+
+    def build(self) -> nx.DiGraph:
+        G = super().build()
+        experts = expert_home_order(self.spec) if self.m.n_experts else []
+        G.graph["weight_bytes"] = home_order(G, experts)
+        return G
+
+
+def home_order(G: nx.DiGraph, experts: list[str]) -> dict[str, int]:
+    """G's weight_bytes in the order placement homes them: the weights G reads, in order of
+    first use, but the routed experts; then the experts, in the order given (hottest first);
+    then any other weight G does not read (an LM head a prefill-only run never runs)."""
+    stored: dict[str, int] = G.graph["weight_bytes"]
+    later = set(experts)
+    order: dict[str, int] = {}
+    for _, a in G.nodes(data=True):
+        for t in a["reads"]:
+            if t.cls == "weight" and t.name not in order and t.name not in later:
+                order[t.name] = stored[t.name]
+    for name in experts:
+        order[name] = stored[name]
+    for name, b in stored.items():
+        order.setdefault(name, b)
+    return order
 
 
 def n_phases(spec: RunSpec) -> int:
@@ -41,12 +88,20 @@ def n_phases(spec: RunSpec) -> int:
 
 def build_phase(spec: RunSpec, step: int, check: bool = True) -> nx.DiGraph:
     """A fresh graph of phase `step` (0: prefill or encode; k >= 1: decode step k)."""
+    return build_with_rules(spec, step, check)[0]
+
+
+def build_with_rules(spec: RunSpec, step: int,
+                     check: bool = True) -> tuple[nx.DiGraph, list[StepRule]]:
+    """A fresh graph of phase `step` and the rules of its ops that change per decode step
+    (block.StepRule; their names are the graph's `per_step`)."""
     if not 0 <= step < spec.n_phases:
         raise IndexError(f"step {step} not in 0 .. {spec.n_phases - 1}")
-    G = PhaseBuilder(spec, step).build()
+    b = ModelBuilder(spec, step)
+    G = b.build()
     if check:
         check_op_graph(G)
-    return G
+    return G, b.rules
 
 
 def final_phase(spec: RunSpec) -> nx.DiGraph:
@@ -58,11 +113,11 @@ def phases(spec: RunSpec, fusion: str = "none") -> Iterator[nx.DiGraph]:
     """Every phase in order, as the kernels that run it (`fusion`, see workloads/fusion.py):
     phase 0, then decode steps 1 .. gen_len - 1.
 
-    The decode steps are ONE template DiGraph updated in place: only the attributes that
-    depend on the KV length (flops, reads and writes of attn_score, softmax, attn_value, or
-    of the kernel that fuses them, and the graph's step and kv_len) change. A consumer must
-    finish with a graph (and drop any reference to it or its attribute dicts) before asking
-    for the next one; copy it (`G.copy()`) to keep it.
+    The decode steps are ONE template DiGraph updated in place: only the ops its builder
+    declared (the graph's `per_step`: attention cores, routed experts; or the kernels that
+    fuse them) and the graph's step and kv_len change. A consumer must finish with a graph
+    (and drop any reference to it or its attribute dicts) before asking for the next one;
+    copy it (`G.copy()`) to keep it.
     """
     if fusion not in FUSIONS:
         raise WorkloadError(f"fusion = {fusion!r}: expected one of {', '.join(FUSIONS)}")
@@ -70,8 +125,7 @@ def phases(spec: RunSpec, fusion: str = "none") -> Iterator[nx.DiGraph]:
     yield G if fusion == "none" else fuse(G)[0]
     if spec.n_phases == 1:
         return
-    G = build_phase(spec, 1)
-    update = decode_updater(spec, G)
+    G, update = decode_template(spec)
     if fusion == "none":
         yield G
         for step in range(2, spec.n_phases):
@@ -86,38 +140,16 @@ def phases(spec: RunSpec, fusion: str = "none") -> Iterator[nx.DiGraph]:
         yield K
 
 
-def decode_updater(spec: RunSpec, G: nx.DiGraph) -> Callable[[int], None]:
-    """A function that moves decode template G (built for any step >= 1) to another step.
-
-    It writes what `block.attention_core` would (tests check they agree), computing shapes
-    and bytes once per step rather than once per layer.
-    """
-    d = Dims.of(spec, 1)
-    nodes = G.nodes
-    slots = []  # per layer: tensor names, the static query, the three attribute dicts
-    for i in range(spec.model.n_layers):
-        p = f"h{i}.attn."
-        score, softmax, value = nodes[p + "score"], nodes[p + "softmax"], nodes[p + "value"]
-        q, k = score["reads"]
-        v = value["reads"][1]
-        slots.append((k.name, v.name, score["writes"][0].name, softmax["writes"][0].name,
-                      q, score, softmax, value))
-    graph = G.graph
-    kv_cls = "kv_cache" if d.cached else "activation"
+def decode_template(spec: RunSpec) -> tuple[nx.DiGraph, Callable[[int], None]]:
+    """The graph of decode step 1 and a function that moves it to another decode step in
+    place, by the rules its builder declared (tests check it matches fresh builds)."""
+    G, rules = build_with_rules(spec, 1)
+    nodes, graph = G.nodes, G.graph
+    slots = [(r.write, [nodes[n] for n in r.nodes]) for r in rules]
 
     def update(step: int) -> None:
-        kv_len = spec.kv_len(step)
-        (fs, (_, k0), (s0,)), (fm, _, _), (fv, _, _) = attention_core(d, 0, slots[0][4], kv_len)
-        kv_shape, kv_bytes, kdt = k0.shape, k0.nbytes, k0.dtype
-        s_shape, s_bytes, adt = s0.shape, s0.nbytes, s0.dtype
-        for kname, vname, sname, pname, q, score, softmax, value in slots:
-            scores = Tensor(sname, "activation", s_shape, adt, s_bytes)
-            probs = Tensor(pname, "activation", s_shape, adt, s_bytes)
-            score["flops"], score["reads"], score["writes"] = (
-                fs, (q, Tensor(kname, kv_cls, kv_shape, kdt, kv_bytes)), (scores,))
-            softmax["flops"], softmax["reads"], softmax["writes"] = fm, (scores,), (probs,)
-            value["flops"], value["reads"] = fv, (probs, Tensor(vname, kv_cls, kv_shape, kdt,
-                                                                 kv_bytes))
-        graph["step"], graph["kv_len"] = step, kv_len
+        for write, dicts in slots:
+            write(step, dicts)
+        graph["step"], graph["kv_len"] = step, spec.kv_len(step)
 
-    return update
+    return G, update

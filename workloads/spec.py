@@ -1,4 +1,5 @@
-"""What to run: a model, batch, prompt and generation lengths, precision and tensor parallelism.
+"""What to run: a model, batch, prompt and generation lengths, precision, tensor parallelism and
+(for a mixture of experts) the routing.
 
 Run semantics. A decoder runs phase 0, the prefill of `prompt_len` tokens (its LM head runs on
 the last position only and yields generated token 1), then decode steps k = 1 .. gen_len - 1,
@@ -15,6 +16,7 @@ from __future__ import annotations
 from dataclasses import KW_ONLY, dataclass, field
 
 from workloads.model import ModelConfig, Precision, WorkloadError
+from workloads.routing import Routing, check_trace
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +31,7 @@ class RunSpec:
     batch: int = 1  # sequences
     precision: Precision = field(default_factory=Precision)
     tp: int = 1  # tensor-parallel devices; graphs are of one device
+    routing: Routing = field(default_factory=Routing)  # which experts routers pick (MoE)
 
     def __post_init__(self) -> None:
         m = self.model
@@ -39,14 +42,21 @@ class RunSpec:
         if m.arch == "encoder" and self.gen_len:
             raise WorkloadError(f"gen_len = {self.gen_len}: {m.name!r} is an encoder, which "
                                 "runs one pass over prompt_len tokens; expected gen_len = 0")
-        if m.positions == "learned" and self.positions > m.max_positions:
+        if self.positions > m.max_positions:
+            table = ("a learned position table of" if m.positions == "learned"
+                     else "max_position_embeddings =")
             raise WorkloadError(
-                f"prompt_len + gen_len - 1 = {self.positions} positions: {m.name!r} has a "
-                f"learned position table of {m.max_positions}; expected at most that")
-        for what, n in (("n_heads", m.n_heads), ("n_kv_heads", m.n_kv_heads), ("d_ff", m.d_ff)):
+                f"prompt_len + gen_len - 1 = {self.positions} positions: {m.name!r} has "
+                f"{table} {m.max_positions}; expected at most that")
+        for what, n in (("n_heads", m.n_heads), ("n_kv_heads", m.n_kv_heads), ("d_ff", m.d_ff),
+                        ("d_ff_expert", m.d_ff_expert), ("d_ff_shared", m.d_ff_shared)):
             if n % self.tp:
                 raise WorkloadError(f"tp = {self.tp}: {m.name!r} has {what} = {n}; expected a "
                                     f"tp that divides it")
+        if self.routing.trace is not None and m.n_experts:
+            check_trace(self.routing.trace, self.n_phases, m.moe_layers,
+                        [self.batch * self.tokens(k) for k in range(self.n_phases)],
+                        m.n_experts, m.top_k, m.name)
 
     @property
     def positions(self) -> int:
@@ -67,3 +77,9 @@ class RunSpec:
     def tokens(self, step: int) -> int:
         """Positions per sequence fed in `step`."""
         return self.prompt_len if step == 0 else 1
+
+    def route(self, step: int) -> list:
+        """The experts each MoE layer reads in `step` (routing.Routing.route)."""
+        m = self.model
+        return self.routing.route(step, self.batch * self.tokens(step), m.moe_layers,
+                                  m.n_experts, m.top_k)
