@@ -1,16 +1,17 @@
 """memwall's simulator: hierarchy model, cost model, SimPy engine, trace and summaries.
 
-`sim` knows nothing of Transformers beyond the op-graph contract in `sim.opgraph`.
+`sim` knows nothing of Transformers beyond the op-graph contract in `sim.opgraph`. Both engines
+plan ops with `sim.planning`; the analytic one never imports the SimPy one.
 """
 
 from . import cost
 from .analytic import simulate_analytic
-from .engine import EngineOptions, simulate
 from .errors import MemwallError
 from .hierarchy import Compute, Hierarchy, Interconnect, Level, Placement
 from .hierarchy_file import HierarchyError, apply_overrides, hierarchy_to_dict, load_hierarchy
 from .memory import tensor_footprint
 from .opgraph import DTYPES, Tensor, check_op_graph
+from .planning import EngineOptions
 from .report import format_report
 from .summary import Summary
 from .trace import OpRecord
@@ -26,8 +27,10 @@ __all__ = [
     "read_trace", "token_range",
 ]
 
-# Trace names load h5py (and plots matplotlib) on first use, so a run without --trace skips them.
+# The SimPy engine loads on first use, so an analytic run never imports SimPy; trace names load
+# h5py (and plots matplotlib) on first use, so a run without --trace skips them.
 _LAZY = {
+    "simulate": "engine",
     "TraceWriter": "trace_file", "Trace": "trace_reader", "TraceFileError": "trace_reader",
     "iter_records": "trace_reader", "op_totals": "trace_reader", "read_trace": "trace_reader",
     "Selection": "inspection", "format_inspection": "inspection", "inspect_trace": "inspection",

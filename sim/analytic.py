@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterable, Mapping
 import networkx as nx
 
 from . import cost
-from .engine import DEFAULT_OPTIONS, EngineOptions, OpFacts, Sink, check_tp
 from .hierarchy import Hierarchy
 from .memory import Memory, activation_pool_bytes
 from .opgraph import topo_ops
+from .planning import DEFAULT_OPTIONS, EngineOptions, OpFacts, Sink, check_tp
 from .trace import OpRecord
 
 
