@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Policy = Literal["none", "lru", "pin"]
 Topology = Literal["ring", "switch", "full"]
 
 
@@ -33,7 +32,7 @@ class Level:
     bandwidth_bytes_per_s: float  # peak
     latency_s: float  # per access chain (first byte), not per byte
     efficiency: float = 1.0  # sustained fraction of peak bandwidth
-    policy: Policy = "none"  # cache policy for tensors homed further out
+    policy: str = "none"  # cache policy for tensors homed further out: sim.cache.POLICIES
 
     @property
     def sustained_bytes_per_s(self) -> float:
