@@ -1,6 +1,7 @@
 """memwall's simulator: hierarchy model, cost model, SimPy engine, trace and summaries.
 
-`sim` knows nothing of Transformers beyond the op-graph contract in `sim.opgraph`.
+`sim` knows nothing of Transformers beyond the op-graph contract in `sim.opgraph`. Both engines
+plan ops with `sim.planning`; the analytic one never imports the SimPy one.
 Every public name below is importable from `sim`; each module loads on first use, so
 importing one name (say `sim.errors.MemwallError`) costs no more than that module, and a run
 without --trace never loads h5py, nor one without plots matplotlib.
@@ -10,7 +11,8 @@ from importlib import import_module
 
 _LAZY = {  # public name -> module of sim that defines it
     **dict.fromkeys(("simulate_analytic",), "analytic"),
-    **dict.fromkeys(("EngineOptions", "simulate"), "engine"),
+    **dict.fromkeys(("simulate",), "engine"),
+    **dict.fromkeys(("EngineOptions", "OpFacts", "check_tp"), "planning"),
     **dict.fromkeys(("MemwallError",), "errors"),
     **dict.fromkeys(("Compute", "Hierarchy", "Interconnect", "Level", "Placement"),
                     "hierarchy"),

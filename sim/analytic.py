@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterable, Mapping
 import networkx as nx
 
 from . import cost
-from .engine import EngineOptions, OpFacts, Sink, check_tp, stream_bandwidths
 from .hierarchy import Hierarchy
 from .memory import Memory, activation_pool_bytes
 from .opgraph import topo_ops
+from .planning import EngineOptions, OpFacts, Sink, check_tp, stream_bandwidths
 from .trace import OpRecord
 
 

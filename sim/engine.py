@@ -25,150 +25,27 @@ Attribution (every second of an op goes to exactly one cause; they add up to its
                            still running; waiting for bytes after that (or, overlap off, for
                            the transfer) to the level that limited the last transfer to finish
     interconnect           a collective's time on the links
+
+What it knows of each op before running it (compute time, the routing of its reads and writes)
+comes from sim.planning, which the analytic engine shares.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from operator import attrgetter
-from typing import NamedTuple
 
 import networkx as nx
 import simpy
 
 from . import cost
-from .errors import MemwallError
 from .fabric import Fabric, Flow
-from .hierarchy import Compute, Hierarchy
-from .memory import Memory, Plan, activation_bytes, activation_pool_bytes
-from .opgraph import Tensor, topo_ops
-from .runtime import Runtime
+from .hierarchy import Hierarchy
+from .memory import Memory, activation_pool_bytes
+from .opgraph import topo_ops
+from .planning import EngineOptions, OpFacts, Sink, check_tp, stream_bandwidths
 from .trace import OpRecord
-
-Sink = Callable[[OpRecord], None]
-
-
-@dataclass(frozen=True)
-class EngineOptions:
-    runtime: Runtime  # the software stack
-    prefetch_depth: int | None = None  # None: the runtime's prefetch_depth
-    overlap: bool = True  # stream operands while computing (double buffering)
-    tp: int = 1  # devices; collectives run over the hierarchy's interconnect
-
-    def __post_init__(self) -> None:
-        if self.prefetch_depth is not None and not 0 <= self.prefetch_depth <= 1024:
-            raise MemwallError(f"prefetch depth = {self.prefetch_depth}: expected an integer "
-                               "from 0 (no prefetch) to 1024")
-        if self.tp < 1:
-            raise MemwallError(f"tp = {self.tp}: expected an integer >= 1")
-
-
-
-
-def check_tp(hier: Hierarchy, tp: int) -> None:
-    if tp <= 1:
-        return
-    ic = hier.interconnect
-    if ic is None:
-        raise MemwallError(f"{hier.name}: --tp {tp} needs an interconnect section in {hier.path}")
-    if tp > ic.max_devices:
-        raise MemwallError(
-            f"{hier.name}: --tp {tp} exceeds interconnect.max_devices = {ic.max_devices}"
-        )
-
-
-def op_mops_bytes(a: dict) -> int:
-    """The paper's MOPs of an op: every operand and result once at the op boundary. A kernel
-    that fuses several ops (`parts`) counts each op at its own boundary, so that MOPs stay a
-    property of the model whatever the runtime fuses (bytes moved are a separate figure)."""
-    parts = a.get("parts")
-    tensors = [a["reads"], a["writes"]] if parts is None else \
-        [x for p in parts for x in (p[3], p[4])]
-    n = 0
-    for ts in tensors:
-        for t in ts:
-            n += t.nbytes
-    return n
-
-
-class OpInfo(NamedTuple):
-    """What an engine needs of one op beyond its graph attributes."""
-
-    reads: tuple[Tensor, ...]  # the node's own tuple, to tell when it changes
-    writes: tuple[Tensor, ...]
-    flops: int
-    compute_s: float
-    mops_bytes: int
-    weights: Plan  # routing of the weight reads
-    others: Plan  # routing of the activation and KV cache reads
-    results: Plan  # routing of the writes
-    act_level: int  # where activations lived when the plans were made
-    op_type: str  # the node's "op", "kind" and "layer", for the records
-    kind: str
-    layer: int
-    prefetch: bool  # has weight reads to request ahead
-    act_bytes: int  # activation bytes it reads and writes (memory.activation_bytes)
-
-
-class OpFacts:
-    """Per-op facts both engines need, derived once per op name and reused while the node's
-    tuples are the same objects (decode steps reuse one template graph) and activations stay
-    in the same level."""
-
-    def __init__(self, compute: Compute, runtime: Runtime, mem: Memory) -> None:
-        self.compute = compute
-        self.runtime = runtime
-        self.mem = mem
-        self._known: dict[str, OpInfo] = {}
-
-    def _derive(self, name: str, a: dict, act_bytes: int) -> OpInfo:
-        reads, writes, mem = a["reads"], a["writes"], self.mem
-        weights = [t for t in reads if t.cls == "weight"]
-        others = [t for t in reads if t.cls != "weight"] if weights else reads
-        w_plan = mem.plan_reads(weights)
-        got = self._known[name] = OpInfo(
-            reads, writes, a["flops"],
-            cost.op_compute_s(a, self.compute, self.runtime),
-            op_mops_bytes(a),
-            w_plan,
-            mem.plan_reads(others),
-            mem.plan_writes(writes),
-            mem.act_level,
-            a["op"], a["kind"], a["layer"],
-            bool(w_plan[0] or w_plan[1]),
-            act_bytes,
-        )
-        return got
-
-    def phase(self, graph_ops: list[tuple[str, dict]]) -> list[OpInfo]:
-        """Begin a phase of these (name, attributes), in order: home its activations
-        (Memory.begin_phase, sized by its largest op) and return the facts of every op."""
-        known, out = self._known, []
-        pool, stale = 0, []
-        for i, (name, a) in enumerate(graph_ops):
-            got = known.get(name)
-            if got is None or got.reads is not a["reads"] or got.writes is not a["writes"] \
-                    or got.flops != a["flops"]:
-                b = activation_bytes(a)
-                stale.append((i, b))
-            else:
-                b = got.act_bytes
-            out.append(got)
-            if b > pool:
-                pool = b
-        mem = self.mem
-        mem.begin_phase(pool)
-        act_level = mem.act_level
-        for i, b in stale:
-            name, a = graph_ops[i]
-            out[i] = self._derive(name, a, b)
-        for i, got in enumerate(out):
-            if got.act_level != act_level:  # planned for another home of the activations
-                name, a = graph_ops[i]
-                out[i] = self._derive(name, a, got.act_bytes)
-        return out
 
 
 class _Device:
@@ -318,12 +195,6 @@ def _charge(stall: list[float], flows: list[Flow], t_from: float, t_to: float) -
     latency = min(wait, max(0.0, t_to - max(t_from, f.t_end)))
     stall[f.source] += latency
     stall[f.bottleneck] += wait - latency
-
-
-def stream_bandwidths(hier: Hierarchy, runtime: Runtime) -> list[float]:
-    """Bytes/s each level streams at under `runtime`: its sustained bandwidth (what a
-    streaming benchmark reaches) times the runtime's memory efficiency, innermost first."""
-    return [lv.sustained_bytes_per_s * runtime.memory_efficiency for lv in hier.levels]
 
 
 def simulate(

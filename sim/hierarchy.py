@@ -15,7 +15,6 @@ from typing import Any, Literal
 from .document import overrides_of
 from .errors import MemwallError
 
-Policy = Literal["none", "lru", "pin"]
 Topology = Literal["ring", "switch", "full"]
 
 
@@ -34,7 +33,7 @@ class Level:
     bandwidth_bytes_per_s: float  # peak
     latency_s: float  # per access chain (first byte), not per byte
     efficiency: float = 1.0  # sustained fraction of peak bandwidth
-    policy: Policy = "none"  # cache policy for tensors homed further out
+    policy: str = "none"  # cache policy for tensors homed further out: sim.cache.POLICIES
 
     @property
     def sustained_bytes_per_s(self) -> float:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sim import document
+from sim.cache import POLICIES as CACHE_POLICIES
 from sim.hierarchy import Compute, Hierarchy, Interconnect, Level, Placement
 from sim.opgraph import DTYPES
 from sim.units import expected, format_quantity
@@ -47,7 +48,6 @@ SCHEMA_VERSION = 2
 #: what schema 1 carried in `compute` that belongs to the software stack (runtimes/)
 SOFTWARE_KEYS = ("dispatch", "matmul_efficiency", "vector_efficiency", "prefetch_depth",
                  "fusion", "matmul_tile")
-POLICIES = ("none", "lru", "pin")
 TOPOLOGIES = ("ring", "switch", "full")
 CAPACITY_TYPO_RATIO = 8  # inner/outer capacity above this warns (A100 registers/L1 is 1.3)
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
@@ -76,7 +76,7 @@ _LEVEL = {
     "bandwidth": (True, expected("bandwidth")),
     "latency": (True, expected("time")),
     "efficiency": (False, FRACTION),
-    "policy": (False, f"one of {', '.join(POLICIES)}"),
+    "policy": (False, "none, or a cache policy in sim.cache.POLICIES such as lru"),
 }
 _PLACEMENT = {k: (True, _LEVELS) for k in ("weights", "kv_cache", "activations")}
 _INTERCONNECT = {
@@ -86,6 +86,11 @@ _INTERCONNECT = {
     "max_devices": (True, "an integer >= 1 such as 8"),
     "efficiency": (False, FRACTION),
 }
+
+
+def policy_names() -> tuple[str, ...]:
+    """What a level's `policy` may be: "none", or the name of a class in sim.cache.POLICIES."""
+    return ("none", *CACHE_POLICIES)
 
 
 def load_hierarchy(
@@ -229,7 +234,7 @@ def _levels(node: Node, clock_hz: float) -> tuple[Level, ...]:
             bandwidth_bytes_per_s=as_quantity(f["bandwidth"], f"{p}.bandwidth", "bandwidth"),
             latency_s=as_quantity(f["latency"], f"{p}.latency", "time", clock_hz=clock_hz),
             efficiency=as_fraction(f.get("efficiency"), f"{p}.efficiency"),
-            policy=as_choice(f.get("policy"), f"{p}.policy", POLICIES, default="none"),
+            policy=as_choice(f.get("policy"), f"{p}.policy", policy_names(), default="none"),
         ))
     _warn_order(levels, first)
     return tuple(levels)

@@ -1,6 +1,6 @@
 """Offline inspection of a trace: the run's summary rebuilt from its records (through Summary,
-as the run did), the op executions that stalled most, and per-layer and per-token breakdowns,
-restricted to a token range, a layer or an op kind."""
+as the run did), the op executions that stalled most, and per-layer and per-token breakdowns
+(sim.trace.Totals, as every total), restricted to a token range, a layer or an op kind."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import numpy as np
 from .errors import MemwallError
 from .report import format_report, si
 from .summary import Summary
+from .trace import Totals, derive
 from .trace_file import RECORD_COLUMNS
-from .trace_reader import READ_ROWS, Tokens, Trace, _as_records, _reading, read_trace
+from .trace_reader import READ_ROWS, Tokens, _reading, decoded, read_trace
 
 KINDS = ("matmul", "vector", "collective")
 TOKEN_ROWS = 32  # per-token lines printed before steps are grouped into ranges
@@ -57,35 +58,18 @@ def token_range(text: str) -> tuple[int | None, int | None]:
     return lo_hi
 
 
-class _Breakdown:
-    """Totals per key (layer or step): ops, elapsed, compute, dispatch, interconnect, and stall
-    and bytes per level, accumulated chunk by chunk with bincount."""
-
-    def __init__(self, n_levels: int) -> None:
-        self.n_levels = n_levels
-        self.rows: dict[int, np.ndarray] = {}
-
-    def add(self, keys: np.ndarray, d: dict[str, np.ndarray]) -> None:
-        uk, inv = np.unique(keys, return_inverse=True)
-        cols = [np.ones(len(keys)), d["end_s"] - d["start_s"], d["compute_s"], d["dispatch_s"],
-                d["interconnect_s"]]
-        cols += [d["stall_s"][:, i] for i in range(self.n_levels)]
-        cols += [d["bytes"][:, i].astype(np.float64) for i in range(self.n_levels)]
-        sums = np.stack([np.bincount(inv, weights=c, minlength=len(uk)) for c in cols], axis=1)
-        for k, row in zip(uk.tolist(), sums, strict=True):
-            prev = self.rows.get(k)
-            self.rows[k] = row if prev is None else prev + row
-
-    def table(self, key: str, names: list[str]) -> list[dict[str, Any]]:
-        L = self.n_levels
-        out = []
-        for k in sorted(self.rows):
-            v = self.rows[k]
-            out.append({key: k, "n_ops": int(v[0]), "elapsed_s": v[1], "compute_s": v[2],
-                        "dispatch_s": v[3], "interconnect_s": v[4],
-                        "stall_s": dict(zip(names, v[5:5 + L].tolist(), strict=True)),
-                        "bytes": dict(zip(names, [int(x) for x in v[5 + L:]], strict=True))})
-        return out
+def _breakdown(t: Totals, key: str, names: list[str]) -> list[dict[str, Any]]:
+    """Per key (layer or step), in key order: ops, elapsed, compute, dispatch, interconnect,
+    and stall and bytes per level."""
+    out = []
+    for k in sorted(t.keys):
+        v = t.row(k)
+        out.append({key: k, "n_ops": v["n"], "elapsed_s": v["elapsed_s"],
+                    "compute_s": v["compute_s"], "dispatch_s": v["dispatch_s"],
+                    "interconnect_s": v["interconnect_s"],
+                    "stall_s": dict(zip(names, v["stall_s"], strict=True)),
+                    "bytes": dict(zip(names, v["bytes"], strict=True))})
+    return out
 
 
 def inspect_trace(path: str, sel: Selection = Selection(), top: int = 10) -> dict[str, Any]:
@@ -93,7 +77,7 @@ def inspect_trace(path: str, sel: Selection = Selection(), top: int = 10) -> dic
     t = read_trace(path, tokens=sel.tokens, records=False)
     names = t.level_names
     summary = Summary(t.hierarchy, t.runtime.memory_efficiency if t.runtime else 1.0)
-    layers, tokens = _Breakdown(len(names)), _Breakdown(len(names))
+    layers, tokens = Totals(len(names)), Totals(len(names))
     worst: list[tuple[float, int, dict[str, Any]]] = []
     op_layer = t.ops["layer"]
     kind_ok = None if sel.kind is None else np.array([k == sel.kind for k in t.ops["kind"]], bool)
@@ -108,11 +92,11 @@ def inspect_trace(path: str, sel: Selection = Selection(), top: int = 10) -> dic
                 mask &= kind_ok[d["op"]]
             if not mask.all():
                 d = {c: v[mask] for c, v in d.items()}
-            for r in _as_records(d, t.ops, t.phases):
-                summary.add(r)
-            layers.add(op_layer[d["op"]], d)
-            tokens.add(d["step"], d)
-            _keep_worst(worst, d, t, i, top)
+            cols = derive(decoded(d, t))
+            summary.add_columns(cols)
+            layers.add(cols["layer"], cols)
+            tokens.add(cols["step"], cols)
+            _keep_worst(worst, cols, names, i, top)
     if summary.n_ops == 0:
         raise MemwallError(f"{path}: no op executions match {sel.describe() or 'the trace'}")
     out = summary.result(t.meta, top=max(top, 10))
@@ -122,15 +106,16 @@ def inspect_trace(path: str, sel: Selection = Selection(), top: int = 10) -> dic
         "trace": {k: v for k, v in t.attrs.items() if k != "phases"},
         "summary": out,
         "most_stalled": [row for _, _, row in sorted(worst, key=lambda w: (-w[0], -w[1]))],
-        "by_layer": layers.table("layer", names),
-        "by_token": tokens.table("step", names),
+        "by_layer": _breakdown(layers, "layer", names),
+        "by_token": _breakdown(tokens, "step", names),
     }
 
 
-def _keep_worst(heap: list[tuple[float, int, dict[str, Any]]], d: dict[str, np.ndarray],
-                t: Trace, row0: int, k: int) -> None:
-    """Keep the k op executions with the most stall (elapsed - compute) seen so far."""
-    wait = (d["end_s"] - d["start_s"]) - d["compute_s"]
+def _keep_worst(heap: list[tuple[float, int, dict[str, Any]]], d: dict[str, Any],
+                levels: list[str], row0: int, k: int) -> None:
+    """Keep the k op executions with the most stall (elapsed - compute, `wait_s`) seen so far;
+    `d` holds the columns of the schema (sim.trace)."""
+    wait = d["wait_s"]
     if len(wait) == 0 or k <= 0:
         return
     cand = np.argsort(-wait, kind="stable")[:k]
@@ -139,12 +124,11 @@ def _keep_worst(heap: list[tuple[float, int, dict[str, Any]]], d: dict[str, np.n
         if len(heap) >= k and w <= heap[0][0]:
             continue
         stall = d["stall_s"][j]
-        op = int(d["op"][j])
-        row = {"step": int(d["step"][j]), "op": str(t.ops["name"][op]),
-               "op_type": str(t.ops["op_type"][op]), "layer": int(t.ops["layer"][op]),
-               "elapsed_s": float(d["end_s"][j] - d["start_s"][j]), "stall_s": w,
-               "worst_level": t.level_names[int(np.argmax(stall))] if stall.any() else None,
-               "stall_by_level_s": dict(zip(t.level_names, stall.tolist(), strict=True))}
+        row = {"step": int(d["step"][j]), "op": str(d["op"][j]),
+               "op_type": str(d["op_type"][j]), "layer": int(d["layer"][j]),
+               "elapsed_s": float(d["elapsed_s"][j]), "stall_s": w,
+               "worst_level": levels[int(np.argmax(stall))] if stall.any() else None,
+               "stall_by_level_s": dict(zip(levels, stall.tolist(), strict=True))}
         item = (w, -(row0 + j), row)
         if len(heap) < k:
             heapq.heappush(heap, item)

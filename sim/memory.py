@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 
 import networkx as nx
 
-from .cache import Cache
+from .cache import CachePolicy, make_cache
 from .errors import MemwallError
 from .hierarchy import Hierarchy
 from .opgraph import Tensor
@@ -120,8 +120,8 @@ class Memory:
         if need["kv_cache"] > sum(self.free[i] for i in kv_levels):
             raise self._does_not_fit("KV cache", need["kv_cache"], kv_levels, need["weight"])
         self._place_kv(kv, kv_levels)
-        self.caches: dict[int, Cache] = {
-            i: Cache(self.free[i], lv.policy)
+        self.caches: dict[int, CachePolicy] = {
+            i: make_cache(lv.policy, self.free[i])
             for i, lv in enumerate(self.levels)
             if lv.policy != "none"
         }

@@ -1,7 +1,9 @@
 """HDF5 trace files (schema 1): the flat OpRecords of a run, streamed to disk, and read back.
 
 Layout (every table is columnar: one 1-D dataset per column, or 2-D (rows, levels) for the
-per-level columns; chunked, gzip with shuffle, fletcher32 checksums; `units` attribute on each):
+per-level columns; chunked, gzip with shuffle, fletcher32 checksums; `units` attribute on each).
+The columns of /ops, /records and /steps, their dtypes and units come from the record schema,
+sim.trace.FIELDS; /steps holds what sim.trace.Totals makes of each step's records:
 
     /                attrs: format="memwall-trace", schema_version, memwall_version,
                      command_line, created (ISO 8601, UTC), hierarchy, runtime, workload,
@@ -12,7 +14,7 @@ per-level columns; chunked, gzip with shuffle, fletcher32 checksums; `units` att
     /ops/            the static op table: name, op_type, kind (indices into /lookup), layer
     /records/        one row per op execution: step, op (index into /ops), phase, start_s,
                      end_s, dispatch_s, compute_s, interconnect_s, stall_s (n, levels),
-                     bytes (n, levels), flops, mops_bytes
+                     bytes (n, levels), flops, mops_bytes, compute_start_s
     /steps/          one row per step (token): step, phase, first (row in /records), n_ops,
                      start_s, end_s, compute_s, dispatch_s, interconnect_s, stall_s, bytes,
                      flops, mops_bytes
@@ -25,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-from array import array
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,49 +41,29 @@ from .outfile import Staged, memwall_version
 from .runtime import Runtime
 from .runtime_file import runtime_to_dict
 from .summary import Summary
-from .trace import OpRecord
+from .trace import FIELD, FIELDS, FIRST, LAST, SUM, WIDTH, OpRecord, Records, Totals
 
 FORMAT = "memwall-trace"
 SCHEMA_VERSION = 1
 CHUNK_ROWS = 65536  # records buffered in memory and written per HDF5 chunk
+BLOCK_ROWS = 4096  # records buffered (sim.trace.Records) before they become columns
 _FILTERS: dict[str, Any] = {"compression": "gzip", "compression_opts": 4, "shuffle": True,
                             "fletcher32": True}
 _STR = h5py.string_dtype()
-_TYPECODE = {"int32": "i", "uint8": "B", "float64": "d", "int64": "q"}  # numpy -> array.array
 
-# column -> (dtype, units); "L" in the shape marks a (rows, levels) column
+# The tables, from the schema (sim.trace.FIELDS): column -> (dtype, units)
 RECORD_COLUMNS: dict[str, tuple[str, str]] = {
-    "step": ("int32", "step (0 = prefill or encoder pass, k = decode step k)"),
-    "op": ("int32", "index into /ops"),
-    "phase": ("uint8", "index into /lookup/phases"),
-    "start_s": ("float64", "s"),
-    "end_s": ("float64", "s"),
-    "dispatch_s": ("float64", "s"),
-    "compute_s": ("float64", "s"),
-    "interconnect_s": ("float64", "s"),
-    "stall_s": ("float64", "s, per level (innermost first)"),
-    "bytes": ("int64", "bytes, per level (innermost first)"),
-    "flops": ("int64", "FLOP"),
-    "mops_bytes": ("int64", "bytes read and written at the op boundary"),
-    "compute_start_s": ("float64", "s, when the compute units began the op"),
-}
+    f.name: (f.dtype, f.units) for f in FIELDS if f.table == "records"}
 STEP_COLUMNS: dict[str, tuple[str, str]] = {
-    "step": ("int32", "step"),
-    "phase": ("uint8", "index into /lookup/phases"),
+    "step": (FIELD["step"].dtype, "step"),
+    "phase": (FIELD["phase"].dtype, FIELD["phase"].units),
     "first": ("int64", "first row in /records"),
     "n_ops": ("int64", "op executions"),
-    "start_s": ("float64", "s"),
-    "end_s": ("float64", "s"),
-    "compute_s": ("float64", "s"),
-    "dispatch_s": ("float64", "s"),
-    "interconnect_s": ("float64", "s"),
-    "stall_s": ("float64", "s, per level (innermost first)"),
-    "bytes": ("int64", "bytes, per level (innermost first)"),
-    "flops": ("int64", "FLOP"),
-    "mops_bytes": ("int64", "bytes"),
+    **{f.name: (f.dtype, f.units) for f in FIELDS if f.reduce in (SUM, FIRST, LAST)},
 }
-PER_LEVEL = ("stall_s", "bytes")
-_SUMS = ("compute_s", "dispatch_s", "interconnect_s", "stall_s", "bytes", "flops", "mops_bytes")
+PER_LEVEL = tuple(f.name for f in FIELDS if f.per_level)
+OP_KEY = ("op", *(f.name for f in FIELDS if f.table == "ops"))  # a row of /ops
+_STEP_TOTALS = {"step": "keys", "phase": "phase", "first": "first_row", "n_ops": "n"}
 
 
 def run_meta(summary: dict[str, Any], hier: Hierarchy) -> dict[str, Any]:
@@ -113,13 +94,17 @@ class TraceWriter:
         self.staged = Staged(path)
         self.tmp = self.staged.tmp
         self.f: h5py.File | None = h5py.File(self.tmp, "w")
-        self.op_index: dict[tuple[str, str, str, int], int] = {}
-        self.types: dict[str, int] = {}
-        self.kinds: dict[str, int] = {}
-        self.phases: dict[str, int] = {}
-        self._new_buffer()
+        self.op_index: dict[tuple, int] = {}  # OP_KEY values -> row in /ops
+        # the names each str field's index points into: dataset -> name -> index
+        self.names: dict[str, dict[str, int]] = {f.lookup: {} for f in FIELDS
+                                                 if f.lookup.startswith("lookup/")}
         self.n = 0  # records written
-        self.steps: dict[int, dict[str, Any]] = {}
+        self.steps = Totals(self.n_levels, keep=("phase",))  # per step, for /steps
+        self._pending = Records()  # records not yet in _buf
+        self._values = self._pending.values
+        self._buf: dict[str, list[np.ndarray]] = {c: [] for c in RECORD_COLUMNS}
+        self._buffered = 0  # records in _buf
+        self._room = min(BLOCK_ROWS, chunk_rows) * WIDTH  # values _pending takes
         group = self.f.create_group("records")
         self.records = {c: self._column(group, c, dt, u, chunk_rows)
                         for c, (dt, u) in RECORD_COLUMNS.items()}
@@ -134,86 +119,62 @@ class TraceWriter:
         return ds
 
     # -- streaming ---------------------------------------------------------------------------
-    def _new_buffer(self) -> None:
-        """Column buffers as array.array: plain C storage the garbage collector never scans."""
-        self.buf = {c: array(_TYPECODE[dt]) for c, (dt, _) in RECORD_COLUMNS.items()}
-        b = self.buf
-        self._append = (b["step"].append, b["op"].append, b["phase"].append,
-                        b["start_s"].append, b["end_s"].append, b["dispatch_s"].append,
-                        b["compute_s"].append, b["interconnect_s"].append, b["stall_s"].extend,
-                        b["bytes"].extend, b["flops"].append, b["mops_bytes"].append,
-                        b["compute_start_s"].append)
-
     def add(self, r: OpRecord) -> None:
-        key = (r.op, r.op_type, r.kind, r.layer)
-        i = self.op_index.get(key)
-        if i is None:
-            i = self.op_index[key] = len(self.op_index)
-            self.types.setdefault(r.op_type, len(self.types))
-            self.kinds.setdefault(r.kind, len(self.kinds))
-        ph = self.phases.get(r.phase)
-        if ph is None:
-            ph = self.phases[r.phase] = len(self.phases)
-        step, op, phase, t0, t1, d, c, ic, st, by, fl, mo, cs = self._append
-        step(r.step)
-        op(i)
-        phase(ph)
-        t0(r.start_s)
-        t1(r.end_s)
-        d(r.dispatch_s)
-        c(r.compute_s)
-        ic(r.interconnect_s)
-        st(r.stall_s)
-        by(r.bytes)
-        fl(r.flops)
-        mo(r.mops_bytes)
-        cs(r.compute_start_s)
-        if len(self.buf["step"]) >= self.chunk_rows:
+        values = self._values
+        values.extend(r)  # Records.add, inline
+        if len(values) >= self._room:
+            self._convert()
+
+    def _convert(self) -> None:
+        """Turn the pending records into stored columns (str fields as indices), fold them into
+        the per-step totals, and write a chunk once one is full."""
+        n = len(self._pending)
+        if n == 0:
+            return
+        cols = self._pending.columns()
+        index = self.op_index
+        n_known = len(index)
+        keys = zip(*(cols[c] if FIELD[c].lookup else cols[c].tolist() for c in OP_KEY),
+                   strict=True)
+        op = [index.setdefault(k, len(index)) for k in keys]
+        if len(index) > n_known:  # new ops: their names, in order of first use
+            new = list(index)[n_known:]
+            for f in FIELDS:
+                if f.table == "ops" and f.lookup:
+                    names, j = self.names[f.lookup], OP_KEY.index(f.name)
+                    for k in new:
+                        names.setdefault(k[j], len(names))
+        stored = {"op": np.array(op, dtype=np.int64)}
+        for f in FIELDS:
+            if f.table == "records" and f.lookup.startswith("lookup/"):
+                names = self.names[f.lookup]
+                stored[f.name] = np.array([names.setdefault(v, len(names)) for v in cols[f.name]],
+                                          dtype=np.int64)
+        cols.update(stored)
+        self.steps.add(cols["step"], cols)
+        for c in RECORD_COLUMNS:
+            self._buf[c].append(cols[c])
+        self._buffered += n
+        if self._buffered >= self.chunk_rows:
             self._flush()
+        self._room = min(BLOCK_ROWS, self.chunk_rows - self._buffered) * WIDTH
 
     def _flush(self) -> None:
-        rows = len(self.buf["step"])
+        rows = self._buffered
         if rows == 0:
             return
-        data: dict[str, np.ndarray] = {}
-        for c, (dt, _) in RECORD_COLUMNS.items():
-            v = np.frombuffer(self.buf[c], dtype=dt)
-            data[c] = v.reshape(rows, self.n_levels) if c in PER_LEVEL else v
         end = self.n + rows
         for c, ds in self.records.items():
             ds.resize(end, axis=0)
-            ds[self.n:end] = data[c]
-        self._fold_steps(data)
+            ds[self.n:end] = np.concatenate(self._buf[c]).astype(RECORD_COLUMNS[c][0])
+            self._buf[c] = []
         self.n = end
-        del data
-        self._new_buffer()
-
-    def _fold_steps(self, d: dict[str, np.ndarray]) -> None:
-        """Per-step totals of one buffer (steps arrive in order, one may span buffers)."""
-        steps, first, counts = np.unique(d["step"], return_index=True, return_counts=True)
-        order = np.argsort(first)
-        for k, i0, n in zip(steps[order], first[order], counts[order], strict=True):
-            sl = slice(int(i0), int(i0 + n))
-            row = self.steps.get(int(k))
-            if row is None:
-                row = self.steps[int(k)] = {
-                    "phase": int(d["phase"][i0]), "first": self.n + int(i0), "n_ops": 0,
-                    "start_s": float(d["start_s"][i0]),
-                    **{c: np.zeros(self.n_levels) if c in PER_LEVEL else 0 for c in _SUMS},
-                }
-                row["bytes"] = np.zeros(self.n_levels, dtype=np.int64)
-            row["n_ops"] += int(n)
-            row["end_s"] = float(d["end_s"][sl][-1])
-            for c in _SUMS:
-                # a sequential sum carried on from the step's total so far, so that where a
-                # buffer ends never changes the result (numpy's sum() is pairwise)
-                part = d[c][sl]
-                row[c] = np.cumsum(np.concatenate([np.asarray(row[c])[None], part]),
-                                   axis=0)[-1]
+        self._buffered = 0
 
     # -- completion --------------------------------------------------------------------------
     def finish(self, summary: dict[str, Any]) -> Path:
         """Write the tables and root attributes, close, and rename to the final name."""
+        self._convert()
         self._flush()
         f = self.f
         assert f is not None, "TraceWriter.finish called twice"
@@ -239,18 +200,17 @@ class TraceWriter:
 
     def _write_tables(self, f: h5py.File) -> None:
         lookup = f.create_group("lookup")
-        for name, table in (("op_types", self.types), ("kinds", self.kinds),
-                            ("phases", self.phases)):
-            lookup.create_dataset(name, data=list(table), dtype=_STR)
+        for name, table in self.names.items():
+            lookup.create_dataset(name.removeprefix("lookup/"), data=list(table), dtype=_STR)
         keys = list(self.op_index)
         ops = f.create_group("ops")
         ops.create_dataset("name", data=[k[0] for k in keys], dtype=_STR)
-        ops.create_dataset("op_type", data=np.array([self.types[k[1]] for k in keys], np.int32))
-        ops.create_dataset("kind", data=np.array([self.kinds[k[2]] for k in keys], np.int32))
-        ops.create_dataset("layer", data=np.array([k[3] for k in keys], np.int32))
-        for c, u in (("op_type", "index into /lookup/op_types"),
-                     ("kind", "index into /lookup/kinds"), ("layer", "-1 outside the layers")):
-            ops[c].attrs["units"] = u
+        for j, c in enumerate(OP_KEY[1:], start=1):
+            fld = FIELD[c]
+            names = self.names.get(fld.lookup)
+            vals = [k[j] for k in keys] if names is None else [names[k[j]] for k in keys]
+            ops.create_dataset(c, data=np.array(vals, fld.dtype))
+            ops[c].attrs["units"] = fld.units
         lv = f.create_group("levels")
         levels = self.hier.levels
         lv.create_dataset("name", data=[x.name for x in levels], dtype=_STR)
@@ -260,13 +220,13 @@ class TraceWriter:
             lv.create_dataset(c, data=np.array([getattr(x, c) for x in levels], np.float64))
             lv[c].attrs["units"] = u
         steps = f.create_group("steps")
-        ks = sorted(self.steps)
+        tot = self.steps
+        order = np.argsort(tot.keys, kind="stable")
         for c, (dt, u) in STEP_COLUMNS.items():
-            vals = ks if c == "step" else [self.steps[k][c] for k in ks]
-            shape = (len(ks), self.n_levels) if c in PER_LEVEL else (len(ks),)
-            arr = np.array(vals, dtype=dt).reshape(shape)
-            ds = steps.create_dataset(c, data=arr, chunks=(max(1, min(4096, len(ks))),)
-                                      + shape[1:], **_FILTERS)
+            got = _STEP_TOTALS.get(c, c)
+            arr = np.asarray(tot.keys if got == "keys" else tot[got])[order].astype(dt)
+            ds = steps.create_dataset(c, data=arr, chunks=(max(1, min(4096, len(order))),)
+                                      + arr.shape[1:], **_FILTERS)
             ds.attrs["units"] = u
 
     def abort(self) -> None:

@@ -17,7 +17,7 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import h5py
@@ -27,10 +27,12 @@ from .errors import MemwallError
 from .hierarchy import Compute, Hierarchy, Interconnect, Level, Placement
 from .runtime import Runtime
 from .runtime_file import runtime_from_dict
-from .trace import OpRecord
+from .trace import FIELDS, FIRST, LAST, SUM, OpRecord, Totals
 from .trace_file import FORMAT, PER_LEVEL, RECORD_COLUMNS, SCHEMA_VERSION, STEP_COLUMNS
 
 READ_ROWS = 262144  # records per read when streaming OpRecords back
+# the /records columns that Totals reduces, and the op they belong to
+REDUCED = ("op", *(f.name for f in FIELDS if f.reduce in (SUM, FIRST, LAST)))
 Tokens = tuple[int | None, int | None] | None  # half-open step range [a, b)
 
 
@@ -52,6 +54,7 @@ class Trace:
     records: dict[str, np.ndarray]  # /records columns for the rows read; per-level are (n, L)
     steps: dict[str, np.ndarray]  # /steps columns for the steps read
     rows: tuple[int, int]  # the half-open row range of /records that `records` holds
+    lookups: dict[str, list[str]] = field(default_factory=dict)  # "lookup/phases" -> names
 
     def table(self) -> dict[str, np.ndarray]:
         """One flat column per field (per-level columns split as 'stall_s.hbm', 'bytes.hbm'),
@@ -69,7 +72,7 @@ class Trace:
 
     def op_records(self) -> Iterator[OpRecord]:
         """The records read, as the OpRecords the engine produced."""
-        yield from _as_records(self.records, self.ops, self.phases)
+        yield from _as_records(decoded(self.records, self))
 
     def steps_rows(self) -> tuple[int, int]:
         """The half-open /records row range of the steps in `steps`."""
@@ -95,18 +98,29 @@ def _flat(cols: dict[str, np.ndarray], names: list[str],
     return out
 
 
-def _as_records(r: dict[str, np.ndarray], ops: dict[str, np.ndarray],
-                phases: list[str]) -> Iterator[OpRecord]:
-    names, types, kinds, layers = (ops[c].tolist() for c in ("name", "op_type", "kind", "layer"))
-    cols = [r[c].tolist() for c in ("step", "op", "phase", "start_s", "end_s", "dispatch_s",
-                                    "compute_s", "interconnect_s", "flops", "mops_bytes",
-                                    "compute_start_s")]
-    stall = [tuple(x) for x in r["stall_s"].tolist()]
-    nbytes = [tuple(x) for x in r["bytes"].tolist()]
-    for step, op, ph, t0, t1, d, c, ic, fl, mo, cs, st, by in zip(*cols, stall, nbytes,
-                                                                   strict=True):
-        yield OpRecord(step, phases[ph], names[op], types[op], kinds[op], layers[op], t0, t1, d, c,
-                       ic, st, by, fl, mo, cs)
+def decoded(stored: dict[str, np.ndarray], trace: Trace) -> dict[str, Any]:
+    """Stored /records columns as the schema's columns (sim.trace.columns): an op's attributes
+    joined from the op table, and str fields as object arrays of str."""
+    op = stored["op"]
+    out: dict[str, Any] = {}
+    for f in FIELDS:
+        if f.table == "ops":
+            out[f.name] = trace.ops[f.name][op]
+        elif f.name == "op":
+            out[f.name] = trace.ops["name"][op]
+        elif f.lookup:
+            out[f.name] = np.array(trace.lookups[f.lookup], dtype=object)[stored[f.name]]
+        else:
+            out[f.name] = stored[f.name]
+    return out
+
+
+def _as_records(cols: dict[str, Any]) -> Iterator[OpRecord]:
+    values = [list(map(tuple, cols[f.name].tolist())) if f.per_level else cols[f.name].tolist()
+              for f in FIELDS]
+    new = tuple.__new__  # an OpRecord without NamedTuple's Python-level __new__
+    for v in zip(*values, strict=True):
+        yield new(OpRecord, v)
 
 
 @contextmanager
@@ -178,11 +192,13 @@ def read_trace(path: str | os.PathLike[str], tokens: Tokens = None,
     with _reading(p) as f:
         a = f.attrs
         hier_dict = json.loads(a["hierarchy"])
-        lookup = {k: _strings(f[f"lookup/{k}"]).tolist() for k in ("op_types", "kinds", "phases")}
-        ops = {"name": _strings(f["ops/name"]),
-               "op_type": np.array(lookup["op_types"], dtype=object)[f["ops/op_type"][()]],
-               "kind": np.array(lookup["kinds"], dtype=object)[f["ops/kind"][()]],
-               "layer": f["ops/layer"][()]}
+        lookups = {f"lookup/{k}": _strings(ds).tolist() for k, ds in f["lookup"].items()}
+        ops = {"name": _strings(f["ops/name"])}
+        for fld in FIELDS:
+            if fld.table == "ops":
+                stored = f[f"ops/{fld.name}"][()]
+                ops[fld.name] = (np.array(lookups[fld.lookup], dtype=object)[stored]
+                                 if fld.lookup else stored)
         levels = {c: (_strings(ds) if c == "name" else ds[()]) for c, ds in f["levels"].items()}
         all_steps = {c: f[f"steps/{c}"][()] for c in STEP_COLUMNS}
         idx, rows = step_rows(all_steps["step"], all_steps["first"], all_steps["n_ops"], tokens)
@@ -197,13 +213,13 @@ def read_trace(path: str | os.PathLike[str], tokens: Tokens = None,
             attrs={"schema_version": int(a["schema_version"]),
                    "memwall_version": str(a["memwall_version"]),
                    "command_line": json.loads(a["command_line"]),
-                   "created": str(a["created"]), "phases": lookup["phases"]},
+                   "created": str(a["created"]), "phases": lookups["lookup/phases"]},
             hierarchy=hierarchy_from_dict(hier_dict),
             runtime=_runtime(a),
             meta=json.loads(a["workload"]),
             summary=json.loads(a["summary"]),
             level_names=[lv["name"] for lv in hier_dict["levels"]],
-            levels=levels, ops=ops, records=recs, steps=steps, rows=rows,
+            levels=levels, ops=ops, records=recs, steps=steps, rows=rows, lookups=lookups,
         )
 
 
@@ -215,8 +231,7 @@ def iter_records(trace: Trace, rows: tuple[int, int] | None = None,
         cols = {c: f[f"records/{c}"] for c in RECORD_COLUMNS}
         for i in range(lo, hi, read_rows):
             j = min(hi, i + read_rows)
-            yield from _as_records({c: ds[i:j] for c, ds in cols.items()}, trace.ops,
-                                   trace.phases)
+            yield from _as_records(decoded({c: ds[i:j] for c, ds in cols.items()}, trace))
 
 
 _COMPUTE_FIELDS = {f.name for f in dataclasses.fields(Compute)}  # a schema-1 hierarchy also
@@ -248,23 +263,22 @@ def hierarchy_from_dict(d: dict[str, Any]) -> Hierarchy:
 
 def op_totals(trace: Trace, read_rows: int = READ_ROWS) -> dict[str, np.ndarray]:
     """Totals per row of the op table over the rows of `trace` (read from disk in bounded
-    chunks): calls, elapsed_s, compute_s, flops, mops_bytes, stall_s (ops, L), bytes (ops, L)."""
+    chunks, through sim.trace.Totals): calls, and every sum of the schema and its derived
+    quantities: elapsed_s, compute_s, flops, mops_bytes, stall_s (ops, L), bytes (ops, L), ...
+    An op with no execution in the rows has zeros."""
     n_ops, L = len(trace.ops["name"]), len(trace.level_names)
-    out = {"calls": np.zeros(n_ops), "elapsed_s": np.zeros(n_ops), "compute_s": np.zeros(n_ops),
-           "flops": np.zeros(n_ops), "mops_bytes": np.zeros(n_ops),
-           "stall_s": np.zeros((n_ops, L)), "bytes": np.zeros((n_ops, L))}
+    tot = Totals(L)
     lo, hi = trace.steps_rows()
     with _reading(trace.path) as f:
+        cols = {c: f[f"records/{c}"] for c in REDUCED}
         for i in range(lo, hi, read_rows):
-            sl = slice(i, min(hi, i + read_rows))
-            op = f["records/op"][sl]
-            vals = {"calls": None, "elapsed_s": f["records/end_s"][sl] - f["records/start_s"][sl],
-                    "compute_s": f["records/compute_s"][sl], "flops": f["records/flops"][sl],
-                    "mops_bytes": f["records/mops_bytes"][sl]}
-            for c, w in vals.items():
-                out[c] += np.bincount(op, weights=w, minlength=n_ops)
-            for c in ("stall_s", "bytes"):
-                block = f[f"records/{c}"][sl]
-                for j in range(L):
-                    out[c][:, j] += np.bincount(op, weights=block[:, j], minlength=n_ops)
+            j = min(hi, i + read_rows)
+            d = {c: ds[i:j] for c, ds in cols.items()}
+            tot.add(d["op"], d)
+    out: dict[str, np.ndarray] = {}
+    for name in tot.sums:
+        got = tot[name]
+        full = np.zeros((n_ops, *got.shape[1:]), got.dtype)
+        full[tot.keys] = got
+        out["calls" if name == "n" else name] = full
     return out

@@ -98,3 +98,14 @@ def test_an_empty_or_negative_token_range_is_refused(text):
 
     with pytest.raises(MemwallError, match="empty range"):
         token_range(text)
+
+
+def test_inspection_does_not_depend_on_how_the_trace_is_read(traced, monkeypatch):
+    path, _ = traced
+    import sim.inspection
+
+    sel = Selection(tokens=(1, None), kind="matmul")
+    whole = inspect_trace(str(path), sel)
+    monkeypatch.setattr(sim.inspection, "READ_ROWS", 13)
+    assert inspect_trace(str(path), sel) == whole
+    assert sum(r["n_ops"] for r in whole["by_token"]) == whole["summary"]["n_ops"]

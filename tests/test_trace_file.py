@@ -233,3 +233,37 @@ def test_iter_records_streams_in_bounded_chunks(traced):
 
     t = read_trace(path, records=False)
     assert list(iter_records(t, rows=(0, len(records)), read_rows=100)) == records
+
+
+def test_op_totals_are_the_records_summed_in_order_whatever_the_reads(traced):
+    path, _, records = traced
+    t = read_trace(path, records=False)
+    from sim import op_totals
+
+    tot, small = op_totals(t), op_totals(t, read_rows=7)
+    assert tot.keys() == small.keys() >= {"calls", "elapsed_s", "compute_s", "flops",
+                                          "mops_bytes", "stall_s", "bytes", "wait_s"}
+    for c in tot:
+        np.testing.assert_array_equal(tot[c], small[c], err_msg=c)
+    row = {name: i for i, name in enumerate(t.ops["name"].tolist())}
+    want: dict[str, list] = {}
+    for r in records:
+        acc = want.setdefault(r.op, [0, 0.0, 0, [0] * len(r.bytes)])
+        acc[0] += 1
+        acc[1] += r.end_s - r.start_s
+        acc[2] += r.flops
+        acc[3] = [a + b for a, b in zip(acc[3], r.bytes, strict=True)]
+    for op, (calls, elapsed, flops, nbytes) in want.items():
+        i = row[op]
+        assert (tot["calls"][i], tot["elapsed_s"][i], tot["flops"][i]) == (calls, elapsed, flops)
+        assert tot["bytes"][i].tolist() == nbytes
+
+
+def test_steps_table_is_the_schemas(traced):
+    from sim.trace import FIELDS, SUM
+
+    t = read_trace(traced[0], records=False)
+    sums = [f.name for f in FIELDS if f.reduce == SUM]
+    assert set(t.steps) == {"step", "phase", "first", "n_ops", "start_s", "end_s", *sums}
+    assert set(t.records) == set() and set(read_trace(traced[0]).records) == {
+        f.name for f in FIELDS if f.table == "records"}
