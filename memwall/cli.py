@@ -97,6 +97,9 @@ def build_parser() -> Parser:
                    help="none: one kernel per op, as eager PyTorch runs; fused: attention and "
                         "each matmul with its elementwise epilogue as one kernel, as compiled "
                         "inference stacks run (default: the runtime's)")
+    p.add_argument("--decode-samples", type=int, default=None, metavar="N",
+                   help="run N of the decode steps, each standing for its neighbours, and "
+                        "report the estimated error (default: every step)")
     p.add_argument("--no-overlap", action="store_true",
                    help="what-if: no streaming under compute (reads, then compute, then writes)")
     p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", dest="overrides",
@@ -149,6 +152,7 @@ def cmd_run(argv: list[str]) -> int:
     req = request(args.workload, args.hier, engine=args.engine, runtime=args.runtime,
                   fusion=args.fusion,
                   prefetch_depth=args.prefetch_depth, overlap=not args.no_overlap,
+                  decode_samples=args.decode_samples,
                   overrides=args.overrides, **_settings(args))
     result = run(req, trace=args.trace, progress=sys.stderr.isatty(),
                  command_line=["memwall", *argv])

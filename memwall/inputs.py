@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import workloads
-from sim import Hierarchy, MemwallError, hierarchy_from_data, load_hierarchy, parse_hierarchy
+from sim import (
+    Hierarchy,
+    MemwallError,
+    hierarchy_from_data,
+    load_hierarchy,
+    parse_hierarchy,
+    sampling,
+)
 from sim.document import overrides_of
 from sim.errors import SHOWN_CHARS, cut
 from sim.opgraph import DTYPES, FUSIONS
@@ -44,7 +51,7 @@ DEFAULTS: dict[str, Any] = {
     "batch": 1, "prompt_len": 128, "gen_len": None, "weight_dtype": None,
     "act_dtype": "bf16", "kv_dtype": "bf16", "tp": 1, "engine": "des", "runtime": None,
     "fusion": None, "prefetch_depth": None, "overlap": True, "routing": "uniform",
-    "routing_file": None, "seed": 0,
+    "routing_file": None, "seed": 0, "decode_samples": None,
 }
 UNQUANTIZED = "bf16"  # the weight dtype of a model whose checkpoint is not quantized
 RUNTIME_PREFIX = "runtime."  # an override of the runtime rather than the hierarchy
@@ -72,6 +79,7 @@ class Request:
     workload: Workload
     engine: str  # one of ENGINES
     overlap: bool  # stream operands while computing
+    decode_samples: int | None = None  # decode steps run (sim/sampling.py); None: all
 
     @property
     def fusion(self) -> str:
@@ -210,6 +218,7 @@ def request(
     routing: str | Routing = DEFAULTS["routing"],
     routing_file: str | os.PathLike[str] | None = DEFAULTS["routing_file"],
     seed: int = DEFAULTS["seed"],
+    decode_samples: int | None = DEFAULTS["decode_samples"],
     overrides: Mapping[str, Any] | Sequence[str] = (),
     override_origins: Sequence[str] = (),
 ) -> Request:
@@ -223,6 +232,8 @@ def request(
         _integer("prefetch_depth", prefetch_depth, 0, MAX_PREFETCH_DEPTH)
     if not isinstance(overlap, bool):
         raise MemwallError(f"overlap = {overlap!r}: expected true or false")
+    if decode_samples is not None:
+        _integer("decode_samples", decode_samples, sampling.WARMUP + 1, 1 << 31)
     w = as_workload(workload)
     spec = run_spec(w.model, batch=batch, prompt_len=prompt_len, gen_len=gen_len,
                     weight_dtype=weight_dtype, act_dtype=act_dtype, kv_dtype=kv_dtype, tp=tp,
@@ -232,7 +243,7 @@ def request(
     rt = _overridden(as_runtime(runtime, h), *sw_over)
     rt = _with_settings(rt, fusion, prefetch_depth)
     return Request(spec=spec, hierarchy=h, runtime=rt, workload=w, engine=engine,
-                   overlap=overlap)
+                   overlap=overlap, decode_samples=decode_samples)
 
 
 def _with_settings(rt: Runtime, fusion: str | None, prefetch_depth: int | None) -> Runtime:

@@ -57,7 +57,9 @@ class RunResult:
     verdict: str
     busy_s: Mapping[str, float]
     phase_s: Mapping[str, float]
-    n_ops: int
+    n_ops: int  # op executions (in a sampled run, those the run stands for)
+    decode_steps_simulated: int  # decode steps that ran (all, unless decode_samples)
+    sampling_error_s: float  # estimated error of total_s from sampling (0: every step ran)
     top_stalls: tuple[Mapping[str, Any], ...]
     by_op_type: Mapping[str, Mapping[str, Any]]
     provenance: Mapping[str, Any]

@@ -18,7 +18,7 @@ import numpy as np
 
 import sim
 import workloads
-from sim import EngineOptions, OpRecord, Summary, cost, tensor_footprint
+from sim import EngineOptions, OpRecord, Summary, cost, sampling, tensor_footprint
 from sim.outfile import check_target, memwall_version
 
 from .inputs import Request, request
@@ -55,7 +55,8 @@ def run(req: Request, *, records: bool = False, trace: str | os.PathLike[str] | 
     if trace is not None:
         check_target(trace, "trace")
     spec, hier, rt = req.spec, req.hierarchy, req.runtime
-    summary = Summary(hier, rt.memory_efficiency)
+    sample = sampling.plan(spec.n_phases - 1, req.decode_samples)
+    summary = Summary(hier, rt.memory_efficiency, sample)
     kept: list[OpRecord] | None = [] if records else None
     meta = _meta(req)
     meta["provenance"] = provenance(req, command_line)
@@ -64,7 +65,7 @@ def run(req: Request, *, records: bool = False, trace: str | os.PathLike[str] | 
         from sim.trace_file import TraceWriter  # loads h5py
 
         writer = TraceWriter(trace, hier, list(command_line or ()), meta["provenance"],
-                             runtime=rt)
+                             runtime=rt, sample=sample)
     out = [summary.add, *sinks]
     if writer is not None:
         out.append(writer.add)
@@ -75,13 +76,15 @@ def run(req: Request, *, records: bool = False, trace: str | os.PathLike[str] | 
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=spec.n_phases, unit="step", delay=2.0, file=sys.stderr, leave=False)
+        n = spec.n_phases if sample is None else 1 + len(sample.steps)
+        bar = tqdm(total=n, unit="step", delay=2.0, file=sys.stderr, leave=False)
     options = EngineOptions(runtime=rt, overlap=req.overlap, tp=spec.tp)
     footprint = tensor_footprint(workloads.final_phase(spec))
     with writer or nullcontext():
         try:
-            ENGINES[req.engine](workloads.phases(spec, req.fusion), hier, footprint, sink,
-                                options, on_phase=(lambda G: bar.update()) if bar else None)
+            graphs = workloads.phases(spec, req.fusion, None if sample is None else sample.steps)
+            ENGINES[req.engine](graphs, hier, footprint, sink, options,
+                                on_phase=(lambda G: bar.update()) if bar else None)
         finally:
             if bar is not None:
                 bar.close()

@@ -33,7 +33,7 @@ _LAZY = {  # public name -> module of sim that defines it
     **dict.fromkeys(("export_perfetto",), "perfetto"),
     **dict.fromkeys(("plot_trace", "trace_figure"), "plot"),
 }
-_MODULES = ("cost",)  # submodules exported by name
+_MODULES = ("cost", "sampling")  # submodules exported by name
 
 __all__ = sorted([*_LAZY, *_MODULES])
 

@@ -55,6 +55,7 @@ def simulate_analytic(
     t = 0.0
     for G in itertools.chain((first,), phases):
         step, phase = G.graph.get("step", 0), G.graph.get("phase", "decode")
+        mem.begin_step(step)
         graph_ops = topo_ops(G)
         d = step_d  # the first kernel of a step pays the step's host work
         for (name, a), op in zip(graph_ops, info.phase(graph_ops), strict=True):

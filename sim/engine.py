@@ -73,6 +73,7 @@ class _Device:
         env, mem, fabric, info = self.env, self.mem, self.fabric, self.info
         graph_ops = topo_ops(G)
         step, phase = G.graph.get("step", 0), G.graph.get("phase", "decode")
+        mem.begin_step(step)
         ops = info.phase(graph_ops)
         pre: dict[int, tuple[list[Flow], dict[int, int]]] = {}
         issued = 0  # highest op index whose weights were requested

@@ -76,7 +76,7 @@ def inspect_trace(path: str, sel: Selection = Selection(), top: int = 10) -> dic
     """Everything `run.py inspect` shows, as JSON-ready data."""
     t = read_trace(path, tokens=sel.tokens, records=False)
     names = t.level_names
-    summary = Summary(t.hierarchy, t.runtime.memory_efficiency if t.runtime else 1.0)
+    summary = Summary(t.hierarchy, t.runtime.memory_efficiency if t.runtime else 1.0, t.sample)
     layers, tokens = Totals(len(names)), Totals(len(names))
     worst: list[tuple[float, int, dict[str, Any]]] = []
     op_layer = t.ops["layer"]

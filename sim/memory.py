@@ -136,7 +136,9 @@ class Memory:
         self._inside = [  # caches inside each level, innermost first
             [(i, c) for i, c in self.caches.items() if i < lvl] for lvl in range(len(self.levels))
         ]
-        self.kv_written: dict[str, int] = {}
+        self.kv_written: dict[str, int] = {}  # KV tensor -> bytes appended so far
+        self._kv_step: dict[str, int] = {}  # KV tensor -> bytes its last write appended
+        self.step = 0  # the last step whose phase began (begin_step)
 
     # -- placement ---------------------------------------------------------------------------
     def _fill(self, nbytes: int, order: list[int]) -> tuple[Chunk, ...]:
@@ -278,6 +280,18 @@ class Memory:
                     _spread(covered, b, home, out)
         return out
 
+    def begin_step(self, step: int) -> None:
+        """A phase of `step` begins. Decode steps left out of a sampled run (steps between
+        the last one run and this) still appended their positions to the KV cache: each
+        tensor moves on by as many of its last appends, so this step's writes land where a
+        full run puts them (and the caches keep what they saw: the skipped steps touch the
+        same tensors, in the same order)."""
+        skipped = step - self.step - 1
+        if self.step >= 1 and skipped > 0:
+            for name, b in self._kv_step.items():
+                self.kv_written[name] += skipped * b
+        self.step = step
+
     def route_writes(self, plan: Plan) -> dict[int, int]:
         """level -> bytes landing in it, for one run of the writes of `plan`."""
         fixed, kv = plan
@@ -286,6 +300,7 @@ class Memory:
         for name, b, home in kv:
             start = written.get(name, 0)
             written[name] = start + b
+            self._kv_step[name] = b
             size = home[-1][2]
             if start + b <= size or size <= 0:
                 _spread(start, start + b, home, out)

@@ -223,9 +223,12 @@ class Totals:
         self.sums = list(self._sums)  # the summed totals, "n" first
         self.names = [*self.sums, *self._at]  # every total
 
-    def add(self, keys: np.ndarray, cols: Mapping[str, Any]) -> None:
+    def add(self, keys: np.ndarray, cols: Mapping[str, Any],
+            weights: np.ndarray | None = None) -> None:
         """Add records: `keys[j]` is record j's key, `cols` its columns (sim.trace.columns, or
-        columns read from a trace). Every column the totals reduce must be there."""
+        columns read from a trace). Every column the totals reduce must be there.
+        `weights[j]` (whole numbers): how many executions record j stands for, in `n` and in
+        every sum (a sampled decode step for the steps around it); default 1."""
         keys = np.asarray(keys, dtype=np.int64)
         n = len(keys)
         if n == 0:
@@ -243,10 +246,16 @@ class Totals:
         if "wait_s" not in cols:
             cols = derive(dict(cols))
         sums = self._sums
-        sums["n"][:k] += np.bincount(rows, minlength=k)
+        if weights is None:
+            sums["n"][:k] += np.bincount(rows, minlength=k)
+        else:
+            w = np.asarray(weights, dtype=np.int64)
+            sums["n"][:k] += np.bincount(rows, weights=w, minlength=k).astype(np.int64)
         add_at = np.add.at
         for name in self.sums[1:]:
             total, v = sums[name], np.asarray(cols[name])
+            if weights is not None:
+                v = v * (w[:, None] if v.ndim == 2 else w)
             if total.ndim == 2:
                 for j in range(total.shape[1]):
                     add_at(total[:, j], rows, v[:, j])

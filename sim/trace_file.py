@@ -7,7 +7,9 @@ sim.trace.FIELDS; /steps holds what sim.trace.Totals makes of each step's record
 
     /                attrs: format="memwall-trace", schema_version, memwall_version,
                      command_line, created (ISO 8601, UTC), hierarchy, runtime, workload,
-                     summary, provenance (JSON: what produced the run, as in the summary)
+                     summary, provenance (JSON: what produced the run, as in the summary),
+                     sample (JSON: the decode steps a sampled run ran and their weights,
+                     sim/sampling.py; null when every step ran)
     /lookup/         op_types, kinds, phases: names stored once, referred to by index
     /levels/         name, capacity_bytes, bandwidth_bytes_per_s, efficiency, latency_s,
                      sustained_bytes_per_s (innermost first)
@@ -35,6 +37,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from . import sampling
 from .hierarchy import Hierarchy
 from .hierarchy_file import hierarchy_to_dict
 from .outfile import Staged, memwall_version
@@ -83,10 +86,12 @@ class TraceWriter:
 
     def __init__(self, path: str | os.PathLike[str], hier: Hierarchy,
                  command_line: Sequence[str] = (), provenance: dict[str, Any] | None = None,
-                 chunk_rows: int = CHUNK_ROWS, runtime: Runtime | None = None) -> None:
+                 chunk_rows: int = CHUNK_ROWS, runtime: Runtime | None = None,
+                 sample: sampling.Plan | None = None) -> None:
         self.path = Path(path)
         self.hier = hier
         self.runtime = runtime
+        self.sample = sample
         self.command_line = list(command_line)
         self.provenance = provenance or {}
         self.chunk_rows = chunk_rows
@@ -190,6 +195,7 @@ class TraceWriter:
             "workload": json.dumps(run_meta(summary, self.hier)),
             "summary": json.dumps(summary),
             "provenance": json.dumps(self.provenance),
+            "sample": json.dumps(None if self.sample is None else sampling.to_dict(self.sample)),
             "runtime": json.dumps(runtime_to_dict(self.runtime) if self.runtime else None),
             "n_records": self.n,
         })
