@@ -118,10 +118,13 @@ def as_hierarchy(source: str | os.PathLike[str] | Mapping[str, Any] | Hierarchy,
 
 def as_runtime(source: str | os.PathLike[str] | Mapping[str, Any] | Runtime | None,
                device: Hierarchy | None = None,
-               overrides: Mapping[str, Any] | Sequence[str] = ()) -> Runtime:
+               overrides: Mapping[str, Any] | Sequence[str] = (),
+               origins: Sequence[str] = ()) -> Runtime:
     """`memwall.runtime`: a runtime from a bundled name ("tensorrt-llm"), a path, YAML text, a
     mapping shaped like the file, or a Runtime; None for `device`'s default runtime. On a
-    `device`, its entry in the runtime's `devices` applies; then `overrides`.
+    `device`, its entry in the runtime's `devices` applies, under `overrides` (each error
+    naming `origins[i]` when given): an override of a top-level figure wins over the entry,
+    one of `devices.NAME...` changes the entry.
 
     >>> as_runtime("tensorrt-llm").name
     'tensorrt-llm'
@@ -145,9 +148,11 @@ def as_runtime(source: str | os.PathLike[str] | Mapping[str, Any] | Runtime | No
     else:
         raise MemwallError(f"runtime {source!r}: expected a bundled name such as tensorrt-llm, "
                            "a path, YAML text, a mapping or a Runtime")
-    if device is not None:
-        r = r.on(device.name)
-    return r.override(overrides) if overrides else r
+    if origins:
+        r = _overridden(r, list(overrides), list(origins))
+    elif overrides:
+        r = r.override(overrides)
+    return r.on(device.name) if device is not None else r
 
 
 def split_overrides(overrides: Mapping[str, Any] | Sequence[str] | str,
@@ -240,7 +245,7 @@ def request(
                     routing=routing, routing_file=routing_file, seed=seed)
     hw_over, sw_over = split_overrides(overrides, override_origins)
     h = _overridden(as_hierarchy(hierarchy), *hw_over)
-    rt = _overridden(as_runtime(runtime, h), *sw_over)
+    rt = as_runtime(runtime, h, *sw_over)
     rt = _with_settings(rt, fusion, prefetch_depth)
     return Request(spec=spec, hierarchy=h, runtime=rt, workload=w, engine=engine,
                    overlap=overlap, decode_samples=decode_samples)

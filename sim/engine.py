@@ -14,12 +14,15 @@ the Fabric can solve an op's transfers ahead (see fabric.py) and nothing can cha
 the process sleeps.
 
 The hardware is the Hierarchy; the software stack is the Runtime (sim/runtime.py): each
-kernel pays its launch overhead, the first kernel of a step also the step's host work, every
-level streams at its sustained bandwidth times the runtime's memory efficiency, and weights
-are fetched `prefetch_depth` ops ahead (the runtime's, unless the options say otherwise).
+kernel pays its launch overhead, the first kernel of a step also the step's host work, a
+kernel waits for the host to issue it when the host (`kernels.host` per kernel, running ahead
+from the step's start) is slower than the device, every level streams at its sustained
+bandwidth times the runtime's memory efficiency, and weights are fetched
+`prefetch_depth` ops ahead (the runtime's, unless the options say otherwise).
 
 Attribution (every second of an op goes to exactly one cause; they add up to its elapsed time):
-    dispatch               the op's launch overhead (and, first in a step, the step's host work)
+    dispatch               the op's launch overhead, or its wait for the host to issue it,
+                           whichever is longer (and, first in a step, the step's host work)
     compute                the op's compute time
     stall on a level       waiting for first bytes is charged to the level whose latency was
                            still running; waiting for bytes after that (or, overlap off, for
@@ -44,7 +47,7 @@ from .fabric import Fabric, Flow
 from .hierarchy import Hierarchy
 from .memory import Memory, activation_pool_bytes
 from .opgraph import topo_ops
-from .planning import EngineOptions, OpFacts, Sink, check_tp, stream_bandwidths
+from .planning import EngineOptions, OpFacts, Sink, check_tp, stream_bandwidths, stretched
 from .trace import OpRecord
 
 
@@ -78,8 +81,10 @@ class _Device:
         pre: dict[int, tuple[list[Flow], dict[int, int]]] = {}
         issued = 0  # highest op index whose weights were requested
         last = len(graph_ops) - 1
-        launch, n, depth = self.runtime.launch_s, self.n, self.depth
-        step_d = launch + self.runtime.step_s  # the first kernel of a step pays its host work
+        rt = self.runtime
+        launch, n, depth = rt.launch_s, self.n, self.depth
+        step_d = launch + rt.step_s  # the first kernel of a step pays its host work
+        host, issue = rt.host_s, env.now + rt.step_s  # the host issues kernel i at issue + i host
         route, route_writes, lat, crossed = mem.route_reads, mem.route_writes, self.lat, mem.crossed
         flows_of = fabric.start_many
         timeout, drain = env.timeout, fabric.drain
@@ -89,6 +94,10 @@ class _Device:
             op = ops[i]
             d = launch if i else step_d
             t0 = env.now  # flows started at t0 are due then: the fabric moves on to t0 in drain
+            if host:  # a host slower than the device: the kernel waits for its issue
+                issue += host
+                if issue - t0 > d:
+                    d = issue - t0
             own = pre.pop(i, None)
             if issued < i:
                 issued = i
@@ -97,13 +106,14 @@ class _Device:
                 ahead = ops[issued]
                 if ahead.prefetch:
                     traffic = route(ahead.weights)
-                    pre[issued] = flows_of(traffic, None, lat, t0), traffic
+                    pre[issued] = flows_of(stretched(traffic, ahead.stretch), None, lat,
+                                           t0), traffic
             td = t0 + d
             if own is not None:
                 w_flows, traffic = own
             elif op.prefetch:
                 traffic = route(op.weights)
-                w_flows = flows_of(traffic, None, lat, td)
+                w_flows = flows_of(stretched(traffic, op.stretch), None, lat, td)
             else:
                 w_flows, traffic = [], {}
             stall = [0.0] * n

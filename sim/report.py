@@ -73,6 +73,9 @@ def format_report(s: dict[str, Any], hier: Hierarchy, top: int = 5) -> str:
         lines += ["", f"  arithmetic intensity {ai:.3g} FLOP/B (FLOPs / MOPs) against a machine "
                       f"balance of {balance:.3g} FLOP/B"]
     lines += [f"  verdict: {s['verdict']}", f"    {_why(s)}"]
+    note = runtime_note(s)
+    if note:
+        lines.append(f"    {note}")
     lines += ["", "  op types that stall most          calls    stalled   share of total"]
     ranked = sorted(s["by_op_type"].items(), key=lambda kv: -kv[1]["stall_s"])[:top]
     for name, row in ranked:
@@ -85,6 +88,20 @@ def format_report(s: dict[str, Any], hier: Hierarchy, top: int = 5) -> str:
         lines.append(f"  worst single op: {worst['op']} ({si(worst['stall_s'], 's')} stalled "
                      f"over {worst['calls']} calls)")
     return "\n".join(lines)
+
+
+def runtime_note(s: dict[str, Any]) -> str | None:
+    """One line when the runtime, not the hardware, decides the verdict: the run is
+    dispatch-bound, and without its dispatch another resource would be the busiest."""
+    busy = s["busy_s"]
+    if s["bound_by"] != "dispatch" or len(busy) < 2:
+        return None
+    other = max((k for k in busy if k != "dispatch"), key=busy.__getitem__)
+    verdict = f"memory-bound ({other})" if other in s["bytes_by_level"] else f"{other}-bound"
+    return (f"the runtime ({s.get('runtime', 'its software stack')}) decides this: without "
+            f"its dispatch the busiest resource is {other} ({si(busy[other], 's')} of "
+            f"{si(busy['dispatch'], 's')}), so a runtime that replays graphs would make the "
+            f"run {verdict}")
 
 
 def _why(s: dict[str, Any]) -> str:
