@@ -1,7 +1,7 @@
 """memwall's command line: parse, load, build, run, write.
 
     memwall --workload gpt2 --hier hbm_accel.yaml [--json out.json]
-    memwall describe|list|inspect|export|plot|sweep|validate|paper|measure ...
+    memwall describe|list|inspect|export|plot|sweep|validate|calibrate|paper|measure ...
 
 Every command calls the library (memwall.simulate, memwall.sweep, memwall.validate,
 memwall.paper, memwall.measure) as a notebook would. The library is imported by each
@@ -28,7 +28,8 @@ ENGINE_CHOICES = ("des", "analytic")  # memwall.inputs.ENGINES (tests keep them 
 FUSION_CHOICES = ("none", "fused")  # sim.opgraph.FUSIONS
 COMMANDS_HELP = ("subcommands: describe (counts only), list (presets, hierarchies, runtimes), "
                  "inspect, export, plot (traces), sweep (many designs, on Dask), validate "
-                 "(against published measurements), paper (the paper's figures), measure "
+                 "(against published measurements), calibrate (fit the declared runtime "
+                 "figures), paper (the paper's figures), measure "
                  "(microbenchmarks on a local GPU: a hierarchy file); "
                  "'memwall SUBCOMMAND -h' for its flags")
 
@@ -315,6 +316,26 @@ def cmd_validate(argv: list[str]) -> int:
     return 0
 
 
+def cmd_calibrate(argv: list[str]) -> int:
+    p = Parser(prog="memwall calibrate",
+               description="Fit the figures of validation/calibration.yaml on their rows, "
+               "write them into the runtime files, and refit them without each source for "
+               "leave-one-source-out (validation/calibration_results.json).")
+    p.add_argument("--engine", choices=ENGINE_CHOICES, default="des")
+    p.add_argument("--dry-run", action="store_true",
+                   help="fit and print the values; write nothing")
+    args = p.parse_args(argv)
+    from .calibration import run_calibration
+
+    values, files = run_calibration(args.engine, write=not args.dry_run,
+                                    on_step=lambda line: print(line, file=sys.stderr))
+    for name, text in values.items():
+        print(f"{name:<60} {text}")
+    for f in files:
+        print(f"wrote {f}", file=sys.stderr)
+    return 0
+
+
 def cmd_paper(argv: list[str]) -> int:
     p = Parser(prog="memwall paper", description="The paper's figures.")
     sub = p.add_subparsers(dest="figure", required=True, parser_class=Parser)
@@ -409,8 +430,8 @@ def cmd_measure(argv: list[str]) -> int:
 
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "describe": cmd_describe, "list": cmd_list, "sweep": cmd_sweep, "inspect": cmd_inspect,
-    "export": cmd_export, "plot": cmd_plot, "validate": cmd_validate, "paper": cmd_paper,
-    "measure": cmd_measure,
+    "export": cmd_export, "plot": cmd_plot, "validate": cmd_validate,
+    "calibrate": cmd_calibrate, "paper": cmd_paper, "measure": cmd_measure,
 }
 
 
