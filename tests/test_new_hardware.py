@@ -1,5 +1,5 @@
-"""The B200 file: its figures in SI units, and a decode that streams the weights at the
-sustained bandwidth of their home, as the physics says it must."""
+"""The B200 and Xeon Platinum 8480+ files: their figures in SI units, and a decode that streams
+the weights at the sustained bandwidth of their home, as the physics says it must."""
 
 from __future__ import annotations
 
@@ -43,7 +43,27 @@ def test_b200_figures_are_the_datasheet_and_the_microbenchmarks() -> None:
     assert link.latency_s == 1e-6
 
 
-@pytest.mark.parametrize("name, home", [("b200", "hbm")])
+def test_xeon_8480_figures_are_ark_and_the_mess_measurement() -> None:
+    h = _load("xeon_platinum_8480")
+    assert (h.name, h.runtime) == ("xeon_platinum_8480", "ggml")
+    assert [lv.name for lv in h.levels] == ["registers", "l1", "l2", "l3", "dram"]
+    cores, clock = 56, 3.0e9
+    dram = h.level("dram")
+    assert dram.bandwidth_bytes_per_s == pytest.approx(8 * 4800e6 * 8)  # 307.2 GB/s
+    assert dram.bandwidth_bytes_per_s * dram.efficiency == pytest.approx(240.6e9, rel=1e-3)
+    assert dram.latency_s == pytest.approx(117e-9)
+    peak = h.compute.peak_flops_per_s
+    assert h.compute.clock_hz == clock
+    assert peak["bf16"] == pytest.approx(cores * 1024 * clock, rel=1e-3)  # AMX
+    assert peak["int8"] == pytest.approx(cores * 2048 * clock, rel=1e-3)
+    assert peak["fp32"] == pytest.approx(cores * 64 * clock, rel=1e-3)  # AVX-512 FMA
+    assert set(peak) == {"fp32", "bf16", "int8"}  # AMX and AVX-512; fp16, fp8 run as bf16
+    assert h.level("l1").capacity_bytes == cores * 48 * 2**10
+    assert h.level("l2").capacity_bytes == cores * 2 * 2**20
+    assert h.level("l3").capacity_bytes == 105 * 2**20
+
+
+@pytest.mark.parametrize("name, home", [("b200", "hbm"), ("xeon_platinum_8480", "dram")])
 def test_a_batch_1_decode_streams_the_weights_from_their_home(name: str, home: str) -> None:
     h = _load(name)
     r = memwall.simulate("llama2-7b", h, prompt_len=16, gen_len=4, overrides=NO_LAUNCH)
