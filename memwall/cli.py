@@ -105,6 +105,9 @@ def build_parser() -> Parser:
     p.add_argument("--top", type=_count, default=5, help="ops listed in the report (default 5)")
     p.add_argument("--trace", metavar="PATH.h5",
                    help="write every op execution to an HDF5 trace (see 'memwall inspect')")
+    p.add_argument("--ops", metavar="FILE.csv",
+                   help="write the per-op-type table (calls, time, stalls, bytes per level) "
+                        "as CSV; no trace needed")
     return p
 
 
@@ -142,7 +145,7 @@ def write_json(data: Any, path: str) -> None:
 
 def cmd_run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)  # before the library loads: -h, --version
-    _outputs(("--json", args.json), ("--trace", args.trace))
+    _outputs(("--json", args.json), ("--trace", args.trace), ("--ops", args.ops))
     from .inputs import request
     from .simulation import run
 
@@ -150,7 +153,7 @@ def cmd_run(argv: list[str]) -> int:
                   fusion=args.fusion,
                   prefetch_depth=args.prefetch_depth, overlap=not args.no_overlap,
                   overrides=args.overrides, **_settings(args))
-    result = run(req, trace=args.trace, progress=sys.stderr.isatty(),
+    result = run(req, trace=args.trace, ops=args.ops, progress=sys.stderr.isatty(),
                  command_line=["memwall", *argv])
     if args.json:
         write_json(result.to_dict(), args.json)
