@@ -1,4 +1,5 @@
-"""The README's examples run: the Python API block prints exactly the output quoted below it."""
+"""The README's examples run: its Python blocks run, and the commands whose output it quotes
+print what it quotes (exactly, or the figures it cites, to the digits it gives)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import contextlib
 import io
 import re
 from pathlib import Path
+
+import memwall
+from memwall import cli
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -29,3 +33,19 @@ def test_the_python_api_example_prints_what_the_readme_says(tmp_path, monkeypatc
     with contextlib.redirect_stdout(out):
         exec(compile(code, str(README), "exec"), {"__name__": "readme"})
     assert out.getvalue() == want
+
+
+def test_the_report_is_what_the_quick_start_command_prints(capsys) -> None:
+    section = _section("Reading the report")
+    (want,) = _blocks(section, "")
+    assert "`--hier hbm_accel_big_l2.yaml`" in section
+    assert cli.main(["--workload", "gpt2", "--hier", "hbm_accel.yaml"]) == 0
+    assert capsys.readouterr().out == want
+    base = memwall.simulate("gpt2", "hbm_accel")
+    big = memwall.simulate("gpt2", "hbm_accel_big_l2")
+    gain = re.search(r"512 MiB L2: ([0-9.]+)x faster", section).group(1)
+    assert f"{base.decode_s_per_token / big.decode_s_per_token:.1f}" == gain
+    eager = memwall.simulate("gpt2", "hbm_accel", fusion="none",
+                             overrides=["runtime.kernels.launch=10 us"])
+    assert "`--set 'runtime.kernels.launch=10 us' --fusion none`" in section
+    assert eager.bound_by == "dispatch"
