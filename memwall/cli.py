@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from sim.errors import MemwallError
+from sim.errors import MemwallError, cut
 from sim.outfile import check_target, figure_format, memwall_version, write_figure, write_text
 
 DTYPE_CHOICES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4")  # sim.opgraph.DTYPES
@@ -276,16 +276,25 @@ def cmd_sweep(argv: list[str]) -> int:
     from .sweeps import sweep
 
     res = sweep(args.sweep, args.out, workers=args.workers, scheduler=args.scheduler,
-                progress=True, command_line=["memwall", "sweep", *argv])
+                command_line=["memwall", "sweep", *argv])
     print(res.verdict)
     png = res.out / "sweep.png"
-    print(f"{len(res.rows)} of {res.points} points in {res.out / 'results.csv'} "
-          f"({res.failed} failed){', plot ' + str(png) if res.rows else ''}")
+    print(f"{len(res.rows)} of {res.points} points in {res.out / 'results.csv'} ({res.ran} run "
+          f"now, {len(res.rows) - res.ran} before; {res.failed} failed)"
+          f"{', plot ' + str(png) if res.plotted else ', no plot'}")
+    code = 0
+    if res.failed:
+        why = "; ".join(f"{n} x {cut(error, 240)}" for error, n in res.failures[:3])
+        more = len(res.failures) - 3
+        why += f"; and {more} other errors (the error column of results.csv)" if more > 0 else ""
+        print(f"memwall: error: {res.failed} of {res.points} points failed: {why}",
+              file=sys.stderr)
+        code = 1
     if res.missing:
         print(f"memwall: warning: {res.missing} points not finished; rerun the same command "
               "to complete them", file=sys.stderr)
-        return 1
-    return 0
+        code = 1
+    return code
 
 
 def cmd_validate(argv: list[str]) -> int:

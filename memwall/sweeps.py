@@ -40,7 +40,17 @@ from . import bundled
 from .inputs import RUNTIME_PREFIX, Request, as_runtime, request
 from .simulation import run
 from .sweep_file import SETTINGS, Axis, SweepError, SweepFile, Value, WorkloadEntry, read_sweep
-from .sweep_results import Row, build_table, plot, read_point, verdict, write_csv, write_point
+from .sweep_results import (
+    Row,
+    build_table,
+    failures,
+    mark_front,
+    plot,
+    read_point,
+    verdict,
+    write_csv,
+    write_point,
+)
 
 PROGRESS_EVERY_S = 5.0  # plain progress line period when stderr is not a terminal
 CONNECT_TIMEOUT = "20s"  # to reach an existing scheduler
@@ -67,10 +77,21 @@ class SweepResult:
     verdict: str
     points: int  # in the sweep
     missing: int  # not finished (rerun to complete them)
+    ran: int = 0  # points finished by this call (the others were finished before it)
 
     @property
     def failed(self) -> int:
         return sum(r["status"] != "ok" for r in self.rows)
+
+    @property
+    def failures(self) -> list[tuple[str, int]]:
+        """Each error of the failed points and how many points it failed, most first."""
+        return failures(self.rows)
+
+    @property
+    def plotted(self) -> bool:
+        """Whether out/sweep.png was drawn (not when every point failed)."""
+        return any(r["status"] == "ok" for r in self.rows)
 
 
 def _plain(x: Any) -> Any:
@@ -343,6 +364,7 @@ def sweep(path: str | os.PathLike[str], out: str | os.PathLike[str],
     points = resolve(sw)
     (out / "points").mkdir(parents=True, exist_ok=True)
     check_target(out / "results.csv", "--out")
+    before = {p.key for p in points if read_point(out, p.key) is not None}
     for p in points:  # designs that do not resolve are finished points too
         if p.task is None and read_point(out, p.key) is None:
             write_point(out, p.key, _record(p, {"status": "error", "error": p.error,
@@ -359,7 +381,8 @@ def sweep(path: str | os.PathLike[str], out: str | os.PathLike[str],
         finally:
             if bar is not None:
                 bar.close()
-    return report(sw, points, out)
+    res = report(sw, points, out)
+    return dataclasses.replace(res, ran=len({r["key"] for r in res.rows} - before))
 
 
 def _check_address(address: str) -> None:
@@ -383,9 +406,10 @@ def report(sw: SweepFile, points: Sequence[Point], out: Path) -> SweepResult:
     """Rebuild results.csv and sweep.png from the point files."""
     pairs = [(p.run, rec) for p in points if (rec := read_point(out, p.key)) is not None]
     columns, rows = build_table(pairs, sw.swept_paths)
-    write_csv(out / "results.csv", columns, rows)
     axes = {a.path: [v.text for v in a.values] for a in sw.axes}
-    if rows:
+    columns = mark_front(columns, rows, axes)
+    write_csv(out / "results.csv", columns, rows)
+    if any(r["status"] == "ok" for r in rows):
         plot(out / "sweep.png", rows, axes, f"memwall sweep of {sw.path}")
     return SweepResult(out, columns, rows, verdict(rows, axes), len(points),
                        len(points) - len(rows))

@@ -49,3 +49,15 @@ def test_the_report_is_what_the_quick_start_command_prints(capsys) -> None:
                              overrides=["runtime.kernels.launch=10 us"])
     assert "`--set 'runtime.kernels.launch=10 us' --fusion none`" in section
     assert eager.bound_by == "dispatch"
+
+
+def test_the_sweep_file_example_is_a_valid_sweep(tmp_path) -> None:
+    from memwall import sweeps
+
+    (text,) = _blocks(_section("Sweeps"), "yaml")
+    path = tmp_path / "sweep.yaml"
+    path.write_text(text)
+    points = sweeps.resolve(sweeps.read_sweep(path))
+    assert len(points) == 3 * (3 * 2 * 2) * 2  # workloads x grid x zip
+    assert {p.run["batch"] for p in points} == {1, 8}
+    assert all(p.task is not None for p in points)
