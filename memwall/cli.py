@@ -311,7 +311,8 @@ def cmd_validate(argv: list[str]) -> int:
         figure_format(args.plot, "--plot")
     from .validation import format_table, load_points, measured_csv, parity_plot, validate
 
-    result = validate(load_points(args.csv or measured_csv()), args.engine)
+    result = validate(load_points(args.csv or measured_csv()), args.engine,
+                      progress=sys.stderr.isatty())
     if args.json:
         write_json(result, args.json)
     if args.json != "-":
@@ -352,7 +353,7 @@ def cmd_paper(argv: list[str]) -> int:
     meta = {"Description": json.dumps({"memwall_version": memwall_version(),
                                        "command_line": ["memwall", "paper", *argv]})}
     if args.figure == "fig3":
-        rows = paper.fig3(engine=args.engine)
+        rows = paper.fig3(engine=args.engine, progress=sys.stderr.isatty())
         paper.write_csv(rows, out / "fig3.csv")
         write_figure(paper.plot_fig3(rows), out / "fig3.png", {"Title": "Fig. 3", **meta},
                      dpi=110)
@@ -375,7 +376,7 @@ def cmd_paper(argv: list[str]) -> int:
         w = as_workload(args.workload)
         rows = paper.projection(args.hier, w, args.years, args.engine, args.overrides,
                                 prompt_len=args.prompt_len, gen_len=args.gen_len,
-                                dtype=args.dtype)
+                                dtype=args.dtype, progress=sys.stderr.isatty())
         paper.write_csv(rows, out / "projection.csv")
         title = f"{w.name} on {Path(args.hier).stem}, scaled along the Fig. 1 trends"
         write_figure(paper.plot_projection(rows, title), out / "projection.png",

@@ -38,6 +38,7 @@ from sim.runtime_file import runtime_to_dict
 
 from . import bundled
 from .inputs import RUNTIME_PREFIX, Request, as_runtime, request
+from .progress import Progress
 from .simulation import run
 from .sweep_file import SETTINGS, Axis, SweepError, SweepFile, Value, WorkloadEntry, read_sweep
 from .sweep_results import (
@@ -52,7 +53,6 @@ from .sweep_results import (
     write_point,
 )
 
-PROGRESS_EVERY_S = 5.0  # plain progress line period when stderr is not a terminal
 CONNECT_TIMEOUT = "20s"  # to reach an existing scheduler
 
 
@@ -307,41 +307,6 @@ def execute(points: Sequence[Point], out_dir: Path, workers: int, scheduler: str
 
 def _record(p: Point, result: dict[str, Any]) -> dict[str, Any]:
     return {"key": p.key, "memwall_version": memwall_version(), "run": p.run, **result}
-
-
-class Progress:
-    """A tqdm bar with ETA on a terminal; otherwise a plain line every PROGRESS_EVERY_S."""
-
-    def __init__(self, total: int, stream: Any = None) -> None:
-        self.total, self.done, self.failed = total, 0, 0
-        self.stream = stream or sys.stderr
-        self.t0 = self.last = time.monotonic()
-        self.bar = None
-        if self.stream.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="point", file=self.stream, dynamic_ncols=True)
-
-    def __call__(self, ok: bool) -> None:
-        self.done += 1
-        self.failed += not ok
-        if self.bar is not None:
-            self.bar.update()
-            self.bar.set_postfix(failed=self.failed, refresh=False)
-        elif time.monotonic() - self.last >= PROGRESS_EVERY_S or self.done == self.total:
-            self.last = time.monotonic()
-            self.stream.write(self.line() + "\n")
-            self.stream.flush()
-
-    def line(self) -> str:
-        elapsed = time.monotonic() - self.t0
-        left = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
-        return (f"sweep: {self.done}/{self.total} points, {self.failed} failed, "
-                f"{elapsed:.0f} s elapsed, about {left:.0f} s left")
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def sweep(path: str | os.PathLike[str], out: str | os.PathLike[str],

@@ -213,7 +213,7 @@ def test_a_sweep_whose_every_point_fails_exits_1_and_says_why(tmp_path: Path, ca
 
 def test_progress_is_a_plain_line_off_a_terminal() -> None:
     stream = io.StringIO()
-    progress = sweeps.Progress(2, stream)
+    progress = sweeps.Progress(2, stream=stream)
     progress(True)
     progress(False)
     assert stream.getvalue().splitlines()[-1].startswith("sweep: 2/2 points, 1 failed")
