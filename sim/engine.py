@@ -25,6 +25,9 @@ Attribution (every second of an op goes to exactly one cause; they add up to its
                            still running; waiting for bytes after that (or, overlap off, for
                            the transfer) to the level that limited the last transfer to finish
     interconnect           a collective's time on the links
+A prefetch's bytes are charged to the op that uses them (its record's `bytes`, and the cache
+hits and lookups of its reads); its record's `prefetch_s` says how long before the op began
+they were requested, so their time can be counted with them (sim.plot.roofline_points).
 
 What it knows of each op before running it (compute time, the routing of its reads and writes)
 comes from sim.planning, which the analytic engine shares.

@@ -157,8 +157,8 @@ def _roofline(ax: Any, t: Trace) -> None:
         ax.axhline(rate, color="0.4", lw=0.8, ls="--")
         ax.text(x[-1], rate, f" {label} {si(rate, 'FLOP/s')}", va="bottom", ha="right",
                 fontsize=7)
-    ceilings = ax.legend(fontsize=7, loc="lower right", title="sustained bandwidth",
-                         title_fontsize=7)
+    ceilings = ax.legend(fontsize=7, loc="lower right", title_fontsize=7,
+                         title="sustained bandwidth x runtime efficiency")
     ax.add_artist(ceilings)
     marks = "osD^v<>phP*X8H"
     for k, p in enumerate(pts):
