@@ -278,7 +278,9 @@ def execute(points: Sequence[Point], out_dir: Path, workers: int, scheduler: str
         else:
             cluster = LocalCluster(n_workers=max(1, min(workers, len(points))),
                                    threads_per_worker=1, processes=True,
-                                   dashboard_address=None, silence_logs=logging.ERROR)
+                                   # ":0": any free port, so a cluster already on Dask's
+                                   # 8787 costs no warning (None still tries 8787)
+                                   dashboard_address=":0", silence_logs=logging.ERROR)
             client = Client(cluster)
     except (OSError, TimeoutError, ValueError, TypeError) as e:
         raise SweepError(f"--scheduler {scheduler}: cannot connect: "
