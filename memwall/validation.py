@@ -34,6 +34,7 @@ from sim.outfile import write_figure
 
 from . import bundled
 from .inputs import as_hierarchy, request
+from .progress import Progress
 from .simulation import run
 
 FIGURES = ("gen_len / total_s", "prefill_s", "total_s", "layer_s", "decode_s_per_token")
@@ -226,7 +227,8 @@ def mape(errors: Iterable[float]) -> float:
 
 def validate(points: Sequence[Point] | str | os.PathLike[str] | None = None,
              engine: str = "des",
-             load: Callable[[str], Hierarchy] | None = None) -> dict[str, Any]:
+             load: Callable[[str], Hierarchy] | None = None,
+             progress: bool = False) -> dict[str, Any]:
     """`memwall.validate`: simulate every point (the bundled measured.csv by default, or a
     CSV path); the per-point table and MAPE per hierarchy and overall."""
     if points is None or isinstance(points, (str, os.PathLike)):
@@ -234,16 +236,18 @@ def validate(points: Sequence[Point] | str | os.PathLike[str] | None = None,
     load = load or as_hierarchy
     hiers: dict[str, Hierarchy] = {}
     rows = []
-    for p in points:
-        try:
-            if p.hier not in hiers:
-                hiers[p.hier] = load(p.hier)
-            pred = predict(p, hiers[p.hier], engine)
-        except MemwallError as e:
-            raise ValidationError(f"measurement {p.id}: {e}") from None
-        rows.append({"id": p.id, "hier": p.hier, "metric": p.metric, "unit": p.unit,
-                     "predicted": pred, "measured": p.measured,
-                     "error": signed_error(pred, p.measured), "source": p.source})
+    with Progress(len(points), "point", "validate", show=progress) as done:
+        for p in points:
+            try:
+                if p.hier not in hiers:
+                    hiers[p.hier] = load(p.hier)
+                pred = predict(p, hiers[p.hier], engine)
+            except MemwallError as e:
+                raise ValidationError(f"measurement {p.id}: {e}") from None
+            rows.append({"id": p.id, "hier": p.hier, "metric": p.metric, "unit": p.unit,
+                         "predicted": pred, "measured": p.measured,
+                         "error": signed_error(pred, p.measured), "source": p.source})
+            done()
     by_hier: dict[str, list[float]] = {}
     for r in rows:
         by_hier.setdefault(r["hier"], []).append(r["error"])

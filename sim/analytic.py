@@ -59,8 +59,9 @@ def simulate_analytic(
         graph_ops = topo_ops(G)
         d = step_d  # the first kernel of a step pays the step's host work
         for (name, a), op in zip(graph_ops, info.phase(graph_ops), strict=True):
-            reads = mem.route_reads(op.weights)  # weights first, as the DES engine asks
-            for k, v in mem.route_reads(op.others).items():
+            seen = [0] * (2 * n)  # cache tally, as sim.memory.Memory.route_reads keeps it
+            reads = mem.route_reads(op.weights, seen)  # weights first, as the DES engine asks
+            for k, v in mem.route_reads(op.others, seen).items():
                 reads[k] = reads.get(k, 0) + v
             writes = mem.route_writes(op.results)
             traffic = reads.copy()
@@ -91,7 +92,8 @@ def simulate_analytic(
                 body, start_c = L + Tr + C + Tw, L + Tr
             sink(OpRecord(
                 step, phase, name, a["op"], a["kind"], a["layer"], t, t + d + body, d, C, ic_s,
-                tuple(stall), lb, op.flops, op.mops_bytes, t + d + start_c,
+                tuple(stall), lb, op.flops, op.mops_bytes, t + d + start_c, 0.0,
+                tuple(seen[:n]), tuple(seen[n:]),
             ))
             t += d + body
             d = launch
