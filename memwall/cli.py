@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from sim.errors import MemwallError
+from sim.errors import MemwallError, cut
 from sim.outfile import check_target, figure_format, memwall_version, write_figure, write_text
 
 DTYPE_CHOICES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4")  # sim.opgraph.DTYPES
@@ -109,6 +109,9 @@ def build_parser() -> Parser:
     p.add_argument("--top", type=_count, default=5, help="ops listed in the report (default 5)")
     p.add_argument("--trace", metavar="PATH.h5",
                    help="write every op execution to an HDF5 trace (see 'memwall inspect')")
+    p.add_argument("--ops", metavar="FILE.csv",
+                   help="write the per-op-type table (calls, time, stalls, bytes per level) "
+                        "as CSV; no trace needed")
     return p
 
 
@@ -146,7 +149,7 @@ def write_json(data: Any, path: str) -> None:
 
 def cmd_run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)  # before the library loads: -h, --version
-    _outputs(("--json", args.json), ("--trace", args.trace))
+    _outputs(("--json", args.json), ("--trace", args.trace), ("--ops", args.ops))
     from .inputs import request
     from .simulation import run
 
@@ -155,7 +158,7 @@ def cmd_run(argv: list[str]) -> int:
                   prefetch_depth=args.prefetch_depth, overlap=not args.no_overlap,
                   decode_samples=args.decode_samples,
                   overrides=args.overrides, **_settings(args))
-    result = run(req, trace=args.trace, progress=sys.stderr.isatty(),
+    result = run(req, trace=args.trace, ops=args.ops, progress=sys.stderr.isatty(),
                  command_line=["memwall", *argv])
     if args.json:
         write_json(result.to_dict(), args.json)
@@ -278,16 +281,25 @@ def cmd_sweep(argv: list[str]) -> int:
     from .sweeps import sweep
 
     res = sweep(args.sweep, args.out, workers=args.workers, scheduler=args.scheduler,
-                progress=True, command_line=["memwall", "sweep", *argv])
+                command_line=["memwall", "sweep", *argv])
     print(res.verdict)
     png = res.out / "sweep.png"
-    print(f"{len(res.rows)} of {res.points} points in {res.out / 'results.csv'} "
-          f"({res.failed} failed){', plot ' + str(png) if res.rows else ''}")
+    print(f"{len(res.rows)} of {res.points} points in {res.out / 'results.csv'} ({res.ran} run "
+          f"now, {len(res.rows) - res.ran} before; {res.failed} failed)"
+          f"{', plot ' + str(png) if res.plotted else ', no plot'}")
+    code = 0
+    if res.failed:
+        why = "; ".join(f"{n} x {cut(error, 240)}" for error, n in res.failures[:3])
+        more = len(res.failures) - 3
+        why += f"; and {more} other errors (the error column of results.csv)" if more > 0 else ""
+        print(f"memwall: error: {res.failed} of {res.points} points failed: {why}",
+              file=sys.stderr)
+        code = 1
     if res.missing:
         print(f"memwall: warning: {res.missing} points not finished; rerun the same command "
               "to complete them", file=sys.stderr)
-        return 1
-    return 0
+        code = 1
+    return code
 
 
 def cmd_validate(argv: list[str]) -> int:
@@ -304,7 +316,8 @@ def cmd_validate(argv: list[str]) -> int:
         figure_format(args.plot, "--plot")
     from .validation import format_table, load_points, measured_csv, parity_plot, validate
 
-    result = validate(load_points(args.csv or measured_csv()), args.engine)
+    result = validate(load_points(args.csv or measured_csv()), args.engine,
+                      progress=sys.stderr.isatty())
     if args.json:
         write_json(result, args.json)
     if args.json != "-":
@@ -365,7 +378,7 @@ def cmd_paper(argv: list[str]) -> int:
     meta = {"Description": json.dumps({"memwall_version": memwall_version(),
                                        "command_line": ["memwall", "paper", *argv]})}
     if args.figure == "fig3":
-        rows = paper.fig3(engine=args.engine)
+        rows = paper.fig3(engine=args.engine, progress=sys.stderr.isatty())
         paper.write_csv(rows, out / "fig3.csv")
         write_figure(paper.plot_fig3(rows), out / "fig3.png", {"Title": "Fig. 3", **meta},
                      dpi=110)
@@ -388,7 +401,7 @@ def cmd_paper(argv: list[str]) -> int:
         w = as_workload(args.workload)
         rows = paper.projection(args.hier, w, args.years, args.engine, args.overrides,
                                 prompt_len=args.prompt_len, gen_len=args.gen_len,
-                                dtype=args.dtype)
+                                dtype=args.dtype, progress=sys.stderr.isatty())
         paper.write_csv(rows, out / "projection.csv")
         title = f"{w.name} on {Path(args.hier).stem}, scaled along the Fig. 1 trends"
         write_figure(paper.plot_projection(rows, title), out / "projection.png",

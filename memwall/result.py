@@ -46,12 +46,18 @@ class RunResult:
     mops_bytes: int
     arithmetic_intensity: float | None
     prefill_s: float
+    ttft_s: float | None  # time to first token: the prefill, whose LM head yields it
     decode_s_per_token: float | None
-    tokens_per_s: float | None
+    tpot_s: float | None  # time per output token: decode_s_per_token
+    tokens_per_s: float | None  # per sequence
+    throughput_tokens_per_s: float | None  # all sequences of the batch
     total_s: float
     compute_s: float
     stall_s: Mapping[str, float]  # level, dispatch, interconnect -> s
     bytes_by_level: Mapping[str, int]
+    cache_lookup_bytes: Mapping[str, int]  # level with a cache policy -> bytes read through it
+    cache_hit_bytes: Mapping[str, int]  # -> bytes its cache served
+    cache_hit_rate: Mapping[str, float | None]  # -> served / looked up
     bound_s: float
     bound_by: str
     verdict: str

@@ -38,6 +38,7 @@ from sim.outfile import write_figure
 from . import bundled
 from . import calibration as calib
 from .inputs import as_hierarchy, request
+from .progress import Progress
 from .simulation import run
 
 FIGURES = ("gen_len / total_s", "batch * gen_len / total_s", "prefill_s", "total_s", "layer_s",
@@ -259,7 +260,8 @@ def validate(points: Sequence[Point] | str | os.PathLike[str] | None = None,
              engine: str = "des",
              load: Callable[[str], Hierarchy] | None = None,
              calibration: str | os.PathLike[str] | None = None,
-             results: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+             results: str | os.PathLike[str] | None = None,
+             progress: bool = False) -> dict[str, Any]:
     """`memwall.validate`: simulate every point (the bundled measured.csv by default, or a
     CSV path) with the bundled runtime files (in-sample), and each point of a source that
     holds calibration rows again with the figures fitted without that source
@@ -273,27 +275,29 @@ def validate(points: Sequence[Point] | str | os.PathLike[str] | None = None,
     used = calib.calibration_rows(figures)
     hiers: dict[str, Hierarchy] = {}
     rows = []
-    for p in points:
-        try:
-            if p.hier not in hiers:
-                hiers[p.hier] = load(p.hier)
-            hier = hiers[p.hier]
-            pred = predict(p, hier, engine)
-            loso = pred
-            if fitted is not None and p.source in fitted[1]:
-                full, fold = fitted[0], fitted[1][p.source]
-                where = where_of(p, hier)
-                held = calib.overrides_for({**full, **fold}, *where)
-                if held != calib.overrides_for(full, *where):
-                    loso = predict(p, hier, engine, held)
-        except MemwallError as e:
-            raise ValidationError(f"measurement {p.id}: {e}") from None
-        rows.append({"id": p.id, "hier": p.hier, "runtime": where_of(p, hier)[0],
-                     "metric": p.metric, "unit": p.unit, "predicted": pred,
-                     "measured": p.measured, "error": signed_error(pred, p.measured),
-                     "predicted_loso": loso, "error_loso": signed_error(loso, p.measured),
-                     "role": "calibration" if p.id in used else "validation",
-                     "source": p.source})
+    with Progress(len(points), "point", "validate", show=progress) as done:
+        for p in points:
+            try:
+                if p.hier not in hiers:
+                    hiers[p.hier] = load(p.hier)
+                hier = hiers[p.hier]
+                pred = predict(p, hier, engine)
+                loso = pred
+                if fitted is not None and p.source in fitted[1]:
+                    full, fold = fitted[0], fitted[1][p.source]
+                    where = where_of(p, hier)
+                    held = calib.overrides_for({**full, **fold}, *where)
+                    if held != calib.overrides_for(full, *where):
+                        loso = predict(p, hier, engine, held)
+            except MemwallError as e:
+                raise ValidationError(f"measurement {p.id}: {e}") from None
+            rows.append({"id": p.id, "hier": p.hier, "runtime": where_of(p, hier)[0],
+                         "metric": p.metric, "unit": p.unit, "predicted": pred,
+                         "measured": p.measured, "error": signed_error(pred, p.measured),
+                         "predicted_loso": loso, "error_loso": signed_error(loso, p.measured),
+                         "role": "calibration" if p.id in used else "validation",
+                         "source": p.source})
+            done()
     in_sample, loso = _mapes(rows, "error"), _mapes(rows, "error_loso")
     return {"engine": engine, "decode_samples": DECODE_SAMPLES, "points": rows,
             "calibration_rows": sum(r["role"] == "calibration" for r in rows),

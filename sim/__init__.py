@@ -24,6 +24,7 @@ _LAZY = {  # public name -> module of sim that defines it
     **dict.fromkeys(("format_report",), "report"),
     **dict.fromkeys(("Summary",), "summary"),
     **dict.fromkeys(("OpRecord",), "trace"),
+    **dict.fromkeys(("OpTable",), "op_table"),
     # traces and their readers, inspection, export and plots
     **dict.fromkeys(("TraceWriter",), "trace_file"),
     **dict.fromkeys(("Trace", "TraceFileError", "iter_records", "op_totals", "read_trace"),

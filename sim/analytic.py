@@ -65,9 +65,10 @@ def simulate_analytic(
                 issue += rt.host_s
                 if issue - t > d:
                     d = issue - t
-            w = mem.route_reads(op.weights)  # weights first, as the DES engine asks
+            seen = [0] * (2 * n)  # cache tally, as sim.memory.Memory.route_reads keeps it
+            w = mem.route_reads(op.weights, seen)  # weights first, as the DES engine asks
             reads = w.copy()
-            for k, v in mem.route_reads(op.others).items():
+            for k, v in mem.route_reads(op.others, seen).items():
                 reads[k] = reads.get(k, 0) + v
             writes = mem.route_writes(op.results)
             traffic = reads.copy()
@@ -104,7 +105,8 @@ def simulate_analytic(
                 body, start_c = L + Tr + C + Tw, L + Tr
             sink(OpRecord(
                 step, phase, name, a["op"], a["kind"], a["layer"], t, t + d + body, d, C, ic_s,
-                tuple(stall), lb, op.flops, op.mops_bytes, t + d + start_c,
+                tuple(stall), lb, op.flops, op.mops_bytes, t + d + start_c, 0.0,
+                tuple(seen[:n]), tuple(seen[n:]),
             ))
             t += d + body
             d = launch

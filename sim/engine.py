@@ -28,6 +28,9 @@ Attribution (every second of an op goes to exactly one cause; they add up to its
                            still running; waiting for bytes after that (or, overlap off, for
                            the transfer) to the level that limited the last transfer to finish
     interconnect           a collective's time on the links
+A prefetch's bytes are charged to the op that uses them (its record's `bytes`, and the cache
+hits and lookups of its reads); its record's `prefetch_s` says how long before the op began
+they were requested, so their time can be counted with them (sim.plot.roofline_points).
 
 What it knows of each op before running it (compute time, the routing of its reads and writes)
 comes from sim.planning, which the analytic engine shares.
@@ -78,11 +81,13 @@ class _Device:
         step, phase = G.graph.get("step", 0), G.graph.get("phase", "decode")
         mem.begin_step(step)
         ops = info.phase(graph_ops)
-        pre: dict[int, tuple[list[Flow], dict[int, int]]] = {}
+        # op index -> its prefetched weights: (flows, traffic, cache tally, requested at)
+        pre: dict[int, tuple[list[Flow], dict[int, int], list[int], float]] = {}
         issued = 0  # highest op index whose weights were requested
         last = len(graph_ops) - 1
         rt = self.runtime
         launch, n, depth = rt.launch_s, self.n, self.depth
+        n2 = 2 * n  # a cache tally: bytes each level's cache served, then bytes that looked
         step_d = launch + rt.step_s  # the first kernel of a step pays its host work
         host, issue = rt.host_s, env.now + rt.step_s  # the host issues kernel i at issue + i host
         route, route_writes, lat, crossed = mem.route_reads, mem.route_writes, self.lat, mem.crossed
@@ -105,17 +110,21 @@ class _Device:
                 issued += 1
                 ahead = ops[issued]
                 if ahead.prefetch:
-                    traffic = route(ahead.weights)
-                    pre[issued] = flows_of(stretched(traffic, ahead.stretch), None, lat,
-                                           t0), traffic
+                    seen = [0] * n2
+                    traffic = route(ahead.weights, seen)
+                    pre[issued] = (flows_of(stretched(traffic, ahead.stretch), None, lat, t0),
+                                   traffic, seen, t0)
             td = t0 + d
+            early = 0.0
             if own is not None:
-                w_flows, traffic = own
+                w_flows, traffic, seen, asked = own
+                early = t0 - asked
             elif op.prefetch:
-                traffic = route(op.weights)
+                seen = [0] * n2
+                traffic = route(op.weights, seen)
                 w_flows = flows_of(stretched(traffic, op.stretch), None, lat, td)
             else:
-                w_flows, traffic = [], {}
+                w_flows, traffic, seen = [], {}, [0] * n2
             stall = [0.0] * n
             ic_s = 0.0
             if op.kind == "collective":
@@ -123,7 +132,7 @@ class _Device:
                 ic_s, cs = env.now - td, td
                 reads = writes = {}
             else:
-                reads = route(op.others)
+                reads = route(op.others, seen)
                 writes = route_writes(op.results)
                 C = op.compute_s
                 if overlap:
@@ -153,7 +162,7 @@ class _Device:
             sink(new_tuple(OpRecord, (
                 step, phase, name, op.op_type, op.kind, op.layer, t0, env.now, d,
                 op.compute_s, ic_s, tuple(stall), crossed((traffic, reads, writes)), op.flops,
-                op.mops_bytes, cs,
+                op.mops_bytes, cs, early, tuple(seen[:n]), tuple(seen[n:]),
             )))
 
     def _serial(self, w_flows: list[Flow], reads: dict[int, int], writes: dict[int, int],

@@ -141,6 +141,7 @@ class Summary:
                 acc[i] += v
         ranked = sorted(by_op.items(), key=lambda kv: (-kv[1][3], kv[0]))[:top]
         flops, mops = run["flops"], run["mops_bytes"]
+        batch = meta.get("batch") or 1
         out = dict(meta)
         out.update(
             params=meta.get("params"),
@@ -148,12 +149,16 @@ class Summary:
             mops_bytes=mops,
             arithmetic_intensity=flops / mops if mops else None,
             prefill_s=prefill_s,
+            ttft_s=prefill_s if "prefill" in self._phase else None,  # its LM head: token 1
             decode_s_per_token=decode_s,
+            tpot_s=decode_s,
             tokens_per_s=1.0 / decode_s if decode_s else None,
+            throughput_tokens_per_s=batch / decode_s if decode_s else None,
             total_s=total_s,
             compute_s=run["compute_s"],
             stall_s=stall,
             bytes_by_level=dict(zip(self.names, run["bytes"], strict=True)),
+            **self._caches(run),
             bound_s=busy[bound_by],
             bound_by=bound_by,
             verdict=f"memory-bound ({bound_by})" if bound_by in self.names else f"{bound_by}-bound",
@@ -172,6 +177,16 @@ class Summary:
             },
         )
         return out
+
+
+    def _caches(self, run: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """Per level with a cache policy: bytes read through it, bytes it served, and their
+        ratio (None if nothing looked it up)."""
+        cached = [i for i, lv in enumerate(self.hier.levels) if lv.policy != "none"]
+        looked = {self.names[i]: run["lookup_bytes"][i] for i in cached}
+        hits = {self.names[i]: run["hit_bytes"][i] for i in cached}
+        return {"cache_lookup_bytes": looked, "cache_hit_bytes": hits,
+                "cache_hit_rate": {k: hits[k] / v if v else None for k, v in looked.items()}}
 
 
 def _weights(plan: sampling.Plan) -> np.ndarray:

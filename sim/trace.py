@@ -59,6 +59,12 @@ FIELDS: tuple[Field, ...] = (
     Field("flops", "int64", "FLOP", SUM),
     Field("mops_bytes", "int64", "bytes read and written at the op boundary", SUM),
     Field("compute_start_s", "float64", "s, when the compute units began the op", NONE),
+    Field("prefetch_s", "float64", "s, its weights in flight before the op began (prefetch)",
+          SUM),
+    Field("hit_bytes", "int64", "bytes read that the cache at each level served", SUM,
+          per_level=True),
+    Field("lookup_bytes", "int64", "bytes read through the cache at each level (hits and "
+          "misses)", SUM, per_level=True),
 )
 FIELD = {f.name: f for f in FIELDS}
 # What every record implies, computed from its fields (derive) and summed like them
@@ -89,6 +95,9 @@ class OpRecord(NamedTuple):
     flops: int
     mops_bytes: int  # bytes read and written at the op boundary (the paper's MOPs)
     compute_start_s: float  # when the compute units began this op (after dispatch and waits)
+    prefetch_s: float  # how long before start_s its weights were requested (0: not prefetched)
+    hit_bytes: tuple[int, ...]  # bytes of its reads the cache at each level served
+    lookup_bytes: tuple[int, ...]  # bytes of its reads that looked up each level's cache
 
     @property
     def elapsed_s(self) -> float:
@@ -102,7 +111,7 @@ class Records:
     would scan them all; a flat list of numbers and str is one object to scan.
 
     >>> r = OpRecord(0, "prefill", "wte", "embed", "vector", -1, 0.0, 2.0, 0.5, 1.0, 0.0,
-    ...              (0.25, 0.25), (64, 32), 0, 96, 0.5)
+    ...              (0.25, 0.25), (64, 32), 0, 96, 0.5, 0.0, (0, 0), (0, 0))
     >>> b = Records()
     >>> b.add(r); b.add(r._replace(start_s=2.0, end_s=3.0)); len(b)
     2
@@ -188,7 +197,7 @@ class Totals:
     streams and its trace read back in chunks of any size give the same totals.
 
     >>> r = OpRecord(1, "decode", "h0.mlp", "mlp", "matmul", 0, 0.0, 1.0, 0.25, 0.5, 0.0,
-    ...              (0.25,), (10,), 8, 4, 0.25)
+    ...              (0.25,), (10,), 8, 4, 0.25, 0.0, (0,), (0,))
     >>> recs = [r, r._replace(start_s=1.0, end_s=2.0), r._replace(step=2, end_s=4.0)]
     >>> t = Totals(n_levels=1)
     >>> t.add(np.array([1, 1, 2]), columns(recs))

@@ -1,4 +1,4 @@
-"""HDF5 trace files (schema 1): the flat OpRecords of a run, streamed to disk, and read back.
+"""HDF5 trace files (schema 2): the flat OpRecords of a run, streamed to disk, and read back.
 
 Layout (every table is columnar: one 1-D dataset per column, or 2-D (rows, levels) for the
 per-level columns; chunked, gzip with shuffle, fletcher32 checksums; `units` attribute on each).
@@ -16,10 +16,10 @@ sim.trace.FIELDS; /steps holds what sim.trace.Totals makes of each step's record
     /ops/            the static op table: name, op_type, kind (indices into /lookup), layer
     /records/        one row per op execution: step, op (index into /ops), phase, start_s,
                      end_s, dispatch_s, compute_s, interconnect_s, stall_s (n, levels),
-                     bytes (n, levels), flops, mops_bytes, compute_start_s
+                     bytes (n, levels), flops, mops_bytes, compute_start_s, prefetch_s,
+                     hit_bytes (n, levels), lookup_bytes (n, levels)
     /steps/          one row per step (token): step, phase, first (row in /records), n_ops,
-                     start_s, end_s, compute_s, dispatch_s, interconnect_s, stall_s, bytes,
-                     flops, mops_bytes
+                     start_s, end_s and the record sums (dispatch_s, compute_s, ...)
 
 The file is written under a hidden temporary name and put in place only when complete
 (sim/outfile.py); a run that raises removes it.
@@ -47,7 +47,7 @@ from .summary import Summary
 from .trace import FIELD, FIELDS, FIRST, LAST, SUM, WIDTH, OpRecord, Records, Totals
 
 FORMAT = "memwall-trace"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: prefetch_s, hit_bytes, lookup_bytes
 CHUNK_ROWS = 65536  # records buffered in memory and written per HDF5 chunk
 BLOCK_ROWS = 4096  # records buffered (sim.trace.Records) before they become columns
 _FILTERS: dict[str, Any] = {"compression": "gzip", "compression_opts": 4, "shuffle": True,
