@@ -48,6 +48,7 @@ from sim.units import parse_quantity
 from sim.yamlfile import FileError, Node, as_choice, as_mapping, as_text, compose, value_error
 
 from . import bundled
+from .inputs import as_runtime
 
 KINDS = ("time", "fraction")
 GOLDEN = (math.sqrt(5) - 1) / 2
@@ -104,8 +105,6 @@ class Figure:
 @functools.cache
 def device_keys(runtime: str, device: str) -> frozenset[str]:
     """The paths the bundled runtime's entry for `device` sets."""
-    from .inputs import as_runtime
-
     try:
         texts = as_runtime(runtime).devices.get(device, ())
     except MemwallError:
@@ -418,32 +417,3 @@ def write_results(data: Mapping[str, Any], path: Path | None = None) -> Path:
     path = results_file() if path is None else path
     write_text(path, json.dumps(data, indent=1) + "\n")
     return path
-
-
-def run_calibration(engine: str = "des", write: bool = True,
-                    on_step: Callable[[str], None] | None = None,
-                    ) -> tuple[dict[str, str], list[Path]]:
-    """`memwall calibrate`: fit every figure on its rows of the bundled measured.csv, then
-    each source's folds; write the runtime files and the results unless not `write`.
-    Returns the fitted texts by figure name and the files written."""
-    from .inputs import as_hierarchy
-    from .validation import load_points, predict, where_of
-
-    figures = read_figures()
-    points = {p.id: p for p in load_points()}
-    hiers: dict[str, Any] = {}
-
-    def hier(p: Any) -> Any:
-        if p.hier not in hiers:
-            hiers[p.hier] = as_hierarchy(p.hier)
-        return hiers[p.hier]
-
-    fitter = Fitter(figures, points, lambda p, o: predict(p, hier(p), engine, o),
-                    lambda p: where_of(p, hier(p)), on_step)
-    full = fitter.fit()
-    folds = fitter.folds(full)
-    files: list[Path] = []
-    if write:
-        files = write_runtime_files(figures, full)
-        files.append(write_results(results_to_dict(figures, full, folds, engine)))
-    return {f.name: f.text(full[f]) for f in figures}, files

@@ -338,7 +338,7 @@ def cmd_calibrate(argv: list[str]) -> int:
     p.add_argument("--dry-run", action="store_true",
                    help="fit and print the values; write nothing")
     args = p.parse_args(argv)
-    from .calibration import run_calibration
+    from .validation import run_calibration
 
     values, files = run_calibration(args.engine, write=not args.dry_run,
                                     on_step=lambda line: print(line, file=sys.stderr))

@@ -314,6 +314,32 @@ def _mapes(rows: Sequence[dict[str, Any]], key: str) -> dict[str, float]:
     return out
 
 
+def run_calibration(engine: str = "des", write: bool = True,
+                    on_step: Callable[[str], None] | None = None,
+                    ) -> tuple[dict[str, str], list[Path]]:
+    """`memwall calibrate`: fit every figure on its rows of the bundled measured.csv, then
+    each source's folds; write the runtime files and the results unless not `write`.
+    Returns the fitted texts by figure name and the files written."""
+    figures = calib.read_figures()
+    points = {p.id: p for p in load_points()}
+    hiers: dict[str, Any] = {}
+
+    def hier(p: Any) -> Any:
+        if p.hier not in hiers:
+            hiers[p.hier] = as_hierarchy(p.hier)
+        return hiers[p.hier]
+
+    fitter = calib.Fitter(figures, points, lambda p, o: predict(p, hier(p), engine, o),
+                    lambda p: where_of(p, hier(p)), on_step)
+    full = fitter.fit()
+    folds = fitter.folds(full)
+    files: list[Path] = []
+    if write:
+        files = calib.write_runtime_files(figures, full)
+        files.append(calib.write_results(calib.results_to_dict(figures, full, folds, engine)))
+    return {f.name: f.text(full[f]) for f in figures}, files
+
+
 def format_table(result: dict[str, Any]) -> str:
     lines = [f"{'point':<52} {'runtime':<17} {'measured':>10} {'unit':<8} {'in-sample':>9} "
              f"{'held out':>9}"]

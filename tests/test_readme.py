@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import re
 import shlex
 from pathlib import Path
@@ -15,7 +16,6 @@ import pytest
 
 import memwall
 from memwall import cli, paper
-from memwall import validation as validate
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -161,51 +161,43 @@ def test_the_trace_recipe_and_its_python_example(tmp_path, monkeypatch, capsys) 
     assert _run_python(code) == want
 
 
-def _validation_rows(section: str) -> list[tuple[str, str, str, str]]:
-    table = section[section.index("| point | predicted | measured | error |"):]
-    rows = []
+GOLDEN = Path(__file__).parent / "golden" / "validation.json"
+
+
+def _mape_table(section: str) -> dict[str, list[str]]:
+    """The README's MAPE table: its key (the text in backticks of the first cell) -> cells."""
+    table = section[section.index("| rows | count |"):]
+    out = {}
     for line in table.splitlines()[2:]:
         if not line.startswith("|"):
             break
-        name, pred, meas, err = (c.strip().strip("*") for c in line.strip("|").split("|"))
-        rows.append((name, pred, meas, err))
-    return rows
+        cells = [c.strip().strip("*") for c in line.strip("|").split("|")]
+        (key,) = re.findall(r"`([^`]+)`", cells[0])
+        out[key] = cells[1:]
+    return out
 
 
-@pytest.mark.slow
-def test_the_validation_table_and_its_mape() -> None:
+def test_the_validation_table_is_the_recorded_validation() -> None:
+    """Every figure of the README's MAPE table is the recorded validation's
+    (tests/golden/validation.json; tests/test_validation_pin.py recomputes rows of it)."""
     section = _section("Validation")
-    rows = _validation_rows(section)
-    res = validate.validate()
-    assert len(rows) == len(res["points"]) == 15
-    for (name, pred, meas, err), p in zip(rows, res["points"], strict=True):
-        scale = 1e3 if name.endswith("(ms)") else 1.0  # the table gives seconds in ms
-        assert _cited(pred, p["predicted"] * scale), (name, pred, p["predicted"])
-        assert _cited(meas, p["measured"] * scale), (name, meas, p["measured"])
-        assert _cited(err.rstrip("%"), 100 * p["error"]), (name, err, p["error"])
-    a100, n_a, h100, n_h, overall = _cites(
-        r"\*\*MAPE: A100 ([0-9.]+)% \((\d+) points\), H100 ([0-9.]+)% \((\d+) points\), "
-        r"overall ([0-9.]+)%\.\*\*", section)
-    mape = res["mape_by_hierarchy"]
-    assert _cited(a100, 100 * mape["a100_80gb.yaml"]) and _cited(h100, 100 * mape["h100_sxm.yaml"])
-    assert _cited(overall, 100 * res["mape"])
-    assert (int(n_a), int(n_h)) == tuple(sum(p["hier"] == h for p in res["points"])
-                                         for h in ("a100_80gb.yaml", "h100_sxm.yaml"))
-    (rest,) = _cites(r"Without these two rows the MAPE is ([0-9.]+)% over the other 13", section)
-    others = [p["error"] for p in res["points"] if p["id"] not in
-              ("trtllm-gptj-fp8-h100", "trtllm-gptj-fp8-h100-ttft")]
-    assert len(others) == 13 and _cited(rest, 100 * validate.mape(others))
-
-
-@pytest.mark.slow
-def test_the_analytic_validation_figures() -> None:
-    a100, h100, overall = _cites(
-        r"With `--engine analytic` .*? \*\*MAPE: A100 ([0-9.]+)% \(11 points\), H100 "
-        r"([0-9.]+)% \(4 points\), overall ([0-9.]+)%\*\*", _section("Validation"))
-    res = validate.validate(engine="analytic")
-    mape = res["mape_by_hierarchy"]
-    assert _cited(a100, 100 * mape["a100_80gb.yaml"]) and _cited(h100, 100 * mape["h100_sxm.yaml"])
-    assert _cited(overall, 100 * res["mape"])
+    table = _mape_table(section)
+    record = json.loads(GOLDEN.read_text())["engines"]
+    assert {"all", "validation", "a100_80gb.yaml", "tensorrt-llm"} <= set(table)
+    for key, cells in table.items():
+        rows = "validation" if key == "validation" else "all"
+        group = "overall" if key in ("all", "validation") else key
+        count, *mapes = cells
+        points = record["des"]["points"]
+        n = sum(1 for p in points if (rows == "all" or p["role"] == "validation")
+                and group in ("overall", p["hier"], p["runtime"]))
+        assert int(count) == n, key
+        want = [record[e]["mape"][rows][k][group] for e in ("des", "analytic")
+                for k in ("in_sample", "held_out")]
+        for text, value in zip(mapes, want, strict=True):
+            assert _cited(text.rstrip("%"), value), (key, text, value)
+    (n_cal,) = _cites(r"(\d+) calibration rows", section)
+    assert int(n_cal) == sum(p["role"] == "calibration" for p in record["des"]["points"])
 
 
 def test_the_projection_figures() -> None:
@@ -224,12 +216,11 @@ def test_the_projection_figures() -> None:
     assert _cited(m0, 100 * first["memory_stall_share"])
     assert _cited(m10, 100 * last["memory_stall_share"])
     assert {r["bound_by"] for r in rows} == {"hbm"}
-    (floor,) = _cites(r"stops the gain at ([0-9.]+) ms/token after four years", section)
-    calibrated = paper.projection("h100_sxm.yaml", "llama2-7b", 10)
-    at = {r["year"]: r for r in calibrated}
-    assert _cited(floor, 1e3 * at[4]["decode_s_per_token"])
-    assert all(r["bound_by"] == "dispatch" for y, r in at.items() if y >= 4)
-    assert at[10]["decode_s_per_token"] > 0.99 * at[4]["decode_s_per_token"]
+    now, later = _cites(r"takes a growing share: ([0-9.]+) ms/token now, ([0-9.]+) ms in 10 "
+                        r"years", section)
+    launched = paper.projection("h100_sxm.yaml", "llama2-7b", 10)
+    assert _cited(now, 1e3 * launched[0]["decode_s_per_token"])
+    assert _cited(later, 1e3 * launched[-1]["decode_s_per_token"])
 
 
 def test_the_fig1_growth_rates() -> None:

@@ -10,6 +10,7 @@ import networkx as nx
 import pytest
 from toy import KB, chain, toy_hierarchy, toy_options, toy_runtime
 
+import memwall
 from memwall.inputs import as_runtime
 from sim import Summary, cost, simulate, simulate_analytic, tensor_footprint
 from sim.opgraph import Tensor
@@ -121,3 +122,17 @@ def test_bad_runtime_figures_are_one_line(change, message):
     with pytest.raises(RuntimeFileError) as e:
         parse_runtime(RUNTIME, "r", overrides=[change])
     assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_the_report_says_when_the_runtime_and_not_the_hardware_decides() -> None:
+    from sim.report import format_report, runtime_note
+
+    eager = memwall.simulate("gpt2", "a100_80gb", runtime="eager", prompt_len=8, gen_len=4)
+    s = eager.to_dict()
+    assert s["bound_by"] == "dispatch"
+    busy = s["busy_s"]
+    other = max((k for k in busy if k != "dispatch"), key=busy.__getitem__)
+    line = next(x for x in format_report(s, memwall.hierarchy("a100_80gb")).splitlines()
+                if "decides this" in x)
+    assert "the runtime (eager)" in line and f"busiest resource is {other}" in line
+    assert runtime_note(dict(s, bound_by=other)) is None  # the hardware decides

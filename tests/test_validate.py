@@ -26,7 +26,8 @@ def spec_of(p: validate.Point):
 
 def test_every_row_maps_to_a_runnable_spec() -> None:
     points = validate.load_points()
-    assert len(points) == 15
+    assert len(points) >= 100 and len({p.id for p in points}) == len(points)
+    assert len({p.source for p in points}) >= 20  # many independent sources, not one
     for p in points:
         spec = spec_of(p)
         hier = as_hierarchy(p.hier)
@@ -50,7 +51,7 @@ def test_every_reference_row_kept_with_its_source() -> None:
         ref = list(csv.DictReader(f))
     with open(validate.measured_csv(), newline="") as f:
         ours = {r["id"]: r for r in csv.DictReader(f)}
-    assert len(ours) == len(ref)
+    assert len(ours) > len(ref)  # the reference rows, then those added for validation
     for r in ref:
         assert all(ours[r["id"]][k] == v for k, v in r.items()), r["id"]
 
@@ -165,7 +166,8 @@ def test_files_beside_the_csv_and_the_decode_step_figure(tmp_path: Path) -> None
     with open(validate.measured_csv(), newline="") as f:
         row = next(csv.DictReader(f))
     row.update(id="step", hier="mine.yaml", workload="gpt2", sim_prompt_len="64",
-               sim_gen_len="2", figure="decode_s_per_token", sim_weight_dtype="bf16")
+               sim_gen_len="2", figure="decode_s_per_token", sim_weight_dtype="bf16",
+               runtime="", set="")  # no runtime named: the hierarchy's own
     with open(tmp_path / "rows.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(row))
         w.writeheader()

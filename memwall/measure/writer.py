@@ -28,7 +28,7 @@ MODEL_COLUMNS = ("id", "model", "hardware", "devices", "framework", "weight_dtyp
                  "prompt_len", "gen_len", "metric", "value", "unit", "source", "note",
                  "workload", "hier", "runtime", "sim_weight_dtype", "sim_act_dtype",
                  "sim_kv_dtype", "sim_batch", "sim_prompt_len", "sim_gen_len", "tp", "layers",
-                 "max_positions", "figure")
+                 "max_positions", "quant_group", "quant_group_bits", "set", "figure")
 HIERARCHY = "hierarchy.yaml"
 RUNTIMES = {False: "runtime_eager.yaml", True: "runtime_graphs.yaml"}
 
