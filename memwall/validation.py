@@ -253,7 +253,10 @@ def mape(errors: Iterable[float]) -> float:
 def where_of(p: Point, hier: Hierarchy) -> tuple[str, str]:
     """(runtime name, hierarchy name) point `p` runs: its runtime column, else the
     hierarchy's default."""
-    return Path(p.runtime).stem if p.runtime else hier.runtime, hier.name
+    if not p.runtime:
+        return hier.runtime, hier.name
+    name = Path(p.runtime).name  # a bare name may hold dots (tensorrt-llm-0.5)
+    return (name.rsplit(".", 1)[0] if name.endswith((".yaml", ".yml")) else name), hier.name
 
 
 def validate(points: Sequence[Point] | str | os.PathLike[str] | None = None,

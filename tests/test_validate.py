@@ -4,6 +4,7 @@ the command."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -176,3 +177,12 @@ def test_files_beside_the_csv_and_the_decode_step_figure(tmp_path: Path) -> None
     assert p.hier == str(tmp_path / "mine.yaml") and p.workload == "gpt2"  # no file gpt2 there
     want = memwall.simulate("gpt2", "hbm_accel", prompt_len=64, gen_len=2).decode_s_per_token
     assert validate.predict(p, as_hierarchy(p.hier)) == pytest.approx(want, rel=1e-12)
+
+
+def test_a_runtime_named_with_dots_keeps_its_name() -> None:
+    p = validate.load_points()[0]
+    hier = as_hierarchy(p.hier)
+    for given, name in (("tensorrt-llm-0.5", "tensorrt-llm-0.5"), ("/x/my.rt.yaml", "my.rt"),
+                        ("gpt-fast", "gpt-fast")):
+        assert validate.where_of(dataclasses.replace(p, runtime=given), hier) == (name, hier.name)
+    assert validate.where_of(dataclasses.replace(p, runtime=None), hier)[0] == hier.runtime
