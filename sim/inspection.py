@@ -136,11 +136,13 @@ def _keep_worst(heap: list[tuple[float, int, dict[str, Any]]], d: dict[str, Any]
             heapq.heapreplace(heap, item)
 
 
-def format_inspection(res: dict[str, Any], trace_hier: Any, top: int = 10) -> str:
-    """The run's report, then the most-stalled executions, per layer and per token."""
+def format_inspection(res: dict[str, Any], trace_hier: Any, top: int = 10,
+                      header: str | None = None) -> str:
+    """The run's report (or `header`, a report of its own: a serving run's), then the
+    most-stalled executions, per layer and per token."""
     s = res["summary"]
     sel = Selection(**res["selection"]).describe()
-    lines = [format_report(s, trace_hier, top=top)]
+    lines = [format_report(s, trace_hier, top=top) if header is None else header]
     if sel:
         lines.insert(0, f"trace {res['file']} (selected: {sel})")
     names = [n for n, v in s["stall_s"].items() if v > 0]

@@ -29,3 +29,13 @@ def test_the_python_api_example_prints_what_the_readme_says(tmp_path, monkeypatc
     with contextlib.redirect_stdout(out):
         exec(compile(code, str(README), "exec"), {"__name__": "readme"})
     assert out.getvalue() == want
+
+
+def test_the_serving_example_prints_what_the_readme_says(tmp_path, monkeypatch) -> None:
+    section = _section("Serving")
+    (code,), (want,) = _blocks(section, "python"), _blocks(section, "text")
+    monkeypatch.chdir(tmp_path)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, str(README), "exec"), {"__name__": "readme"})
+    assert out.getvalue() == want
