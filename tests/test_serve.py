@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -187,8 +188,11 @@ def test_requests_file_with_the_azure_trace_columns(tmp_path: Path) -> None:
 
 
 def _cli(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`memwall serve` in a fresh interpreter, this checkout first on its path."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
     return subprocess.run([sys.executable, "-m", "memwall", "serve", *argv], cwd=cwd, text=True,
-                          capture_output=True)
+                          capture_output=True, env=env)
 
 
 def test_bad_input_gets_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -237,3 +241,23 @@ def test_cli_json_report_and_trace_tables(tmp_path: Path) -> None:
         assert len(f["iterations/batch"]) == data["iterations"]
         assert len(f["records/start_s"]) == data["n_ops"]
         assert json.loads(f.attrs["summary"])["completed"] == 5
+
+
+def test_plots_and_inspect_of_a_serving_trace(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    trace = tmp_path / "s.h5"
+    r = memwall.serve(TINY, "hbm_accel", requests=40, rate="inf", prompt_len=64, gen_len=128,
+                      overrides=["memory.hbm.capacity=30 MB"], engine="analytic", trace=trace)
+    assert r.preemptions > 0
+    for kind in ("latency", "occupancy"):
+        assert main(["plot", str(trace), "--kind", kind, "-o", str(tmp_path / f"{kind}.png")]) \
+            == 0
+        assert (tmp_path / f"{kind}.png").stat().st_size > 20_000
+    assert main(["inspect", str(trace), "--top", "3"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("memwall serve: tiny-llama on hbm_accel") and "preempted" in out
+    assert "op executions that stalled most (top 3)" in out
+    plain = tmp_path / "plain.h5"
+    memwall.simulate("gpt2", "hbm_accel", gen_len=2, trace=plain)
+    assert main(["plot", str(plain), "--kind", "latency", "-o", str(tmp_path / "x.png")]) == 2
+    assert "no serving tables" in capsys.readouterr().err

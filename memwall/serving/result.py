@@ -198,10 +198,10 @@ def format_serve_report(s: Mapping[str, Any], hier: Hierarchy, top: int = 5) -> 
     return "\n".join(lines)
 
 
-def build_result(outcome: Any, source: Mapping[str, Any], slos: tuple[float | None, ...],
-                 provenance: Mapping[str, Any]) -> ServeResult:
-    """The ServeResult of a run (serve.Outcome), its requests made as `source` says."""
+def build_result(outcome: Any, provenance: Mapping[str, Any]) -> ServeResult:
+    """The ServeResult of a run (server.Outcome)."""
     spec, done, it = outcome.spec, outcome.done, outcome.iterations
+    source, slos = spec.source, spec.slos
     run = spec.run
     req = {c: np.array(v, dtype=np.float64 if c.endswith("_s") else np.int64) for c, v in (
         ("id", [s.id for s in done]), ("arrival_s", [s.req.arrival_s for s in done]),

@@ -40,7 +40,7 @@ from ..simulation import provenance
 from .kv_cache import PagedKVCache
 from .result import ServeResult, build_result
 from .schedulers import SCHEDULERS, Live, Plan, Scheduler
-from .settings import ServeSpec, seconds, serve_spec
+from .settings import ServeSpec, serve_spec
 
 SWAP_AREA = "kv.swap_area"  # the tensor homed in the swap level
 POOL = "kv.pool"  # KV blocks swapped back in land here (the first KV level)
@@ -249,18 +249,21 @@ class Server:
 def _workspace(spec: ServeSpec, mspec: Any, fusion: str) -> int:
     """Activation bytes the largest op of any iteration the run can make reads and writes: the
     room kept for activations before the weights and the KV cache are homed. Bounded by an
-    iteration of the most tokens one can feed, each sequence at the longest context, and by a
+    iteration of the most tokens one can feed (the budget, or the longest contexts of
+    --max-seqs requests, whichever is fewer), each sequence at the longest context, and by a
     decode of --max-seqs sequences at it."""
-    longest = max(a.prompt_tokens + a.output_tokens - 1 for a in spec.arrivals)
-    prompts = max(a.prompt_tokens for a in spec.arrivals)
+    contexts = sorted((a.prompt_tokens + a.output_tokens - 1 for a in spec.arrivals),
+                      reverse=True)  # a recomputed prefill covers the tokens made too
+    longest, most = contexts[0], sum(contexts[:spec.max_seqs])
     if spec.scheduler == "static":
-        n = spec.max_seqs * (prompts + max(a.output_tokens for a in spec.arrivals))
-    else:
-        n = max(spec.max_tokens, spec.max_seqs, prompts if spec.scheduler == "continuous"
-                else 0)
+        n = sum(sorted((a.prompt_tokens for a in spec.arrivals), reverse=True)[:spec.max_seqs])
+    elif spec.scheduler == "chunked":
+        n = spec.max_tokens
+    else:  # a prompt longer than the budget runs alone
+        n = max(min(spec.max_tokens, most), longest)
     T = min(n, longest)
     worst = [[Seq(T, longest, True, True)] * math.ceil(n / T),
-             [Seq(1, longest, True, False)] * spec.max_seqs]
+             [Seq(1, longest, True, False)] * min(spec.max_seqs, len(spec.arrivals))]
     pool = 0
     for seqs in worst:
         G = BatchBuilder(mspec, seqs, 0).build()
@@ -268,8 +271,7 @@ def _workspace(spec: ServeSpec, mspec: Any, fusion: str) -> int:
     return pool
 
 
-def serve(workload: Any, hierarchy: Any, *, slo_ttft: float | None = None,
-          slo_tpot: float | None = None, trace: str | os.PathLike[str] | None = None,
+def serve(workload: Any, hierarchy: Any, *, trace: str | os.PathLike[str] | None = None,
           progress: bool = False, command_line: Sequence[str] | None = None,
           **settings: Any) -> ServeResult:
     """Serve requests of `workload` on `hierarchy` (as memwall.simulate takes them).
@@ -289,10 +291,17 @@ def serve(workload: Any, hierarchy: Any, *, slo_ttft: float | None = None,
     >>> r.completed, r.ttft_s["p50"] > 0, r.bound_by
     (4, True, 'hbm')
     """
-    slos = (seconds("--slo-ttft", slo_ttft), seconds("--slo-tpot", slo_tpot))
     if trace is not None:
         check_target(trace, "trace")
-    spec, source = serve_spec(workload, hierarchy, **settings)
+    return run_serve(serve_spec(workload, hierarchy, **settings), trace=trace,
+                     progress=progress, command_line=command_line)
+
+
+def run_serve(spec: ServeSpec, *, trace: str | os.PathLike[str] | None = None,
+              progress: bool = False, command_line: Sequence[str] | None = None
+              ) -> ServeResult:
+    """Run a checked serving run (settings.serve_spec): every op record to the summary (and
+    the trace), the result computed from them and from the requests' times."""
     run = spec.run
     summary = Summary(run.hierarchy, run.runtime.memory_efficiency)
     writer = None
@@ -312,7 +321,7 @@ def serve(workload: Any, hierarchy: Any, *, slo_ttft: float | None = None,
     with writer or nullcontext():
         outcome = Server(spec, sink).run(progress)
         outcome.summary = summary.result({})
-        result = build_result(outcome, source, slos, prov)
+        result = build_result(outcome, prov)
         if writer is not None:
             writer.finish(result.to_dict(), tables={
                 "requests": (result.requests_table, REQUEST_COLUMNS),

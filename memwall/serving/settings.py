@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,8 @@ class ServeSpec:
     max_tokens: int  # tokens per iteration: --max-batched-tokens, or the chunk budget
     kv_block: int  # positions per KV block
     preempt: str  # recompute | swap
+    source: Mapping[str, Any]  # how the requests were made: arrivals, rate, seed, lengths
+    slos: tuple[float | None, float | None]  # TTFT and TPOT targets (s)
 
 
 def serve_spec(workload: Any, hierarchy: Any, *, requests: int = DEFAULT_REQUESTS,
@@ -47,9 +50,10 @@ def serve_spec(workload: Any, hierarchy: Any, *, requests: int = DEFAULT_REQUEST
                scheduler: str = "continuous", max_seqs: int = DEFAULT_MAX_SEQS,
                max_batched_tokens: int | None = None, chunked_prefill: int | None = None,
                kv_block: int = DEFAULT_KV_BLOCK, preempt: str = "recompute",
-               **settings: Any) -> tuple[ServeSpec, dict[str, Any]]:
-    """Normalise and check a serving run's arguments (serve() takes the same); returns the
-    spec and how its requests were made (for the result)."""
+               slo_ttft: float | None = None, slo_tpot: float | None = None,
+               **settings: Any) -> ServeSpec:
+    """Normalise and check a serving run's arguments (serve() takes the same)."""
+    slos = (seconds("--slo-ttft", slo_ttft), seconds("--slo-tpot", slo_tpot))
     if chunked_prefill is not None:
         _whole("--chunked-prefill", chunked_prefill, 1)
         if scheduler == "continuous":
@@ -93,8 +97,8 @@ def serve_spec(workload: Any, hierarchy: Any, *, requests: int = DEFAULT_REQUEST
                                f"{max_seqs}")
     else:
         tokens = max_batched_tokens or max(m.max_positions, MIN_BATCHED_TOKENS)
-    return ServeSpec(run, tuple(arrivals), scheduler, max_seqs, tokens, kv_block,
-                     preempt), source
+    return ServeSpec(run, tuple(arrivals), scheduler, max_seqs, tokens, kv_block, preempt,
+                     source, slos)
 
 
 def _whole(flag: str, value: Any, low: int) -> None:
