@@ -48,7 +48,7 @@ def synthetic(hier, n: int, out: Path, memory: bool) -> tuple[float, int]:
             op, ty, kind, layer = names[k % len(names)]
             w.add(OpRecord(k // len(names), "decode", op, ty, kind, layer, t, t + 1e-5, 4e-6,
                            1e-7, 0.0, (0.0,) * (L - 1) + (5.9e-6,), (k * 4096,) * L, 2 ** 28,
-                           2 ** 27, t + 4e-6))
+                           2 ** 27, t + 4e-6, 0.0, (0,) * L, (0,) * L))
             t += 1e-5
         w.finish({})
     dt = time.perf_counter() - t0

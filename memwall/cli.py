@@ -1,7 +1,7 @@
 """memwall's command line: parse, load, build, run, write.
 
     memwall --workload gpt2 --hier hbm_accel.yaml [--json out.json]
-    memwall describe|list|inspect|export|plot|sweep|validate|paper|measure|serve ...
+    memwall describe|list|inspect|export|plot|sweep|validate|calibrate|paper|measure|serve ...
 
 Every command calls the library (memwall.simulate, memwall.sweep, memwall.validate,
 memwall.paper, memwall.measure) as a notebook would. The library is imported by each
@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from sim.errors import MemwallError
+from sim.errors import MemwallError, cut
 from sim.outfile import check_target, figure_format, memwall_version, write_figure, write_text
 
 DTYPE_CHOICES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4")  # sim.opgraph.DTYPES
@@ -29,7 +29,8 @@ FUSION_CHOICES = ("none", "fused")  # sim.opgraph.FUSIONS
 COMMANDS_HELP = ("subcommands: describe (counts only), list (presets, hierarchies, runtimes), "
                  "serve (requests arriving, continuous batching, a paged KV cache), "
                  "inspect, export, plot (traces), sweep (many designs, on Dask), validate "
-                 "(against published measurements), paper (the paper's figures), measure "
+                 "(against published measurements), calibrate (fit the declared runtime "
+                 "figures), paper (the paper's figures), measure "
                  "(microbenchmarks on a local GPU: a hierarchy file); "
                  "'memwall SUBCOMMAND -h' for its flags")
 
@@ -98,6 +99,9 @@ def build_parser() -> Parser:
                    help="none: one kernel per op, as eager PyTorch runs; fused: attention and "
                         "each matmul with its elementwise epilogue as one kernel, as compiled "
                         "inference stacks run (default: the runtime's)")
+    p.add_argument("--decode-samples", type=int, default=None, metavar="N",
+                   help="run N of the decode steps, each standing for its neighbours, and "
+                        "report the estimated error (default: every step)")
     p.add_argument("--no-overlap", action="store_true",
                    help="what-if: no streaming under compute (reads, then compute, then writes)")
     p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", dest="overrides",
@@ -106,6 +110,9 @@ def build_parser() -> Parser:
     p.add_argument("--top", type=_count, default=5, help="ops listed in the report (default 5)")
     p.add_argument("--trace", metavar="PATH.h5",
                    help="write every op execution to an HDF5 trace (see 'memwall inspect')")
+    p.add_argument("--ops", metavar="FILE.csv",
+                   help="write the per-op-type table (calls, time, stalls, bytes per level) "
+                        "as CSV; no trace needed")
     return p
 
 
@@ -143,15 +150,16 @@ def write_json(data: Any, path: str) -> None:
 
 def cmd_run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)  # before the library loads: -h, --version
-    _outputs(("--json", args.json), ("--trace", args.trace))
+    _outputs(("--json", args.json), ("--trace", args.trace), ("--ops", args.ops))
     from .inputs import request
     from .simulation import run
 
     req = request(args.workload, args.hier, engine=args.engine, runtime=args.runtime,
                   fusion=args.fusion,
                   prefetch_depth=args.prefetch_depth, overlap=not args.no_overlap,
+                  decode_samples=args.decode_samples,
                   overrides=args.overrides, **_settings(args))
-    result = run(req, trace=args.trace, progress=sys.stderr.isatty(),
+    result = run(req, trace=args.trace, ops=args.ops, progress=sys.stderr.isatty(),
                  command_line=["memwall", *argv])
     if args.json:
         write_json(result.to_dict(), args.json)
@@ -287,16 +295,25 @@ def cmd_sweep(argv: list[str]) -> int:
     from .sweeps import sweep
 
     res = sweep(args.sweep, args.out, workers=args.workers, scheduler=args.scheduler,
-                progress=True, command_line=["memwall", "sweep", *argv])
+                command_line=["memwall", "sweep", *argv])
     print(res.verdict)
     png = res.out / "sweep.png"
-    print(f"{len(res.rows)} of {res.points} points in {res.out / 'results.csv'} "
-          f"({res.failed} failed){', plot ' + str(png) if res.rows else ''}")
+    print(f"{len(res.rows)} of {res.points} points in {res.out / 'results.csv'} ({res.ran} run "
+          f"now, {len(res.rows) - res.ran} before; {res.failed} failed)"
+          f"{', plot ' + str(png) if res.plotted else ', no plot'}")
+    code = 0
+    if res.failed:
+        why = "; ".join(f"{n} x {cut(error, 240)}" for error, n in res.failures[:3])
+        more = len(res.failures) - 3
+        why += f"; and {more} other errors (the error column of results.csv)" if more > 0 else ""
+        print(f"memwall: error: {res.failed} of {res.points} points failed: {why}",
+              file=sys.stderr)
+        code = 1
     if res.missing:
         print(f"memwall: warning: {res.missing} points not finished; rerun the same command "
               "to complete them", file=sys.stderr)
-        return 1
-    return 0
+        code = 1
+    return code
 
 
 def cmd_validate(argv: list[str]) -> int:
@@ -313,7 +330,8 @@ def cmd_validate(argv: list[str]) -> int:
         figure_format(args.plot, "--plot")
     from .validation import format_table, load_points, measured_csv, parity_plot, validate
 
-    result = validate(load_points(args.csv or measured_csv()), args.engine)
+    result = validate(load_points(args.csv or measured_csv()), args.engine,
+                      progress=sys.stderr.isatty())
     if args.json:
         write_json(result, args.json)
     if args.json != "-":
@@ -322,6 +340,26 @@ def cmd_validate(argv: list[str]) -> int:
         parity_plot(result, args.plot)
         if args.json != "-":
             print(f"parity chart: {args.plot}", file=sys.stderr)
+    return 0
+
+
+def cmd_calibrate(argv: list[str]) -> int:
+    p = Parser(prog="memwall calibrate",
+               description="Fit the figures of validation/calibration.yaml on their rows, "
+               "write them into the runtime files, and refit them without each source for "
+               "leave-one-source-out (validation/calibration_results.json).")
+    p.add_argument("--engine", choices=ENGINE_CHOICES, default="des")
+    p.add_argument("--dry-run", action="store_true",
+                   help="fit and print the values; write nothing")
+    args = p.parse_args(argv)
+    from .calibration import run_calibration
+
+    values, files = run_calibration(args.engine, write=not args.dry_run,
+                                    on_step=lambda line: print(line, file=sys.stderr))
+    for name, text in values.items():
+        print(f"{name:<60} {text}")
+    for f in files:
+        print(f"wrote {f}", file=sys.stderr)
     return 0
 
 
@@ -354,7 +392,7 @@ def cmd_paper(argv: list[str]) -> int:
     meta = {"Description": json.dumps({"memwall_version": memwall_version(),
                                        "command_line": ["memwall", "paper", *argv]})}
     if args.figure == "fig3":
-        rows = paper.fig3(engine=args.engine)
+        rows = paper.fig3(engine=args.engine, progress=sys.stderr.isatty())
         paper.write_csv(rows, out / "fig3.csv")
         write_figure(paper.plot_fig3(rows), out / "fig3.png", {"Title": "Fig. 3", **meta},
                      dpi=110)
@@ -377,7 +415,7 @@ def cmd_paper(argv: list[str]) -> int:
         w = as_workload(args.workload)
         rows = paper.projection(args.hier, w, args.years, args.engine, args.overrides,
                                 prompt_len=args.prompt_len, gen_len=args.gen_len,
-                                dtype=args.dtype)
+                                dtype=args.dtype, progress=sys.stderr.isatty())
         paper.write_csv(rows, out / "projection.csv")
         title = f"{w.name} on {Path(args.hier).stem}, scaled along the Fig. 1 trends"
         write_figure(paper.plot_projection(rows, title), out / "projection.png",
@@ -425,8 +463,8 @@ def cmd_measure(argv: list[str]) -> int:
 
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "describe": cmd_describe, "list": cmd_list, "sweep": cmd_sweep, "inspect": cmd_inspect,
-    "export": cmd_export, "plot": cmd_plot, "validate": cmd_validate, "paper": cmd_paper,
-    "measure": cmd_measure, "serve": cmd_serve,
+    "export": cmd_export, "plot": cmd_plot, "validate": cmd_validate,
+    "calibrate": cmd_calibrate, "paper": cmd_paper, "measure": cmd_measure, "serve": cmd_serve,
 }
 
 

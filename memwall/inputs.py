@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import workloads
-from sim import Hierarchy, MemwallError, hierarchy_from_data, load_hierarchy, parse_hierarchy
+from sim import (
+    Hierarchy,
+    MemwallError,
+    hierarchy_from_data,
+    load_hierarchy,
+    parse_hierarchy,
+    sampling,
+)
 from sim.document import overrides_of
 from sim.errors import SHOWN_CHARS, cut
 from sim.opgraph import DTYPES, FUSIONS
@@ -44,7 +51,7 @@ DEFAULTS: dict[str, Any] = {
     "batch": 1, "prompt_len": 128, "gen_len": None, "weight_dtype": None,
     "act_dtype": "bf16", "kv_dtype": "bf16", "tp": 1, "engine": "des", "runtime": None,
     "fusion": None, "prefetch_depth": None, "overlap": True, "routing": "uniform",
-    "routing_file": None, "seed": 0,
+    "routing_file": None, "seed": 0, "decode_samples": None,
 }
 UNQUANTIZED = "bf16"  # the weight dtype of a model whose checkpoint is not quantized
 RUNTIME_PREFIX = "runtime."  # an override of the runtime rather than the hierarchy
@@ -72,6 +79,7 @@ class Request:
     workload: Workload
     engine: str  # one of ENGINES
     overlap: bool  # stream operands while computing
+    decode_samples: int | None = None  # decode steps run (sim/sampling.py); None: all
 
     @property
     def fusion(self) -> str:
@@ -110,10 +118,13 @@ def as_hierarchy(source: str | os.PathLike[str] | Mapping[str, Any] | Hierarchy,
 
 def as_runtime(source: str | os.PathLike[str] | Mapping[str, Any] | Runtime | None,
                device: Hierarchy | None = None,
-               overrides: Mapping[str, Any] | Sequence[str] = ()) -> Runtime:
+               overrides: Mapping[str, Any] | Sequence[str] = (),
+               origins: Sequence[str] = ()) -> Runtime:
     """`memwall.runtime`: a runtime from a bundled name ("tensorrt-llm"), a path, YAML text, a
     mapping shaped like the file, or a Runtime; None for `device`'s default runtime. On a
-    `device`, its entry in the runtime's `devices` applies; then `overrides`.
+    `device`, its entry in the runtime's `devices` applies, under `overrides` (each error
+    naming `origins[i]` when given): an override of a top-level figure wins over the entry,
+    one of `devices.NAME...` changes the entry.
 
     >>> as_runtime("tensorrt-llm").name
     'tensorrt-llm'
@@ -137,9 +148,11 @@ def as_runtime(source: str | os.PathLike[str] | Mapping[str, Any] | Runtime | No
     else:
         raise MemwallError(f"runtime {source!r}: expected a bundled name such as tensorrt-llm, "
                            "a path, YAML text, a mapping or a Runtime")
-    if device is not None:
-        r = r.on(device.name)
-    return r.override(overrides) if overrides else r
+    if origins:
+        r = _overridden(r, list(overrides), list(origins))
+    elif overrides:
+        r = r.override(overrides)
+    return r.on(device.name) if device is not None else r
 
 
 def split_overrides(overrides: Mapping[str, Any] | Sequence[str] | str,
@@ -210,6 +223,7 @@ def request(
     routing: str | Routing = DEFAULTS["routing"],
     routing_file: str | os.PathLike[str] | None = DEFAULTS["routing_file"],
     seed: int = DEFAULTS["seed"],
+    decode_samples: int | None = DEFAULTS["decode_samples"],
     overrides: Mapping[str, Any] | Sequence[str] = (),
     override_origins: Sequence[str] = (),
 ) -> Request:
@@ -223,16 +237,18 @@ def request(
         _integer("prefetch_depth", prefetch_depth, 0, MAX_PREFETCH_DEPTH)
     if not isinstance(overlap, bool):
         raise MemwallError(f"overlap = {overlap!r}: expected true or false")
+    if decode_samples is not None:
+        _integer("decode_samples", decode_samples, sampling.WARMUP + 1, 1 << 31)
     w = as_workload(workload)
     spec = run_spec(w.model, batch=batch, prompt_len=prompt_len, gen_len=gen_len,
                     weight_dtype=weight_dtype, act_dtype=act_dtype, kv_dtype=kv_dtype, tp=tp,
                     routing=routing, routing_file=routing_file, seed=seed)
     hw_over, sw_over = split_overrides(overrides, override_origins)
     h = _overridden(as_hierarchy(hierarchy), *hw_over)
-    rt = _overridden(as_runtime(runtime, h), *sw_over)
+    rt = as_runtime(runtime, h, *sw_over)
     rt = _with_settings(rt, fusion, prefetch_depth)
     return Request(spec=spec, hierarchy=h, runtime=rt, workload=w, engine=engine,
-                   overlap=overlap)
+                   overlap=overlap, decode_samples=decode_samples)
 
 
 def _with_settings(rt: Runtime, fusion: str | None, prefetch_depth: int | None) -> Runtime:

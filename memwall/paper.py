@@ -34,6 +34,7 @@ from sim.outfile import write_text
 
 from . import bundled
 from .inputs import RUNTIME_PREFIX, as_hierarchy, request
+from .progress import Progress
 from .simulation import run
 
 FIG3_MODELS = ("bert-base", "bert-large", "gpt2")
@@ -55,12 +56,22 @@ def fig3_model(name: str, length: int) -> workloads.ModelConfig:
 
 
 def fig3(lengths: Sequence[int] = FIG3_LENGTHS, engine: str = "des",
-         hier_name: str = FIG3_HIER) -> list[dict[str, Any]]:
+         hier_name: str = FIG3_HIER, progress: bool = False) -> list[dict[str, Any]]:
     """One row per (model, L): flops, mops_bytes, intensity, latency_s, normalized latency.
     int8 everywhere, batch 1; an encoder runs one pass of L tokens, a decoder generates L
-    tokens from a 1-token prompt."""
+    tokens from a 1-token prompt. `progress`: a bar (or lines) on stderr as runs finish."""
     hier = as_hierarchy(hier_name)
     rows = []
+    with Progress(len(FIG3_MODELS) * len(lengths), "run", "fig3", show=progress) as done:
+        _fig3_runs(rows, hier, lengths, engine, done)
+    base = next(r["latency_s"] for r in rows if r["model"] == "bert-base")
+    for r in rows:
+        r["latency_normalized"] = r["latency_s"] / base
+    return rows
+
+
+def _fig3_runs(rows: list[dict[str, Any]], hier: Hierarchy, lengths: Sequence[int],
+               engine: str, done: Progress) -> None:
     for name in FIG3_MODELS:
         for L in lengths:
             model = fig3_model(name, L)
@@ -72,10 +83,7 @@ def fig3(lengths: Sequence[int] = FIG3_LENGTHS, engine: str = "des",
                          "mops_bytes": s.mops_bytes,
                          "arithmetic_intensity": s.arithmetic_intensity,
                          "latency_s": s.total_s, "engine": engine})
-    base = next(r["latency_s"] for r in rows if r["model"] == "bert-base")
-    for r in rows:
-        r["latency_normalized"] = r["latency_s"] / base
-    return rows
+            done()
 
 
 def plot_fig3(rows: list[dict[str, Any]]) -> Any:
@@ -190,27 +198,30 @@ def scaled(hier: Hierarchy, years: float) -> Hierarchy:
 
 def projection(hier: str | Hierarchy, workload: Any, years: int = 10, engine: str = "des",
                overrides: Sequence[str] = (), prompt_len: int = 128, gen_len: int = 32,
-               dtype: str = "bf16") -> list[dict[str, Any]]:
+               dtype: str = "bf16", progress: bool = False) -> list[dict[str, Any]]:
     """Simulate `workload` on `hier` (with `overrides`, e.g. "runtime.kernels.launch=0 us" to
-    see the hardware alone: launch overhead follows no Fig. 1 trend) scaled every two years."""
+    see the hardware alone: launch overhead follows no Fig. 1 trend) scaled every two years.
+    `progress`: a bar (or lines) on stderr as runs finish."""
     if isinstance(years, bool) or not isinstance(years, int) or not 0 <= years <= 100:
         raise MemwallError(f"--years {years}: expected an integer from 0 to 100")
     software = [o for o in overrides if o.strip().startswith(RUNTIME_PREFIX)]
     base = as_hierarchy(hier, [o for o in overrides if o not in software])
     mem_levels = {lv.name for lv in base.levels}
     rows = []
-    for y in range(0, years + 1, 2):
-        h = scaled(base, y) if y else base
-        s = run(request(workload, h, prompt_len=prompt_len, gen_len=gen_len,
-                        weight_dtype=dtype, act_dtype=dtype, kv_dtype=dtype, engine=engine,
-                        overrides=software))
-        mem_stall = sum(v for k, v in s.stall_s.items() if k in mem_levels)
-        step = s.decode_s_per_token if s.decode_s_per_token is not None else s.total_s
-        rows.append({"year": y, "decode_s_per_token": step, "total_s": s.total_s,
-                     "compute_utilization": s.compute_s / s.total_s,
-                     "memory_stall_share": mem_stall / s.total_s,
-                     "dispatch_share": s.stall_s["dispatch"] / s.total_s,
-                     "bound_by": s.bound_by})
+    with Progress(years // 2 + 1, "run", "projection", show=progress) as done:
+        for y in range(0, years + 1, 2):
+            h = scaled(base, y) if y else base
+            s = run(request(workload, h, prompt_len=prompt_len, gen_len=gen_len,
+                            weight_dtype=dtype, act_dtype=dtype, kv_dtype=dtype, engine=engine,
+                            overrides=software))
+            mem_stall = sum(v for k, v in s.stall_s.items() if k in mem_levels)
+            step = s.decode_s_per_token if s.decode_s_per_token is not None else s.total_s
+            rows.append({"year": y, "decode_s_per_token": step, "total_s": s.total_s,
+                         "compute_utilization": s.compute_s / s.total_s,
+                         "memory_stall_share": mem_stall / s.total_s,
+                         "dispatch_share": s.stall_s["dispatch"] / s.total_s,
+                         "bound_by": s.bound_by})
+            done()
     return rows
 
 

@@ -46,18 +46,26 @@ class RunResult:
     mops_bytes: int
     arithmetic_intensity: float | None
     prefill_s: float
+    ttft_s: float | None  # time to first token: the prefill, whose LM head yields it
     decode_s_per_token: float | None
-    tokens_per_s: float | None
+    tpot_s: float | None  # time per output token: decode_s_per_token
+    tokens_per_s: float | None  # per sequence
+    throughput_tokens_per_s: float | None  # all sequences of the batch
     total_s: float
     compute_s: float
     stall_s: Mapping[str, float]  # level, dispatch, interconnect -> s
     bytes_by_level: Mapping[str, int]
+    cache_lookup_bytes: Mapping[str, int]  # level with a cache policy -> bytes read through it
+    cache_hit_bytes: Mapping[str, int]  # -> bytes its cache served
+    cache_hit_rate: Mapping[str, float | None]  # -> served / looked up
     bound_s: float
     bound_by: str
     verdict: str
     busy_s: Mapping[str, float]
     phase_s: Mapping[str, float]
-    n_ops: int
+    n_ops: int  # op executions (in a sampled run, those the run stands for)
+    decode_steps_simulated: int  # decode steps that ran (all, unless decode_samples)
+    sampling_error_s: float  # estimated error of total_s from sampling (0: every step ran)
     top_stalls: tuple[Mapping[str, Any], ...]
     by_op_type: Mapping[str, Mapping[str, Any]]
     provenance: Mapping[str, Any]

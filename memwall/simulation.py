@@ -18,8 +18,9 @@ import numpy as np
 
 import sim
 import workloads
-from sim import EngineOptions, OpRecord, Summary, cost, tensor_footprint
-from sim.outfile import check_target, memwall_version
+from sim import EngineOptions, OpRecord, OpTable, Summary, cost, sampling, tensor_footprint
+from sim.outfile import check_target, memwall_version, write_text
+from sim.trace import FIELD
 
 from .inputs import Request, request
 from .result import RunResult
@@ -30,7 +31,8 @@ ENGINES: dict[str, Engine] = {"des": sim.simulate, "analytic": sim.simulate_anal
 
 
 def simulate(workload: Any, hierarchy: Any, *, records: bool = False,
-             trace: str | os.PathLike[str] | None = None, progress: bool = False,
+             trace: str | os.PathLike[str] | None = None,
+             ops: str | os.PathLike[str] | None = None, progress: bool = False,
              **settings: Any) -> RunResult:
     """Simulate `workload` (a preset name, a config.json path or a ModelConfig) on
     `hierarchy` (a Hierarchy, a bundled name, a path, YAML text or a mapping).
@@ -41,21 +43,26 @@ def simulate(workload: Any, hierarchy: Any, *, records: bool = False,
     default), fusion and prefetch_depth (the runtime's), overlap, routing ("uniform" or
     "zipf:S"), routing_file, seed (0), and overrides (a mapping or "PATH=VALUE" texts, as
     --set; paths starting with "runtime." change the runtime). `records=True` keeps every op
-    execution as columns in `RunResult.records`; `trace` writes them to an HDF5 trace.
+    execution as columns in `RunResult.records`; `trace` writes them to an HDF5 trace; `ops`
+    writes the per-op-type table (sim.op_table) as CSV.
     """
     return run(request(workload, hierarchy, **settings), records=records, trace=trace,
-               progress=progress)
+               ops=ops, progress=progress)
 
 
 def run(req: Request, *, records: bool = False, trace: str | os.PathLike[str] | None = None,
+        ops: str | os.PathLike[str] | None = None,
         progress: bool = False, sinks: Iterable[Callable[[OpRecord], None]] = (),
         command_line: Sequence[str] | None = None) -> RunResult:
-    """Run `req`: every op record goes to the summary (and to `sinks`, the trace, and the
-    kept columns); the result is computed from the records."""
+    """Run `req`: every op record goes to the summary (and to `sinks`, the trace, the op-type
+    table and the kept columns); the result is computed from the records."""
     if trace is not None:
         check_target(trace, "trace")
+    if ops is not None:
+        check_target(ops, "ops")
     spec, hier, rt = req.spec, req.hierarchy, req.runtime
-    summary = Summary(hier, rt.memory_efficiency)
+    sample = sampling.plan(spec.n_phases - 1, req.decode_samples)
+    summary = Summary(hier, rt.memory_efficiency, sample)
     kept: list[OpRecord] | None = [] if records else None
     meta = _meta(req)
     meta["provenance"] = provenance(req, command_line)
@@ -64,10 +71,13 @@ def run(req: Request, *, records: bool = False, trace: str | os.PathLike[str] | 
         from sim.trace_file import TraceWriter  # loads h5py
 
         writer = TraceWriter(trace, hier, list(command_line or ()), meta["provenance"],
-                             runtime=rt)
+                             runtime=rt, sample=sample)
     out = [summary.add, *sinks]
     if writer is not None:
         out.append(writer.add)
+    table = OpTable([lv.name for lv in hier.levels]) if ops is not None else None
+    if table is not None:
+        out.append(table.add)
     if kept is not None:
         out.append(kept.append)
     sink = out[0] if len(out) == 1 else _fan_out(out)
@@ -75,19 +85,23 @@ def run(req: Request, *, records: bool = False, trace: str | os.PathLike[str] | 
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=spec.n_phases, unit="step", delay=2.0, file=sys.stderr, leave=False)
+        n = spec.n_phases if sample is None else 1 + len(sample.steps)
+        bar = tqdm(total=n, unit="step", delay=2.0, file=sys.stderr, leave=False)
     options = EngineOptions(runtime=rt, overlap=req.overlap, tp=spec.tp)
     footprint = tensor_footprint(workloads.final_phase(spec))
     with writer or nullcontext():
         try:
-            ENGINES[req.engine](workloads.phases(spec, req.fusion), hier, footprint, sink,
-                                options, on_phase=(lambda G: bar.update()) if bar else None)
+            graphs = workloads.phases(spec, req.fusion, None if sample is None else sample.steps)
+            ENGINES[req.engine](graphs, hier, footprint, sink, options,
+                                on_phase=(lambda G: bar.update()) if bar else None)
         finally:
             if bar is not None:
                 bar.close()
         result = summary.result(meta)
         if writer is not None:
             writer.finish(result)
+    if table is not None:
+        write_text(ops, table.csv_text())
     columns = _columns(kept, [lv.name for lv in hier.levels]) if kept is not None else None
     return RunResult.from_summary(result, hier, columns)
 
@@ -160,12 +174,13 @@ def _columns(recs: list[OpRecord], levels: list[str]) -> dict[str, np.ndarray]:
     n = len(levels)
     for name, col in zip(OpRecord._fields, zip(*recs, strict=True) if recs else
                          [()] * len(OpRecord._fields), strict=True):
-        if name in ("stall_s", "bytes"):
-            block = np.array(col, dtype=np.float64 if name == "stall_s" else np.int64)
+        f = FIELD[name]
+        if f.per_level:
+            block = np.array(col, dtype=np.float64 if f.dtype == "float64" else np.int64)
             block = block.reshape(len(recs), n)
             for i, level in enumerate(levels):
                 out[f"{name}.{level}"] = block[:, i]
-        elif name in ("phase", "op", "op_type", "kind"):
+        elif f.lookup:
             out[name] = np.array(col, dtype=object)
         else:
             out[name] = np.array(col)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.outfile import write_figure, write_text
-from sim.units import UnitError, format_quantity, parse_quantity
+from sim.units import CYCLES, UnitError, format_quantity, parse_quantity
 
 RUN_COLUMNS = ("workload", "batch", "prompt_len", "gen_len", "weight_dtype", "act_dtype",
                "kv_dtype", "tp", "runtime", "routing", "seed", "engine", "prefetch_depth")
@@ -106,43 +106,128 @@ def metric(row: Row) -> float | None:
     return v if v is not None else row.get("total_s")
 
 
+def throughput(row: Row) -> float | None:
+    """Tokens per s for the whole batch: generated (throughput_tokens_per_s), or for a run
+    without decode steps, prompt tokens processed (batch x prompt_len / total_s)."""
+    if row.get("status") != "ok":
+        return None
+    v = row.get("throughput_tokens_per_s")
+    if v is None and row.get("total_s"):
+        v = row["batch"] * row["prompt_len"] / row["total_s"]
+    return v
+
+
 def magnitudes(values: Sequence[str]) -> dict[str, float]:
     """Each value as a number to order by: SI if every value parses as one kind, else rank."""
+    return _magnitudes(values)[0]
+
+
+def _magnitudes(values: Sequence[str]) -> tuple[dict[str, float], str | None]:
+    """(value -> number, its kind: one of _KINDS, "number", or None for names ranked in
+    file order)."""
     for kind in _KINDS:
         try:
-            return {v: parse_quantity(v, kind) for v in values}
+            return {v: parse_quantity(v, kind) for v in values}, kind
         except UnitError:
             continue
+    if all(v.strip().endswith(CYCLES) for v in values):  # latencies in cycles of one clock
+        try:
+            return {v: parse_quantity(v, "time", clock_hz=1.0) for v in values}, "time"
+        except UnitError:
+            pass
     try:
-        return {v: float(v) for v in values}
+        return {v: float(v) for v in values}, "number"
     except ValueError:
-        return {v: float(i) for i, v in enumerate(values)}
+        return {v: float(i) for i, v in enumerate(values)}, None
 
 
-def labels(rows: Sequence[Row]) -> list[str]:
-    """A name per row's workload: the preset, with its run parameters if the name repeats."""
-    def full(r: Row) -> str:
-        return (f"{r['workload']} b{r['batch']} p{r['prompt_len']} g{r['gen_len']} "
-                f"{r['weight_dtype']}/{r['act_dtype']}/{r['kv_dtype']} tp{r['tp']}")
-    fulls = {r["workload"]: set() for r in rows}
-    for r in rows:
-        fulls[r["workload"]].add(full(r))
-    return [r["workload"] if len(fulls[r["workload"]]) == 1 else full(r) for r in rows]
+#: Swept run settings that define the workload: points that differ in them are not compared
+WORKLOAD_AXES = ("prompt_len", "gen_len")
+#: Swept run settings that are choices at no cost (the front compares their points freely)
+FREE_AXES = ("batch", "weight_dtype", "act_dtype", "kv_dtype", "runtime")
+_GROUP = ("workload", "batch", "prompt_len", "gen_len", "weight_dtype", "act_dtype",
+          "kv_dtype", "tp", "runtime", "routing", "seed")
+
+
+def costs(axes: Mapping[str, Sequence[str]]) -> dict[str, dict[str, float]]:
+    """The swept paths that are a cost, each value's cost (more costs more): a capacity, a
+    bandwidth, a rate, a clock, a plain number (an efficiency, a unit count) or `tp` (devices)
+    as written; a time (a latency, a launch overhead) inverted, since a faster part costs
+    more. Names (a policy, a topology) and the free run settings are not costs."""
+    out = {}
+    for path, values in axes.items():
+        if path in WORKLOAD_AXES or path in FREE_AXES:
+            continue
+        mags, kind = _magnitudes(values)
+        if kind is None:
+            continue
+        out[path] = {v: -m if kind == "time" else m for v, m in mags.items()}
+    return out
+
+
+def groups(rows: Sequence[Row], axes: Mapping[str, Sequence[str]]) -> list[str]:
+    """A name per row's workload (points of one workload are compared with each other): the
+    preset, with the run settings that tell two workloads apart if the preset repeats. A run
+    setting swept as a design choice (batch, tp, a dtype, runtime) does not part workloads."""
+    keys = [c for c in _GROUP if c not in axes or c in WORKLOAD_AXES]
+    ident = [tuple(r.get(c) for c in keys) for r in rows]
+    by_name: dict[str, set[tuple]] = {}
+    for r, i in zip(rows, ident, strict=True):
+        by_name.setdefault(r["workload"], set()).add(i)
+    differ = {name: [c for j, c in enumerate(keys) if len({i[j] for i in ids}) > 1]
+              for name, ids in by_name.items()}
+    return [r["workload"] if len(by_name[r["workload"]]) == 1 else
+            " ".join([r["workload"], *(_short(c, r.get(c)) for c in differ[r["workload"]])])
+            for r in rows]
+
+
+_SHORT = {"batch": "b", "prompt_len": "p", "gen_len": "g", "tp": "tp"}
+
+
+def _short(column: str, value: Any) -> str:
+    return f"{_SHORT[column]}{value}" if column in _SHORT else str(value)
 
 
 def pareto(rows: Sequence[Row], axes: Mapping[str, Sequence[str]]) -> set[int]:
-    """Indices of rows no other row of the same workload beats: at most as much of every swept
-    value (cost) and at most the time, better in one."""
-    mags = {p: magnitudes(vs) for p, vs in axes.items()}
-    names = labels(rows)
-    pts = [(i, names[i], [mags[p][str(r[p])] for p in axes] + [m])
-           for i, r in enumerate(rows) if (m := metric(r)) is not None]
+    """Indices of the finished rows no other row of the same workload dominates. Objectives:
+    the time per token (minimised), the batch's tokens/s (maximised) and the cost of every
+    swept path that is one (minimised; see `costs`). A row is dominated by one at least as
+    good in every objective and better in one."""
+    cost = costs(axes)
+    names = groups(rows, axes)
+    pts = []
+    for i, r in enumerate(rows):
+        m, tput = metric(r), throughput(r)
+        if m is None:
+            continue
+        pts.append((i, names[i], [m, -(tput or 0.0), *(cost[p][str(r[p])] for p in cost)]))
     front = set()
     for i, name, a in pts:
-        if not any(n == name and all(x <= y for x, y in zip(b, a, strict=True)) and b != a
+        if not any(n == name and b != a and all(x <= y for x, y in zip(b, a, strict=True))
                    for _, n, b in pts):
             front.add(i)
     return front
+
+
+def failures(rows: Sequence[Row]) -> list[tuple[str, int]]:
+    """The errors of the failed rows, each with how many rows it failed, most first."""
+    seen: dict[str, int] = {}
+    for r in rows:
+        if r.get("status") != "ok":
+            error = r.get("error") or "unknown error"
+            seen[error] = seen.get(error, 0) + 1
+    return sorted(seen.items(), key=lambda kv: -kv[1])
+
+
+def mark_front(columns: list[str], rows: Sequence[Row],
+               axes: Mapping[str, Sequence[str]]) -> list[str]:
+    """Set each row's `pareto` (True or False; None for a failed row) and return the columns
+    with `pareto` before `status`."""
+    front = pareto(rows, axes)
+    for i, r in enumerate(rows):
+        r["pareto"] = (i in front) if r.get("status") == "ok" else None
+    at = columns.index("status")
+    return [*columns[:at], "pareto", *columns[at:]]
 
 
 def plot(path: Path, rows: Sequence[Row], axes: Mapping[str, Sequence[str]],
@@ -162,7 +247,7 @@ def sweep_figure(rows: Sequence[Row], axes: Mapping[str, Sequence[str]],
     paths = list(axes)
     xpath = paths[0] if paths else None
     xs = sorted(axes[xpath], key=magnitudes(axes[xpath]).__getitem__) if xpath else ["base"]
-    names = labels(rows)
+    names = groups(rows, axes)
     others = max((len({tuple(r[p] for p in paths[1:]) for r, n in zip(rows, names,
                                                                         strict=True) if n == w})
                   for w in names), default=1)
@@ -197,12 +282,18 @@ def sweep_figure(rows: Sequence[Row], axes: Mapping[str, Sequence[str]],
     return fig
 
 
-def verdict(rows: Sequence[Row], axes: Mapping[str, Sequence[str]], top: int = 5) -> str:
-    """The best designs per workload: the fastest, then the Pareto front, fastest first."""
+def verdict(rows: Sequence[Row], axes: Mapping[str, Sequence[str]], top: int = 20) -> str:
+    """The best designs per workload: the fastest, then the whole Pareto front, fastest first
+    (past `top` designs, how many more)."""
     front = pareto(rows, axes)
-    names = labels(rows)
-    out = ["best designs (time per token; front: no design is faster with no more of any "
-           "swept value)"]
+    names = groups(rows, axes)
+    cost = costs(axes)
+    what = ", ".join(["time per token (less is better)", "tokens/s for the batch (more)",
+                      *(f"{p} ({'less' if _is_time(axes[p]) else 'more'} costs more)"
+                        for p in cost)])
+    out = ["best designs per workload",
+           f"  front: no other design is as good in every objective and better in one; "
+           f"objectives: {what}"]
     for name in dict.fromkeys(names):
         idx = [i for i, n in enumerate(names) if n == name]
         ok = sorted((i for i in idx if metric(rows[i]) is not None), key=lambda i: metric(rows[i]))
@@ -215,11 +306,21 @@ def verdict(rows: Sequence[Row], axes: Mapping[str, Sequence[str]], top: int = 5
         gain = metric(rows[worst]) / metric(rows[best])
         out.append(f"  {name}: fastest {_design(rows[best], axes)} "
                    f"({gain:.2f}x faster than the slowest{tail})")
-        shown = [i for i in ok if i in front][:top]
-        out.extend(f"    front  {_design(rows[i], axes)}" for i in shown)
+        on = [i for i in ok if i in front]
+        out.append(f"    front: {len(on)} of {len(ok)} designs")
+        out.extend(f"    front  {_design(rows[i], axes)}" for i in on[:top])
+        if len(on) > top:
+            out.append(f"    and {len(on) - top} more on the front (pareto column of "
+                       "results.csv)")
     return "\n".join(out)
+
+
+def _is_time(values: Sequence[str]) -> bool:
+    return _magnitudes(values)[1] == "time"
 
 
 def _design(row: Row, axes: Mapping[str, Sequence[str]]) -> str:
     what = ", ".join(f"{p}={row[p]}" for p in axes) or "base"
-    return f"{format_quantity(metric(row), 'time')}  {what}  [{row.get('verdict', '')}]"
+    tput = throughput(row)
+    rate = f"{tput:,.1f} tokens/s  " if tput else ""
+    return f"{format_quantity(metric(row), 'time')}  {rate}{what}  [{row.get('verdict', '')}]"

@@ -38,6 +38,7 @@ from sim.runtime_file import runtime_to_dict
 
 from . import bundled
 from .inputs import RUNTIME_PREFIX, Request, as_runtime, request
+from .progress import Progress
 from .serving import sweep as serving_sweep
 from .simulation import run
 from .sweep_file import (
@@ -50,9 +51,18 @@ from .sweep_file import (
     WorkloadEntry,
     read_sweep,
 )
-from .sweep_results import Row, build_table, plot, read_point, verdict, write_csv, write_point
+from .sweep_results import (
+    Row,
+    build_table,
+    failures,
+    mark_front,
+    plot,
+    read_point,
+    verdict,
+    write_csv,
+    write_point,
+)
 
-PROGRESS_EVERY_S = 5.0  # plain progress line period when stderr is not a terminal
 CONNECT_TIMEOUT = "20s"  # to reach an existing scheduler
 
 
@@ -77,10 +87,21 @@ class SweepResult:
     verdict: str
     points: int  # in the sweep
     missing: int  # not finished (rerun to complete them)
+    ran: int = 0  # points finished by this call (the others were finished before it)
 
     @property
     def failed(self) -> int:
         return sum(r["status"] != "ok" for r in self.rows)
+
+    @property
+    def failures(self) -> list[tuple[str, int]]:
+        """Each error of the failed points and how many points it failed, most first."""
+        return failures(self.rows)
+
+    @property
+    def plotted(self) -> bool:
+        """Whether out/sweep.png was drawn (not when every point failed)."""
+        return any(r["status"] == "ok" for r in self.rows)
 
 
 def _plain(x: Any) -> Any:
@@ -279,7 +300,9 @@ def execute(points: Sequence[Point], out_dir: Path, workers: int, scheduler: str
         else:
             cluster = LocalCluster(n_workers=max(1, min(workers, len(points))),
                                    threads_per_worker=1, processes=True,
-                                   dashboard_address=None, silence_logs=logging.ERROR)
+                                   # ":0": any free port, so a cluster already on Dask's
+                                   # 8787 costs no warning (None still tries 8787)
+                                   dashboard_address=":0", silence_logs=logging.ERROR)
             client = Client(cluster)
     except (OSError, TimeoutError, ValueError, TypeError) as e:
         raise SweepError(f"--scheduler {scheduler}: cannot connect: "
@@ -310,41 +333,6 @@ def _record(p: Point, result: dict[str, Any]) -> dict[str, Any]:
     return {"key": p.key, "memwall_version": memwall_version(), "run": p.run, **result}
 
 
-class Progress:
-    """A tqdm bar with ETA on a terminal; otherwise a plain line every PROGRESS_EVERY_S."""
-
-    def __init__(self, total: int, stream: Any = None) -> None:
-        self.total, self.done, self.failed = total, 0, 0
-        self.stream = stream or sys.stderr
-        self.t0 = self.last = time.monotonic()
-        self.bar = None
-        if self.stream.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="point", file=self.stream, dynamic_ncols=True)
-
-    def __call__(self, ok: bool) -> None:
-        self.done += 1
-        self.failed += not ok
-        if self.bar is not None:
-            self.bar.update()
-            self.bar.set_postfix(failed=self.failed, refresh=False)
-        elif time.monotonic() - self.last >= PROGRESS_EVERY_S or self.done == self.total:
-            self.last = time.monotonic()
-            self.stream.write(self.line() + "\n")
-            self.stream.flush()
-
-    def line(self) -> str:
-        elapsed = time.monotonic() - self.t0
-        left = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
-        return (f"sweep: {self.done}/{self.total} points, {self.failed} failed, "
-                f"{elapsed:.0f} s elapsed, about {left:.0f} s left")
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def sweep(path: str | os.PathLike[str], out: str | os.PathLike[str],
           workers: int | None = None, scheduler: str | None = None,
           progress: bool | None = None,
@@ -365,6 +353,7 @@ def sweep(path: str | os.PathLike[str], out: str | os.PathLike[str],
     points = resolve(sw)
     (out / "points").mkdir(parents=True, exist_ok=True)
     check_target(out / "results.csv", "--out")
+    before = {p.key for p in points if read_point(out, p.key) is not None}
     for p in points:  # designs that do not resolve are finished points too
         if p.task is None and read_point(out, p.key) is None:
             write_point(out, p.key, _record(p, {"status": "error", "error": p.error,
@@ -381,7 +370,8 @@ def sweep(path: str | os.PathLike[str], out: str | os.PathLike[str],
         finally:
             if bar is not None:
                 bar.close()
-    return report(sw, points, out)
+    res = report(sw, points, out)
+    return dataclasses.replace(res, ran=len({r["key"] for r in res.rows} - before))
 
 
 def _check_address(address: str) -> None:
@@ -405,15 +395,17 @@ def report(sw: SweepFile, points: Sequence[Point], out: Path) -> SweepResult:
     """Rebuild results.csv and sweep.png from the point files."""
     pairs = [(p.run, rec) for p in points if (rec := read_point(out, p.key)) is not None]
     columns, rows = build_table(pairs, sw.swept_paths)
-    write_csv(out / "results.csv", columns, rows)
     axes = {a.path: [v.text for v in a.values] for a in sw.axes}
     if sw.serve is not None:
-        if rows:
+        write_csv(out / "results.csv", columns, rows)
+        if any(r["status"] == "ok" for r in rows):
             serving_sweep.plot(out / "sweep.png", rows, axes, sw.serve,
                                f"memwall sweep of {sw.path}")
         text = serving_sweep.verdict(rows, axes)
     else:
-        if rows:
+        columns = mark_front(columns, rows, axes)
+        write_csv(out / "results.csv", columns, rows)
+        if any(r["status"] == "ok" for r in rows):
             plot(out / "sweep.png", rows, axes, f"memwall sweep of {sw.path}")
         text = verdict(rows, axes)
     return SweepResult(out, columns, rows, text, len(points), len(points) - len(rows))

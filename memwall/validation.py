@@ -7,6 +7,9 @@ signed error per point, mean absolute percentage error (MAPE) per hardware and o
 Figures (the `figure` column), each a number from one simulated run:
     gen_len / total_s   generated tokens per second of the whole request, prefill included
                         (how gpt-fast's generate.py counts; TensorRT-LLM's note is ambiguous)
+    batch * gen_len / total_s
+                        the same over a static batch: output tokens per second of all its
+                        sequences (TensorRT-LLM's gptSessionBenchmark "out tok/s")
     prefill_s           time to first token: the prefill of a gen_len = 1 run
     total_s             the whole request, prefill plus gen_len - 1 decode steps
     decode_s_per_token  one decode step (the mean over decode steps; `memwall measure` times
@@ -33,10 +36,14 @@ from sim.errors import cut
 from sim.outfile import write_figure
 
 from . import bundled
+from . import calibration as calib
 from .inputs import as_hierarchy, request
+from .progress import Progress
 from .simulation import run
 
-FIGURES = ("gen_len / total_s", "prefill_s", "total_s", "layer_s", "decode_s_per_token")
+FIGURES = ("gen_len / total_s", "batch * gen_len / total_s", "prefill_s", "total_s", "layer_s",
+           "decode_s_per_token")
+DECODE_SAMPLES = 16  # decode steps each row simulates (sim/sampling.py); shorter runs run all
 BAND = 0.10  # the +-10% band of the parity chart and the MAPE goal
 
 
@@ -64,6 +71,10 @@ class Point:
     figure: str  # one of FIGURES
     runtime: str | None = None  # the runtime it ran (a bundled name or a file); None: the
     #                             hierarchy's default
+    quant_group: int | None = None  # int4 elements per scale group (AWQ: 128); None: the
+    #                                 model's (workloads/model.py, 32)
+    quant_group_bits: int | None = None  # bits of scale and zero point per group
+    overrides: tuple[str, ...] = ()  # --set texts the row's run needs (its `set` column)
 
 
 def measured_csv() -> Path:
@@ -170,6 +181,9 @@ def _point(r: _Row, folder: Path) -> Point:
         max_positions=r.integer("max_positions", 1, optional=True), figure=figure,
         runtime=beside(r.row["runtime"].strip()) if (r.row.get("runtime") or "").strip()
         else None,
+        quant_group=r.integer("quant_group", 1, optional=True),
+        quant_group_bits=r.integer("quant_group_bits", 1, optional=True),
+        overrides=tuple(t.strip() for t in (r.row.get("set") or "").split(";") if t.strip()),
     )
 
 
@@ -181,14 +195,24 @@ def model_of(p: Point) -> workloads.ModelConfig:
         changes["n_layers"] = p.layers
     if p.max_positions is not None:
         changes["max_positions"] = p.max_positions
+    if p.quant_group is not None:
+        changes["quant_group"] = p.quant_group
+    if p.quant_group_bits is not None:
+        changes["quant_group_bits"] = p.quant_group_bits
     return dataclasses.replace(model, **changes) if changes else model
 
 
-def predict(p: Point, hier: Hierarchy, engine: str = "des") -> float:
-    """The simulated figure of point `p` on hierarchy `hier`, in the point's unit."""
+def predict(p: Point, hier: Hierarchy, engine: str = "des",
+            overrides: Sequence[str] = ()) -> float:
+    """The simulated figure of point `p` on hierarchy `hier`, in the point's unit, with
+    `overrides` ("runtime.PATH=VALUE" texts) and then the row's own (its `set` column)
+    applied. Decode runs longer than DECODE_SAMPLES steps are sampled (their estimated error
+    is below 1e-5 of the figure)."""
     req = request(model_of(p), hier, batch=p.batch, prompt_len=p.prompt_len,
                   gen_len=p.gen_len, weight_dtype=p.weight_dtype, act_dtype=p.act_dtype,
-                  kv_dtype=p.kv_dtype, tp=p.tp, engine=engine, runtime=p.runtime)
+                  kv_dtype=p.kv_dtype, tp=p.tp, engine=engine, runtime=p.runtime,
+                  decode_samples=DECODE_SAMPLES if p.figure != "layer_s" else None,
+                  overrides=(*overrides, *p.overrides))
     spec = req.spec
     records: list[Any] = []
     layer = spec.model.n_layers // 2
@@ -201,6 +225,8 @@ def predict(p: Point, hier: Hierarchy, engine: str = "des") -> float:
     s = run(req, sinks=(keep,) if p.figure == "layer_s" else ())
     if p.figure == "gen_len / total_s":
         return spec.gen_len / s.total_s
+    if p.figure == "batch * gen_len / total_s":
+        return spec.batch * spec.gen_len / s.total_s
     if p.figure == "prefill_s":
         return s.prefill_s
     if p.figure == "total_s":
@@ -224,43 +250,90 @@ def mape(errors: Iterable[float]) -> float:
     return sum(e) / len(e) if e else math.nan
 
 
+def where_of(p: Point, hier: Hierarchy) -> tuple[str, str]:
+    """(runtime name, hierarchy name) point `p` runs: its runtime column, else the
+    hierarchy's default."""
+    return Path(p.runtime).stem if p.runtime else hier.runtime, hier.name
+
+
 def validate(points: Sequence[Point] | str | os.PathLike[str] | None = None,
              engine: str = "des",
-             load: Callable[[str], Hierarchy] | None = None) -> dict[str, Any]:
+             load: Callable[[str], Hierarchy] | None = None,
+             calibration: str | os.PathLike[str] | None = None,
+             results: str | os.PathLike[str] | None = None,
+             progress: bool = False) -> dict[str, Any]:
     """`memwall.validate`: simulate every point (the bundled measured.csv by default, or a
-    CSV path); the per-point table and MAPE per hierarchy and overall."""
+    CSV path) with the bundled runtime files (in-sample), and each point of a source that
+    holds calibration rows again with the figures fitted without that source
+    (validation/calibration_results.json; memwall/calibration.py). The per-point table and
+    MAPE in-sample and leave-one-source-out, overall, per hierarchy and per runtime."""
     if points is None or isinstance(points, (str, os.PathLike)):
         points = load_points(points)
     load = load or as_hierarchy
+    figures = calib.read_figures(calibration)
+    fitted = calib.read_results(figures, results)
+    used = calib.calibration_rows(figures)
     hiers: dict[str, Hierarchy] = {}
     rows = []
-    for p in points:
-        try:
-            if p.hier not in hiers:
-                hiers[p.hier] = load(p.hier)
-            pred = predict(p, hiers[p.hier], engine)
-        except MemwallError as e:
-            raise ValidationError(f"measurement {p.id}: {e}") from None
-        rows.append({"id": p.id, "hier": p.hier, "metric": p.metric, "unit": p.unit,
-                     "predicted": pred, "measured": p.measured,
-                     "error": signed_error(pred, p.measured), "source": p.source})
-    by_hier: dict[str, list[float]] = {}
-    for r in rows:
-        by_hier.setdefault(r["hier"], []).append(r["error"])
-    return {"engine": engine, "points": rows,
-            "mape_by_hierarchy": {h: mape(e) for h, e in by_hier.items()},
-            "mape": mape(r["error"] for r in rows)}
+    with Progress(len(points), "point", "validate", show=progress) as done:
+        for p in points:
+            try:
+                if p.hier not in hiers:
+                    hiers[p.hier] = load(p.hier)
+                hier = hiers[p.hier]
+                pred = predict(p, hier, engine)
+                loso = pred
+                if fitted is not None and p.source in fitted[1]:
+                    full, fold = fitted[0], fitted[1][p.source]
+                    where = where_of(p, hier)
+                    held = calib.overrides_for({**full, **fold}, *where)
+                    if held != calib.overrides_for(full, *where):
+                        loso = predict(p, hier, engine, held)
+            except MemwallError as e:
+                raise ValidationError(f"measurement {p.id}: {e}") from None
+            rows.append({"id": p.id, "hier": p.hier, "runtime": where_of(p, hier)[0],
+                         "metric": p.metric, "unit": p.unit, "predicted": pred,
+                         "measured": p.measured, "error": signed_error(pred, p.measured),
+                         "predicted_loso": loso, "error_loso": signed_error(loso, p.measured),
+                         "role": "calibration" if p.id in used else "validation",
+                         "source": p.source})
+            done()
+    in_sample, loso = _mapes(rows, "error"), _mapes(rows, "error_loso")
+    return {"engine": engine, "decode_samples": DECODE_SAMPLES, "points": rows,
+            "calibration_rows": sum(r["role"] == "calibration" for r in rows),
+            "folds": fitted is not None,
+            "mape_in_sample": in_sample, "mape_leave_one_source_out": loso}
+
+
+def _mapes(rows: Sequence[dict[str, Any]], key: str) -> dict[str, float]:
+    """MAPE (percent) of `key` errors: overall, then per hierarchy file, then per runtime."""
+    out = {"overall": 100 * mape(r[key] for r in rows)}
+    for group in ("hier", "runtime"):
+        for name in dict.fromkeys(r[group] for r in rows):
+            out[name] = 100 * mape(r[key] for r in rows if r[group] == name)
+    return out
 
 
 def format_table(result: dict[str, Any]) -> str:
-    lines = [f"{'point':<40} {'predicted':>11} {'measured':>11} {'unit':<9} {'error':>8}"]
+    lines = [f"{'point':<52} {'runtime':<17} {'measured':>10} {'unit':<8} {'in-sample':>9} "
+             f"{'held out':>9}"]
     for r in result["points"]:
-        lines.append(f"{r['id']:<40} {r['predicted']:>11.4g} {r['measured']:>11.4g} "
-                     f"{r['unit']:<9} {100 * r['error']:>+7.1f}%")
+        mark = "*" if r["role"] == "calibration" else " "
+        lines.append(f"{r['id'][:51]:<51}{mark} {r['runtime']:<17} {r['measured']:>10.4g} "
+                     f"{r['unit']:<8} {100 * r['error']:>+8.1f}% {100 * r['error_loso']:>+8.1f}%")
+    n = result["calibration_rows"]
+    lines.append(f"* a calibration row ({n} of {len(result['points'])}); held out: predicted "
+                 "with the figures fitted without its source's rows"
+                 + ("" if result["folds"] else " (no calibration_results.json: = in-sample)"))
     lines.append("")
-    for h, m in result["mape_by_hierarchy"].items():
-        lines.append(f"MAPE {h:<35} {100 * m:6.1f}%")
-    lines.append(f"MAPE {'overall':<35} {100 * result['mape']:6.1f}%")
+    lines.append(f"{'MAPE':<40} {'in-sample':>9} {'held out':>9} {'rows':>5}")
+    counts: dict[str, int] = {"overall": len(result["points"])}
+    for r in result["points"]:
+        for group in ("hier", "runtime"):
+            counts[r[group]] = counts.get(r[group], 0) + 1
+    for name, m in result["mape_in_sample"].items():
+        held = result["mape_leave_one_source_out"][name]
+        lines.append(f"  {name:<38} {m:>8.1f}% {held:>8.1f}% {counts[name]:>5}")
     return "\n".join(lines)
 
 
@@ -272,26 +345,37 @@ def parity_plot(result: dict[str, Any], path: str | Path) -> None:
 
 
 def parity_figure(result: dict[str, Any]) -> Any:
-    """Predicted against measured, log axes, y = x and the +-10% band; one marker per device.
-    A matplotlib Figure, made without pyplot."""
+    """Held-out prediction (each row predicted with figures fitted without its source) against
+    measured, log axes, y = x and the +-10% band; one marker per device, hollow for
+    calibration rows. A matplotlib Figure, made without pyplot."""
     from matplotlib.figure import Figure
 
     pts = result["points"]
-    lo = min(min(r["predicted"], r["measured"]) for r in pts) / 2
-    hi = max(max(r["predicted"], r["measured"]) for r in pts) * 2
+    lo = min(min(r["predicted_loso"], r["measured"]) for r in pts) / 2
+    hi = max(max(r["predicted_loso"], r["measured"]) for r in pts) * 2
     fig = Figure(figsize=(6.5, 6), layout="constrained")
     ax = fig.subplots()
     xs = [lo, hi]
     ax.fill_between(xs, [x * (1 - BAND) for x in xs], [x * (1 + BAND) for x in xs],
                     color="tab:green", alpha=0.15, label="+-10%")
     ax.plot(xs, xs, color="black", lw=1, label="y = x")
-    for h, marker in zip(sorted({r["hier"] for r in pts}), "os^Dv", strict=False):
-        sel = [r for r in pts if r["hier"] == h]
-        ax.scatter([r["measured"] for r in sel], [r["predicted"] for r in sel], marker=marker,
-                   label=f"{h} (MAPE {100 * result['mape_by_hierarchy'][h]:.1f}%)", zorder=3)
+    held = result["mape_leave_one_source_out"]
+    for i, h in enumerate(sorted({r["hier"] for r in pts})):
+        marker, color = "os^Dvph*"[i % 8], f"C{i % 10}"
+        for role, face in (("validation", color), ("calibration", "none")):
+            sel = [r for r in pts if r["hier"] == h and r["role"] == role]
+            if sel:
+                label = (f"{h} (held-out MAPE {held[h]:.1f}%)" if role == "validation"
+                         else f"{h}, calibration rows")
+                ax.scatter([r["measured"] for r in sel], [r["predicted_loso"] for r in sel],
+                           marker=marker, facecolors=face, edgecolors=color, label=label,
+                           zorder=3)
     ax.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi),
-           xlabel="measured (s or tokens/s)", ylabel="predicted by memwall (same unit)",
-           title=f"memwall vs published measurements, MAPE {100 * result['mape']:.1f}%")
+           xlabel="measured (s or tokens/s)",
+           ylabel="predicted by memwall, held out (same unit)",
+           title="memwall vs published measurements: MAPE "
+                 f"{result['mape_in_sample']['overall']:.1f}% in-sample, "
+                 f"{held['overall']:.1f}% leave-one-source-out")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="upper left", fontsize=7)
     return fig

@@ -24,6 +24,7 @@ _LAZY = {  # public name -> module of sim that defines it
     **dict.fromkeys(("format_report",), "report"),
     **dict.fromkeys(("Summary",), "summary"),
     **dict.fromkeys(("OpRecord",), "trace"),
+    **dict.fromkeys(("OpTable",), "op_table"),
     # traces and their readers, inspection, export and plots
     **dict.fromkeys(("TraceWriter",), "trace_file"),
     **dict.fromkeys(("Trace", "TraceFileError", "iter_records", "op_totals", "read_trace"),
@@ -33,7 +34,7 @@ _LAZY = {  # public name -> module of sim that defines it
     **dict.fromkeys(("export_perfetto",), "perfetto"),
     **dict.fromkeys(("plot_trace", "trace_figure"), "plot"),
 }
-_MODULES = ("cost",)  # submodules exported by name
+_MODULES = ("cost", "sampling")  # submodules exported by name
 
 __all__ = sorted([*_LAZY, *_MODULES])
 

@@ -1,6 +1,7 @@
 """The analytic engine: a per-op roofline on the same graphs, memory system and cost model.
 
-Each op takes dispatch + the longest first-byte latency of its reads + max(compute, the
+Each op takes dispatch (launch, or the wait for a slower host to issue it, as in the
+discrete-event engine) + the longest first-byte latency of its reads + max(compute, the
 busiest level's bytes / its streaming bandwidth under the runtime) with overlap on; with
 overlap off, reads then compute then writes. Nothing overlaps across ops, nothing contends,
 so it is what the discrete-event engine gives with prefetch depth 0, and a fast estimate for
@@ -18,7 +19,7 @@ from . import cost
 from .hierarchy import Hierarchy
 from .memory import Memory, activation_pool_bytes
 from .opgraph import topo_ops
-from .planning import EngineOptions, OpFacts, Sink, check_tp, stream_bandwidths
+from .planning import EngineOptions, OpFacts, Sink, check_tp, stream_bandwidths, stretched
 from .trace import OpRecord
 
 
@@ -54,16 +55,29 @@ class AnalyticDevice:
         hier, mem, rt, n, bw, lat = self.hier, self.mem, self.runtime, self.n, self.bw, self.lat
         crossed, launch = mem.crossed, rt.launch_s
         step, phase = G.graph.get("step", 0), G.graph.get("phase", "decode")
+        mem.begin_step(step)
         graph_ops = topo_ops(G)
         d = launch + rt.step_s  # the first kernel of a step pays the step's host work
+        issue = t + rt.step_s  # the host issues kernel i at issue + i host_s (as the DES)
         for (name, a), op in zip(graph_ops, self.info.phase(graph_ops), strict=True):
-            reads = mem.route_reads(op.weights)  # weights first, as the DES engine asks
-            for k, v in mem.route_reads(op.others).items():
+            if rt.host_s:
+                issue += rt.host_s
+                if issue - t > d:
+                    d = issue - t
+            seen = [0] * (2 * n)  # cache tally, as sim.memory.Memory.route_reads keeps it
+            w = mem.route_reads(op.weights, seen)  # weights first, as the DES engine asks
+            reads = w.copy()
+            for k, v in mem.route_reads(op.others, seen).items():
                 reads[k] = reads.get(k, 0) + v
             writes = mem.route_writes(op.results)
             traffic = reads.copy()
             for k, v in writes.items():
                 traffic[k] = traffic.get(k, 0) + v
+            timed = reads  # the reads as the streams take them (OpInfo.stretch)
+            if op.stretch != 1.0:
+                timed = reads.copy()
+                for k, v in stretched(w, op.stretch).items():
+                    timed[k] += v - w[k]
             C = op.compute_s
             stall = [0.0] * n
             lb = crossed((traffic,))
@@ -74,13 +88,14 @@ class AnalyticDevice:
                     ic_s = cost.all_reduce_s(payload, a.get("group", 1), hier.interconnect, rt)
                 body, start_c = ic_s, 0.0
             elif self.overlap:
-                L, src, T, top = _transfer(lb, reads, bw, lat)
+                L, src, T, top = _transfer(lb if timed is reads else crossed((timed, writes)),
+                                           reads, bw, lat)
                 if src >= 0:
                     stall[src] += L
                 stall[top] += max(0.0, T - C)
                 body, start_c = L + max(C, T), L
             else:
-                L, src, Tr, top_r = _transfer(crossed((reads,)), reads, bw, lat)
+                L, src, Tr, top_r = _transfer(crossed((timed,)), reads, bw, lat)
                 _, _, Tw, top_w = _transfer(crossed((writes,)), {}, bw, lat)
                 if src >= 0:
                     stall[src] += L
@@ -89,7 +104,8 @@ class AnalyticDevice:
                 body, start_c = L + Tr + C + Tw, L + Tr
             sink(OpRecord(
                 step, phase, name, a["op"], a["kind"], a["layer"], t, t + d + body, d, C, ic_s,
-                tuple(stall), lb, op.flops, op.mops_bytes, t + d + start_c,
+                tuple(stall), lb, op.flops, op.mops_bytes, t + d + start_c, 0.0,
+                tuple(seen[:n]), tuple(seen[n:]),
             ))
             t += d + body
             d = launch

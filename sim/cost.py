@@ -33,7 +33,7 @@ def matmul_rate(dtype: str, compute: Compute, runtime: Runtime) -> float:
     for d in WIDER[dtype]:
         peak = compute.peak_flops_per_s.get(d)
         if peak:
-            return peak * runtime.matmul_efficiency
+            return peak * runtime.matmul_by_dtype.get(d, runtime.matmul_efficiency)
     return vector_rate(compute, runtime)
 
 
@@ -114,14 +114,17 @@ def op_compute_s(a: dict, compute: Compute, runtime: Runtime) -> float:
 def all_reduce_s(nbytes: float, group: int, link: Interconnect, runtime: Runtime) -> float:
     """All-reduce of `nbytes` per device over `group` devices by the runtime's algorithm (s).
 
-    With N devices, S bytes, B the sustained bandwidth out of one device and a the latency of
-    one message (the link's plus the runtime's per-collective software latency):
+    With N devices, S bytes, B the sustained bandwidth out of one device, a the hardware
+    latency of one step over the links (the hierarchy's) and L the library's software
+    latency, paid once per collective (the runtime's `collective.latency`: launch, flag set-up,
+    synchronisation; NCCL's tuning model has the same split, a base latency plus one hardware
+    latency per step):
       ring      reduce-scatter then all-gather around a ring: 2(N-1) steps of S/N each,
-                2(N-1)/N S / B + 2(N-1) a;
-      tree      NCCL's double binary tree, pipelined: 2 S / B + 2 log2(N) a;
+                2(N-1)/N S / B + 2(N-1) a + L;
+      tree      NCCL's double binary tree, pipelined: 2 S / B + 2 log2(N) a + L;
       two_shot  reduce-scatter and all-gather through the switch or all-to-all links:
-                2(N-1)/N S / B' + 2 a;
-      one_shot  every device reads the others' whole buffers and reduces: (N-1) S / B' + a;
+                2(N-1)/N S / B' + 2 a + L;
+      one_shot  every device reads the others' whole buffers and reduces: (N-1) S / B' + a + L;
       auto      the fastest of these for this message (NCCL and TensorRT-LLM's custom
                 all-reduce pick by size: one-shot for small messages, two-shot or ring above).
     B' is B for a switch, (N-1) B spread over N-1 direct links for "full", and for a ring
@@ -129,17 +132,17 @@ def all_reduce_s(nbytes: float, group: int, link: Interconnect, runtime: Runtime
     """
     if group <= 1 or nbytes <= 0:
         return 0.0
-    a = link.latency_s + runtime.collective_latency_s
+    a, sw = link.latency_s, runtime.collective_latency_s
     bw = link.link_bandwidth_bytes_per_s * link.efficiency
     n, s = group, nbytes
     direct = bw * (n - 1) if link.topology == "full" else bw
     times = {
-        "ring": 2 * (n - 1) / n * s / bw + 2 * (n - 1) * a,
-        "tree": 2 * s / bw + 2 * math.log2(n) * a,
+        "ring": 2 * (n - 1) / n * s / bw + 2 * (n - 1) * a + sw,
+        "tree": 2 * s / bw + 2 * math.log2(n) * a + sw,
     }
     if link.topology != "ring":
-        times["two_shot"] = 2 * (n - 1) / n * s / direct + 2 * a
-        times["one_shot"] = (n - 1) * s / direct + a
+        times["two_shot"] = 2 * (n - 1) / n * s / direct + 2 * a + sw
+        times["one_shot"] = (n - 1) * s / direct + a + sw
     if runtime.collective == "auto":
         return min(times.values())
     if runtime.collective not in times:  # one_shot or two_shot on a ring of links

@@ -60,14 +60,18 @@ class Document(Generic[T]):
         self.kind, self.root, self.path, self.stem, self.sha256 = kind, root, path, stem, sha256
         self.overrides, self.origins = overrides, origins
 
-    def rebuild(self, overrides: Sequence[str], origins: Sequence[str] = ()) -> T:
+    def rebuild(self, overrides: Sequence[str], origins: Sequence[str] = (),
+                first: bool = False) -> T:
         """The config with this document's overrides and then `overrides` applied (each
         override names its origin in errors: `origins[i]`, else "--set PATH=VALUE"); its
-        `sha256`, `overrides` and `source` fields are filled in."""
+        `sha256`, `overrides` and `source` fields are filled in. `first`: `overrides` go
+        before this document's own (a runtime's device entry, under the user's --set)."""
         overrides = tuple(overrides)
         origins = tuple(origins)[:len(overrides)]
         origins += tuple(f"--set {cut(t, 2 * SHOWN_CHARS)}" for t in overrides[len(origins):])
         every, where = self.overrides + overrides, self.origins + origins
+        if first:
+            every, where = overrides + self.overrides, origins + self.origins
         with self.kind.errors():
             built = self.kind.build(_override(self.root, every, where, self.kind), self.path,
                                     self.stem)

@@ -14,17 +14,23 @@ the Fabric can solve an op's transfers ahead (see fabric.py) and nothing can cha
 the process sleeps.
 
 The hardware is the Hierarchy; the software stack is the Runtime (sim/runtime.py): each
-kernel pays its launch overhead, the first kernel of a step also the step's host work, every
-level streams at its sustained bandwidth times the runtime's memory efficiency, and weights
-are fetched `prefetch_depth` ops ahead (the runtime's, unless the options say otherwise).
+kernel pays its launch overhead, the first kernel of a step also the step's host work, a
+kernel waits for the host to issue it when the host (`kernels.host` per kernel, running ahead
+from the step's start) is slower than the device, every level streams at its sustained
+bandwidth times the runtime's memory efficiency, and weights are fetched
+`prefetch_depth` ops ahead (the runtime's, unless the options say otherwise).
 
 Attribution (every second of an op goes to exactly one cause; they add up to its elapsed time):
-    dispatch               the op's launch overhead (and, first in a step, the step's host work)
+    dispatch               the op's launch overhead, or its wait for the host to issue it,
+                           whichever is longer (and, first in a step, the step's host work)
     compute                the op's compute time
     stall on a level       waiting for first bytes is charged to the level whose latency was
                            still running; waiting for bytes after that (or, overlap off, for
                            the transfer) to the level that limited the last transfer to finish
     interconnect           a collective's time on the links
+A prefetch's bytes are charged to the op that uses them (its record's `bytes`, and the cache
+hits and lookups of its reads); its record's `prefetch_s` says how long before the op began
+they were requested, so their time can be counted with them (sim.plot.roofline_points).
 
 What it knows of each op before running it (compute time, the routing of its reads and writes)
 comes from sim.planning, which the analytic engine shares.
@@ -44,7 +50,7 @@ from .fabric import Fabric, Flow
 from .hierarchy import Hierarchy
 from .memory import Memory, activation_pool_bytes
 from .opgraph import topo_ops
-from .planning import EngineOptions, OpFacts, Sink, check_tp, stream_bandwidths
+from .planning import EngineOptions, OpFacts, Sink, check_tp, stream_bandwidths, stretched
 from .trace import OpRecord
 
 
@@ -75,12 +81,17 @@ class Device:
         env, mem, fabric, info = self.env, self.mem, self.fabric, self.info
         graph_ops = topo_ops(G)
         step, phase = G.graph.get("step", 0), G.graph.get("phase", "decode")
+        mem.begin_step(step)
         ops = info.phase(graph_ops)
-        pre: dict[int, tuple[list[Flow], dict[int, int]]] = {}
+        # op index -> its prefetched weights: (flows, traffic, cache tally, requested at)
+        pre: dict[int, tuple[list[Flow], dict[int, int], list[int], float]] = {}
         issued = 0  # highest op index whose weights were requested
         last = len(graph_ops) - 1
-        launch, n, depth = self.runtime.launch_s, self.n, self.depth
-        step_d = launch + self.runtime.step_s  # the first kernel of a step pays its host work
+        rt = self.runtime
+        launch, n, depth = rt.launch_s, self.n, self.depth
+        n2 = 2 * n  # a cache tally: bytes each level's cache served, then bytes that looked
+        step_d = launch + rt.step_s  # the first kernel of a step pays its host work
+        host, issue = rt.host_s, env.now + rt.step_s  # the host issues kernel i at issue + i host
         route, route_writes, lat, crossed = mem.route_reads, mem.route_writes, self.lat, mem.crossed
         flows_of = fabric.start_many
         timeout, drain = env.timeout, fabric.drain
@@ -90,6 +101,10 @@ class Device:
             op = ops[i]
             d = launch if i else step_d
             t0 = env.now  # flows started at t0 are due then: the fabric moves on to t0 in drain
+            if host:  # a host slower than the device: the kernel waits for its issue
+                issue += host
+                if issue - t0 > d:
+                    d = issue - t0
             own = pre.pop(i, None)
             if issued < i:
                 issued = i
@@ -97,16 +112,21 @@ class Device:
                 issued += 1
                 ahead = ops[issued]
                 if ahead.prefetch:
-                    traffic = route(ahead.weights)
-                    pre[issued] = flows_of(traffic, None, lat, t0), traffic
+                    seen = [0] * n2
+                    traffic = route(ahead.weights, seen)
+                    pre[issued] = (flows_of(stretched(traffic, ahead.stretch), None, lat, t0),
+                                   traffic, seen, t0)
             td = t0 + d
+            early = 0.0
             if own is not None:
-                w_flows, traffic = own
+                w_flows, traffic, seen, asked = own
+                early = t0 - asked
             elif op.prefetch:
-                traffic = route(op.weights)
-                w_flows = flows_of(traffic, None, lat, td)
+                seen = [0] * n2
+                traffic = route(op.weights, seen)
+                w_flows = flows_of(stretched(traffic, op.stretch), None, lat, td)
             else:
-                w_flows, traffic = [], {}
+                w_flows, traffic, seen = [], {}, [0] * n2
             stall = [0.0] * n
             ic_s = 0.0
             if op.kind == "collective":
@@ -114,7 +134,7 @@ class Device:
                 ic_s, cs = env.now - td, td
                 reads = writes = {}
             else:
-                reads = route(op.others)
+                reads = route(op.others, seen)
                 writes = route_writes(op.results)
                 C = op.compute_s
                 if overlap:
@@ -144,7 +164,7 @@ class Device:
             sink(new_tuple(OpRecord, (
                 step, phase, name, op.op_type, op.kind, op.layer, t0, env.now, d,
                 op.compute_s, ic_s, tuple(stall), crossed((traffic, reads, writes)), op.flops,
-                op.mops_bytes, cs,
+                op.mops_bytes, cs, early, tuple(seen[:n]), tuple(seen[n:]),
             )))
 
     def _serial(self, w_flows: list[Flow], reads: dict[int, int], writes: dict[int, int],

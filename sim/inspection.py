@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from .errors import MemwallError
-from .report import format_report, si
+from .report import Scope, format_report, si
 from .summary import Summary
 from .trace import Totals, derive
 from .trace_file import RECORD_COLUMNS
@@ -76,7 +76,7 @@ def inspect_trace(path: str, sel: Selection = Selection(), top: int = 10) -> dic
     """Everything `run.py inspect` shows, as JSON-ready data."""
     t = read_trace(path, tokens=sel.tokens, records=False)
     names = t.level_names
-    summary = Summary(t.hierarchy, t.runtime.memory_efficiency if t.runtime else 1.0)
+    summary = Summary(t.hierarchy, t.runtime.memory_efficiency if t.runtime else 1.0, t.sample)
     layers, tokens = Totals(len(names)), Totals(len(names))
     worst: list[tuple[float, int, dict[str, Any]]] = []
     op_layer = t.ops["layer"]
@@ -100,15 +100,37 @@ def inspect_trace(path: str, sel: Selection = Selection(), top: int = 10) -> dic
     if summary.n_ops == 0:
         raise MemwallError(f"{path}: no op executions match {sel.describe() or 'the trace'}")
     out = summary.result(t.meta, top=max(top, 10))
+    chosen = _scope(out, sel, tokens, path)
     return {
         "file": path,
-        "selection": asdict(sel),
+        "selection": chosen,
         "trace": {k: v for k, v in t.attrs.items() if k != "phases"},
         "summary": out,
         "most_stalled": [row for _, _, row in sorted(worst, key=lambda w: (-w[0], -w[1]))],
         "by_layer": _breakdown(layers, "layer", names),
         "by_token": _breakdown(tokens, "step", names),
     }
+
+
+def _scope(out: dict[str, Any], sel: Selection, tokens: Totals, path: str) -> dict[str, Any]:
+    """What `sel` selected, and `out` (the selection's summary) restricted to the figures that
+    mean something for it: its ops' time (total_s, the sum of their elapsed times, which
+    compute and the stalls add up to) for any selection; the prefill only if step 0 is in
+    it; per-token figures and the bound only for whole steps (no layer or op-kind filter)."""
+    whole = sel.layer is None and sel.kind is None
+    steps = sorted(tokens.keys)
+    time_s = float(np.sum(tokens["elapsed_s"]))
+    every = int(np.sum(read_trace(path, records=False).steps["n_ops"]))
+    if sel != Selection():
+        out["total_s"] = time_s
+    if 0 not in steps or not whole:
+        out.update(prefill_s=None, ttft_s=None)
+    if not whole:
+        out.update(decode_s_per_token=None, tpot_s=None, tokens_per_s=None,
+                   throughput_tokens_per_s=None, bound_s=None)
+    return {**asdict(sel), "text": sel.describe(), "whole_steps": whole,
+            "steps": [steps[0], steps[-1]], "n_steps": len(steps), "n_ops": out["n_ops"],
+            "of_ops": every, "time_s": time_s}
 
 
 def _keep_worst(heap: list[tuple[float, int, dict[str, Any]]], d: dict[str, Any],
@@ -140,11 +162,15 @@ def format_inspection(res: dict[str, Any], trace_hier: Any, top: int = 10,
                       header: str | None = None) -> str:
     """The run's report (or `header`, a report of its own: a serving run's), then the
     most-stalled executions, per layer and per token."""
-    s = res["summary"]
-    sel = Selection(**res["selection"]).describe()
-    lines = [format_report(s, trace_hier, top=top) if header is None else header]
-    if sel:
-        lines.insert(0, f"trace {res['file']} (selected: {sel})")
+    s, sel = res["summary"], res["selection"]
+    scope = Scope(sel["whole_steps"], sel["n_steps"]) if sel["text"] else None
+    lines = [format_report(s, trace_hier, top=top, scope=scope) if header is None else header]
+    if sel["text"]:
+        a, b = sel["steps"]
+        span = f"step {a}" if a == b else f"steps {a}-{b}"
+        lines.insert(0, f"trace {res['file']}: selected {sel['text']}: {sel['n_ops']:,} of "
+                        f"{sel['of_ops']:,} op executions ({span}), "
+                        f"{si(sel['time_s'], 's')} of their time")
     names = [n for n, v in s["stall_s"].items() if v > 0]
     levels = [lv.name for lv in trace_hier.levels]
     moved = [n for n in levels if n in names]

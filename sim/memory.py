@@ -95,6 +95,7 @@ class Memory:
         the next even when weights could fill it (they spill to the next tier instead)."""
         self.hier = hier
         self.levels = hier.levels
+        self.n_levels = len(self.levels)
         names = [lv.name for lv in self.levels]
         self.free = [lv.capacity_bytes for lv in self.levels]  # bytes not homed
         self.homes: dict[str, tuple[Chunk, ...]] = {}
@@ -133,10 +134,14 @@ class Memory:
         self._skips = [(k, src) for src in range(n) for k in range(src)
                        if k not in self.paths[src]]
         self._inward = tuple(range(n - 2, -1, -1))
-        self._inside = [  # caches inside each level, innermost first
-            [(i, c) for i, c in self.caches.items() if i < lvl] for lvl in range(len(self.levels))
+        self._inside = [  # caches inside each level, innermost first: (level, levels + level,
+            # its cache)
+            [(i, n + i, c) for i, c in self.caches.items() if i < lvl]
+            for lvl in range(len(self.levels))
         ]
-        self.kv_written: dict[str, int] = {}
+        self.kv_written: dict[str, int] = {}  # KV tensor -> bytes appended so far
+        self._kv_step: dict[str, int] = {}  # KV tensor -> bytes its last write appended
+        self.step = 0  # the last step whose phase began (begin_step)
 
     # -- placement ---------------------------------------------------------------------------
     def _fill(self, nbytes: int, order: list[int]) -> tuple[Chunk, ...]:
@@ -276,16 +281,21 @@ class Memory:
                 fixed[self.act_level] = fixed.get(self.act_level, 0) + b
         return fixed, tuple(kv)
 
-    def route_reads(self, plan: Plan) -> dict[int, int]:
-        """level -> bytes served from it, for one run of the reads of `plan` (updates caches)."""
+    def route_reads(self, plan: Plan, seen: list[int]) -> dict[int, int]:
+        """level -> bytes served from it, for one run of the reads of `plan` (updates caches).
+        `seen` (2 x levels, innermost first) gathers what the caches did: seen[i] the bytes
+        the cache at level i served, seen[levels + i] the bytes that looked it up (those no
+        cache further in had served), hits and misses."""
         fixed, cached = plan
         out = fixed.copy()
         for name, b, caches, home, whole in cached:
             covered = 0  # bytes [0, covered) already served by a cache further in
-            for i, c in caches:
+            for i, j, c in caches:  # j = levels + i
                 hit = c.lookup(name, b)
+                seen[j] += b - covered
                 if hit > covered:
                     out[i] = out.get(i, 0) + hit - covered
+                    seen[i] += hit - covered
                     covered = hit
             if covered < b:
                 if whole >= 0:
@@ -293,6 +303,18 @@ class Memory:
                 else:
                     _spread(covered, b, home, out)
         return out
+
+    def begin_step(self, step: int) -> None:
+        """A phase of `step` begins. Decode steps left out of a sampled run (steps between
+        the last one run and this) still appended their positions to the KV cache: each
+        tensor moves on by as many of its last appends, so this step's writes land where a
+        full run puts them (and the caches keep what they saw: the skipped steps touch the
+        same tensors, in the same order)."""
+        skipped = step - self.step - 1
+        if self.step >= 1 and skipped > 0:
+            for name, b in self._kv_step.items():
+                self.kv_written[name] += skipped * b
+        self.step = step
 
     def route_writes(self, plan: Plan) -> dict[int, int]:
         """level -> bytes landing in it, for one run of the writes of `plan`."""
@@ -302,6 +324,7 @@ class Memory:
         for name, b, home in kv:
             start = written.get(name, 0)
             written[name] = start + b
+            self._kv_step[name] = b
             size = home[-1][2]
             if start + b <= size or size <= 0:
                 _spread(start, start + b, home, out)

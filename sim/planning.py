@@ -49,6 +49,14 @@ def stream_bandwidths(hier: Hierarchy, runtime: Runtime) -> list[float]:
     return [lv.sustained_bytes_per_s * runtime.memory_efficiency for lv in hier.levels]
 
 
+def stretched(traffic: dict[int, int], factor: float) -> dict[int, int]:
+    """`traffic` (level -> bytes) as the bytes a stream at `factor` times their time moves
+    (OpInfo.stretch): what an engine times, never what it counts."""
+    if factor == 1.0:
+        return traffic
+    return {k: round(v * factor) for k, v in traffic.items()}
+
+
 def check_tp(hier: Hierarchy, tp: int) -> None:
     """Refuse a tensor-parallel group the hierarchy has no interconnect for, or too large."""
     if tp <= 1:
@@ -79,6 +87,8 @@ class OpInfo(NamedTuple):
     layer: int
     prefetch: bool  # has weight reads to request ahead
     act_bytes: int  # activation bytes it reads and writes (memory.activation_bytes)
+    stretch: float  # its weight streams take this times their bytes' time (the runtime's
+    #                 memory_by_dtype for its weights' precision, against memory_efficiency)
 
 
 class OpFacts:
@@ -113,6 +123,8 @@ class OpFacts:
         others = [t for t in reads if t.cls != "weight"] if weights else reads
         w_plan = mem.plan_reads(weights)
         compute_s, mops = self._costs(a)
+        rt = self.runtime
+        e = rt.memory_by_dtype.get(weights[0].dtype) if weights and rt.memory_by_dtype else None
         got = self._known[name] = OpInfo(
             reads, writes, a["flops"], compute_s, mops,
             w_plan,
@@ -122,6 +134,7 @@ class OpFacts:
             a["op"], a["kind"], a["layer"],
             bool(w_plan[0] or w_plan[1]),
             act_bytes,
+            rt.memory_efficiency / e if e else 1.0,
         )
         return got
 

@@ -1,12 +1,15 @@
 """Pictures of a trace, drawn headless: matplotlib Figures made without pyplot (so the global
 backend is never touched and a notebook's inline plots keep working), imported only when drawing.
 
-    roofline    achieved FLOP/s against arithmetic intensity (FLOPs/MOPs), a point per op
-                type; one bandwidth ceiling per memory level (sustained) and the compute peaks
+    roofline    achieved FLOP/s against FLOPs per byte at the level each op type keeps
+                busiest, a point per op type in that level's colour (hollow: vector kernels);
+                a ceiling per memory level (sustained, under the run's runtime), the matmul
+                peak of the run's precision and the vector rate (see roofline_points)
     breakdown   time per step as stacked areas: compute, stall per level, dispatch,
                 interconnect (decode steps; the wall grows with the KV cache)
-    timeline    a window of steps, a row per resource; each op's time laid out in the order
-                dispatch, compute, stalls (totals are exact, the order within an op indicative)
+    timeline    a window of steps, a row per resource with its share of the window; each op's
+                time laid out in the order dispatch, compute, stalls (totals are exact, the
+                order within an op indicative), bars as wide as their time, without edges
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from .cost import WIDER
 from .errors import MemwallError
+from .opgraph import DTYPE_BITS
 from .outfile import figure_format, write_figure
 from .perfetto import default_window
 from .report import si
@@ -63,44 +68,113 @@ def _title(t: Trace, what: str) -> str:
             f"(batch {m.get('batch')}, prompt {m.get('prompt_len')}, gen {m.get('gen_len')})")
 
 
-def _roofline(ax: Any, t: Trace) -> None:
+def roofline_points(t: Trace) -> list[dict[str, Any]]:
+    """One point per op type with FLOPs in trace `t`: its FLOPs, its time, the level it
+    keeps busiest, the FLOPs per byte moved there (`intensity`), what it achieved and the
+    roof at that intensity (FLOP/s).
+
+    An op's time runs from when its first bytes were requested to its end: elapsed_s, plus
+    prefetch_s when an earlier op fetched its weights ahead. So the bytes charged to it and
+    the time they took to move are counted together, and no point can lie above its roof:
+    on every level, bytes / time <= the level's bandwidth, and FLOPs / time <= the compute
+    rate of its kind (a matmul kernel the run precision's matmul peak, a vector kernel the
+    vector rate), both sustained under the run's runtime."""
     tot = op_totals(t)
-    types = t.ops["op_type"]
-    pts: dict[str, list[float]] = {}
-    for i, ty in enumerate(types.tolist()):
-        row = pts.setdefault(ty, [0.0, 0.0, 0.0])
-        row[0] += tot["flops"][i]
-        row[1] += tot["mops_bytes"][i]
-        row[2] += tot["elapsed_s"][i]
-    pts = {k: v for k, v in pts.items() if v[0] > 0 and v[1] > 0 and v[2] > 0}
-    if not pts:
-        raise MemwallError(f"{t.path}: no op with FLOPs in the selection; nothing to plot")
-    ai = np.array([v[0] / v[1] for v in pts.values()])  # FLOP/byte
-    perf = np.array([v[0] / v[2] for v in pts.values()])  # FLOP/s
+    bw = stream_rates(t)
+    roofs = compute_roofs(t)
+    acc: dict[str, list[Any]] = {}
+    for i, (ty, kind) in enumerate(zip(t.ops["op_type"].tolist(), t.ops["kind"].tolist(),
+                                       strict=True)):
+        row = acc.setdefault(ty, [0, 0.0, np.zeros(len(bw), np.int64), kind])
+        row[0] += int(tot["flops"][i])
+        row[1] += float(tot["elapsed_s"][i] + tot["prefetch_s"][i])
+        row[2] += tot["bytes"][i]
+    out = []
+    for ty, (flops, time_s, nbytes, kind) in acc.items():
+        if flops <= 0 or time_s <= 0 or not nbytes.any():
+            continue
+        lv = int(np.argmax(nbytes / bw))  # the level its bytes keep busiest
+        x = flops / nbytes[lv]
+        roof = min(roofs["matmul" if kind == "matmul" else "vector"][1], x * bw[lv])
+        out.append({"op_type": ty, "kind": kind, "flops": flops, "time_s": time_s,
+                    "level": t.level_names[lv], "intensity": x, "achieved": flops / time_s,
+                    "roof": roof})
+    return sorted(out, key=lambda p: p["intensity"])
+
+
+def stream_rates(t: Trace) -> np.ndarray:
+    """Bytes/s each level streams at in the run (sustained bandwidth x the runtime's memory
+    efficiency, as sim.planning.stream_bandwidths), innermost first."""
+    eff = t.runtime.memory_efficiency if t.runtime else 1.0
+    return np.asarray(t.levels["sustained_bytes_per_s"], np.float64) * eff
+
+
+def compute_roofs(t: Trace) -> dict[str, tuple[str, float]]:
+    """The compute ceilings of the run: "matmul" (the fastest matmul precision it used: the
+    wider of weights and activations, and of embeddings and activations) and "vector", as
+    (label, sustained FLOP/s)."""
     c, rt = t.hierarchy.compute, t.runtime
     m_eff, v_eff = (rt.matmul_efficiency, rt.vector_efficiency) if rt else (1.0, 1.0)
-    peaks = {f"{d} peak": p * m_eff for d, p in c.peak_flops_per_s.items() if p}
-    peaks["vector"] = c.vector_flops_per_s * v_eff
-    top = max(peaks.values())
+    p = t.meta.get("precision") or {}
+    act = p.get("activations", "bf16")
+    used = {_wider(w, act) for w in (p.get("weights", act), p.get("embeddings", act),
+                                     p.get("kv_cache", act))}
+    best = max(used, key=lambda d: _matmul_peak(c, d))
+    return {"matmul": (f"{best} matmul", _matmul_peak(c, best) * m_eff),
+            "vector": ("vector", c.vector_flops_per_s * v_eff)}
+
+
+def _wider(a: str, b: str) -> str:
+    """A matmul's compute precision: the wider operand dtype (workloads.compute_dtype)."""
+    return b if DTYPE_BITS[b] > DTYPE_BITS[a] else a
+
+
+def _matmul_peak(c: Any, dtype: str) -> float:
+    """The peak a matmul in `dtype` runs at: the device's, or the next wider one's
+    (sim.cost.WIDER)."""
+    for d in WIDER[dtype]:
+        if c.peak_flops_per_s.get(d):
+            return c.peak_flops_per_s[d]
+    return c.vector_flops_per_s
+
+
+def _roofline(ax: Any, t: Trace) -> None:
+    pts = roofline_points(t)
+    if not pts:
+        raise MemwallError(f"{t.path}: no op with FLOPs in the selection; nothing to plot")
+    bw = stream_rates(t)
+    roofs = compute_roofs(t)
+    top = roofs["matmul"][1]
+    ai = np.array([p["intensity"] for p in pts])
+    perf = np.array([p["achieved"] for p in pts])
     x = np.logspace(np.log10(min(ai.min(), 0.1) / 2), np.log10(max(ai.max(), 1e4) * 2), 200)
-    for name, bw in zip(t.level_names, t.levels["sustained_bytes_per_s"].tolist(), strict=True):
-        ax.plot(x, np.minimum(x * bw, top), lw=1.2, label=f"{name} {si(bw, 'B/s')}")
-    seen: set[float] = set()
-    for name, p in sorted(peaks.items(), key=lambda kv: -kv[1]):
-        if p in seen:
-            continue
-        seen.add(p)
-        ax.axhline(p, color="0.4", lw=0.8, ls="--")
-        ax.text(x[-1], p, f" {name} {si(p, 'FLOP/s')}", va="bottom", ha="right", fontsize=7)
-    ax.scatter(ai, perf, s=36, color="black", zorder=3)
-    for name, a, y in zip(pts, ai, perf, strict=True):
-        ax.annotate(name, (a, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+    color = {}
+    for i, (name, b) in enumerate(zip(t.level_names, bw.tolist(), strict=True)):
+        color[name] = f"C{i}"
+        ax.plot(x, np.minimum(x * b, top), lw=1.2, color=color[name],
+                label=f"{name} {si(b, 'B/s')}")
+    for label, rate in roofs.values():
+        ax.axhline(rate, color="0.4", lw=0.8, ls="--")
+        ax.text(x[-1], rate, f" {label} {si(rate, 'FLOP/s')}", va="bottom", ha="right",
+                fontsize=7)
+    ceilings = ax.legend(fontsize=7, loc="lower right", title_fontsize=7,
+                         title="sustained bandwidth x runtime efficiency")
+    ax.add_artist(ceilings)
+    marks = "osD^v<>phP*X8H"
+    for k, p in enumerate(pts):
+        hollow = p["kind"] != "matmul"
+        ax.scatter(p["intensity"], p["achieved"], s=40, marker=marks[k % len(marks)],
+                   facecolors="none" if hollow else color[p["level"]],
+                   edgecolors=color[p["level"]], linewidths=1.2, zorder=3,
+                   label=f"{p['op_type']} ({p['level']}{', vector' if hollow else ''})")
+    handles = ax.get_legend_handles_labels()[0][len(t.level_names):]
+    ax.figure.legend(handles=handles, fontsize=7, loc="outside right upper",
+                     title="op type (its busiest level)", title_fontsize=7)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("arithmetic intensity (FLOPs / MOPs, FLOP/byte)")
-    ax.set_ylabel("achieved (FLOP/s)")
+    ax.set_xlabel("FLOPs per byte moved at the op type's busiest level (FLOP/byte)")
+    ax.set_ylabel("achieved (FLOP/s; time includes prefetch)")
     ax.set_ylim(min(perf.min() / 3, top / 1e6), top * 3)
-    ax.legend(fontsize=7, loc="lower right", title="sustained bandwidth", title_fontsize=7)
     ax.set_title(_title(t, "roofline"), fontsize=9)
 
 
@@ -155,13 +229,15 @@ def _timeline(ax: Any, t: Trace) -> None:
         spans[name] = list(zip(at[nz].tolist(), width[nz].tolist(), strict=True))
         at = at + width
     shown = [n for n in rows if spans[n]]
-    for y, name in enumerate(shown):
+    window = float(r["end_s"][-1]) - t0
+    for y, name in enumerate(shown):  # no edges: an edge would widen every ns slice
         ax.broken_barh(spans[name], (y - 0.4, 0.8), facecolors=colors[name],
-                       edgecolors=colors[name], linewidth=0.6)  # edge: ns slices stay visible
+                       edgecolors="none", linewidth=0)
     for k, s0 in zip(t.steps["step"].tolist(), t.steps["start_s"].tolist(), strict=True):
         ax.axvline((s0 - t0) * scale, color="0.6", lw=0.6, ls=":")
         ax.text((s0 - t0) * scale, len(shown) - 0.45, f" step {k}", fontsize=7, va="bottom")
-    ax.set_yticks(range(len(shown)), shown)
+    share = {n: sum(w for _, w in spans[n]) / scale / window for n in shown}
+    ax.set_yticks(range(len(shown)), [f"{n} {100 * share[n]:.1f}%" for n in shown])
     ax.set_ylim(-0.6, len(shown) + 0.2)
     ax.invert_yaxis()
     ax.set_xlabel(f"time since step {int(t.steps['step'][0])} began ({unit})")

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from .hierarchy import Hierarchy
 
 BAR = 28
 _FUSION = {"none": "one kernel per op", "fused": "fused kernels",
            "attention": "fused attention", "epilogues": "fused epilogues"}
+
+
+class Scope(NamedTuple):
+    """What part of a run a summary covers, when not all of it (sim.inspection)."""
+
+    whole_steps: bool  # every op of the steps selected (no layer or op-kind filter)
+    steps: int  # steps (tokens) with a selected op
 
 
 def si(x: float | None, unit: str) -> str:
@@ -31,9 +38,13 @@ def bar(frac: float) -> str:
     return ("█" * full + (" ▏▎▍▌▋▊▉"[part] if part else "")).ljust(BAR)
 
 
-def format_report(s: dict[str, Any], hier: Hierarchy, top: int = 5) -> str:
+def format_report(s: dict[str, Any], hier: Hierarchy, top: int = 5,
+                  scope: Scope | None = None) -> str:
+    """The report of summary `s`. `scope`: for a selection of a trace's records (inspect),
+    what was selected; per-token figures and the bound then appear only for whole steps."""
     p = s.get("precision", {})
     runtime = f"runtime {s['runtime']}, " if s.get("runtime") else ""
+    whole = scope is None or scope.whole_steps
     lines = [
         f"memwall: {s['workload']} on {s['hierarchy']} ({runtime}{s.get('engine', 'des')} "
         f"engine, tp {s['tp']}, prefetch depth {s.get('prefetch_depth')}, "
@@ -45,36 +56,56 @@ def format_report(s: dict[str, Any], hier: Hierarchy, top: int = 5) -> str:
         + (f"; routing {s['routing']}" + (f" (seed {s['seed']})" if s.get("seed") is not None
                                           else "") if s.get("routing") else ""),
         "",
-        f"  {'encoder pass' if s.get('arch') == 'encoder' else 'prefill':<12}"
-        f"{si(s['prefill_s'], 's'):>10}",
     ]
-    if s["decode_s_per_token"] is not None:
-        lines.append(f"  {'decode':<12}{si(s['decode_s_per_token'], 's'):>10} per token   "
-                     f"{s['tokens_per_s']:.1f} tokens/s")
-    lines.append(f"  {'total':<12}{si(s['total_s'], 's'):>10}   no schedule beats "
-                 f"{si(s['bound_s'], 's')} (busiest resource: {s['bound_by']})")
+    if s.get("prefill_s") is not None:
+        name = "encoder pass" if s.get("arch") == "encoder" else "prefill (TTFT)"
+        lines.append(f"  {name:<16}{si(s['prefill_s'], 's'):>10}")
+    if s.get("decode_s_per_token") is not None:
+        rate = f"{s['tokens_per_s']:.1f} tokens/s"
+        if s["batch"] > 1 and s.get("throughput_tokens_per_s"):
+            rate += (f" per sequence, {s['throughput_tokens_per_s']:.1f} for the batch of "
+                     f"{s['batch']}")
+        lines.append(f"  {'decode (TPOT)':<16}{si(s['decode_s_per_token'], 's'):>10} per token"
+                     f"   {rate}")
+    if whole:
+        lines.append(f"  {'total':<16}{si(s['total_s'], 's'):>10}   no schedule beats "
+                     f"{si(s['bound_s'], 's')} (busiest resource: {s['bound_by']})")
+    else:
+        lines.append(f"  {'selected ops':<16}{si(s['total_s'], 's'):>10}   their time, end to "
+                     "end (per-token figures need whole tokens: no --layer or --op-kind)")
     total = s["total_s"] or 1.0
-    lines += ["", "  where the time went"]
+    lines += ["", "  where the time went" if whole else "  where the selected ops' time went"]
     rows = [("compute", s["compute_s"])] + [
         (f"stall {k}", v) for k, v in s["stall_s"].items() if v > 0 or k in ("dispatch",)
     ]
     for name, v in rows:
         lines.append(f"    {name:<20} {100 * v / total:5.1f}%  {bar(v / total)} {si(v, 's'):>9}")
-    lines += ["", "  bytes moved per level          bytes   achieved       peak  of peak"]
+    looked, hits = s.get("cache_lookup_bytes") or {}, s.get("cache_hit_bytes") or {}
+    lines += ["", "  bytes moved per level          bytes"
+              + ("   achieved       peak  of peak" if whole else "")
+              + ("   cache hit rate" if looked else "")]
     for lv in hier.levels:
         b = s["bytes_by_level"][lv.name]
-        ach, peak = b / total, lv.bandwidth_bytes_per_s
-        lines.append(
-            f"    {lv.name:<20} {si(b, 'B'):>12} {si(ach, 'B/s'):>10} "
-            f"{si(peak, 'B/s'):>10}  {100 * ach / peak:4.0f}%"
-        )
+        row = f"    {lv.name:<20} {si(b, 'B'):>12}"
+        if whole:
+            ach, peak = b / total, lv.bandwidth_bytes_per_s
+            row += f" {si(ach, 'B/s'):>10} {si(peak, 'B/s'):>10}  {100 * ach / peak:4.0f}%"
+        if lv.name in looked:
+            seen = looked[lv.name]
+            rate = f"{100 * hits[lv.name] / seen:5.1f}%" if seen else "    -"
+            row += f"   {rate} of {si(seen, 'B')}"
+        lines.append(row)
     ai = s.get("arithmetic_intensity")
     balance = s.get("machine_balance")
     if ai and balance:
         lines += ["", f"  arithmetic intensity {ai:.3g} FLOP/B (FLOPs / MOPs) against a machine "
                       f"balance of {balance:.3g} FLOP/B"]
-    lines += [f"  verdict: {s['verdict']}", f"    {_why(s)}"]
-    lines += ["", "  op types that stall most          calls    stalled   share of total"]
+    lines += [f"  verdict: {s['verdict']}", f"    {_why(s, scope)}"]
+    note = runtime_note(s) if whole else None
+    if note:
+        lines.append(f"    {note}")
+    lines += ["", "  op types that stall most          calls    stalled   share of "
+              + ("total" if whole else "selected")]
     ranked = sorted(s["by_op_type"].items(), key=lambda kv: -kv[1]["stall_s"])[:top]
     for name, row in ranked:
         lines.append(
@@ -88,17 +119,32 @@ def format_report(s: dict[str, Any], hier: Hierarchy, top: int = 5) -> str:
     return "\n".join(lines)
 
 
-def _why(s: dict[str, Any]) -> str:
+def runtime_note(s: dict[str, Any]) -> str | None:
+    """One line when the runtime, not the hardware, decides the verdict: the run is
+    dispatch-bound, and without its dispatch another resource would be the busiest."""
+    busy = s["busy_s"]
+    if s["bound_by"] != "dispatch" or len(busy) < 2:
+        return None
+    other = max((k for k in busy if k != "dispatch"), key=busy.__getitem__)
+    verdict = f"memory-bound ({other})" if other in s["bytes_by_level"] else f"{other}-bound"
+    return (f"the runtime ({s.get('runtime', 'its software stack')}) decides this: without "
+            f"its dispatch the busiest resource is {other} ({si(busy[other], 's')} of "
+            f"{si(busy['dispatch'], 's')}), so a runtime that replays graphs would make the "
+            f"run {verdict}")
+
+
+def _why(s: dict[str, Any], scope: Scope | None = None) -> str:
     """One sentence on why the busiest resource is what it is."""
-    steps = 1 + max(int(s.get("gen_len") or 0) - 1, 0)
     by, busy = s["bound_by"], s["busy_s"][s["bound_by"]]
     if by == "dispatch":
-        ops = s["n_ops"] / steps
         remedy = ("a cheaper launch (a captured graph, an on-device command queue) would "
                   "help most" if s.get("fusion") == "fused" else
                   "fused kernels (--fusion fused) would help most")
-        return (f"about {ops:.0f} kernels per token, each paying {si(busy / s['n_ops'], 's')} "
-                f"of launch overhead; {remedy}")
+        each = f"each paying {si(busy / s['n_ops'], 's')} of launch overhead; {remedy}"
+        if scope is not None and not scope.whole_steps:
+            return f"{s['n_ops']} kernels selected, {each}"
+        steps = scope.steps if scope is not None else 1 + max(int(s.get("gen_len") or 0) - 1, 0)
+        return f"about {s['n_ops'] / max(steps, 1):.0f} kernels per token, {each}"
     if by == "compute":
         return "the compute units are the busiest resource; more FLOP/s or lower precision helps"
     if by == "interconnect":

@@ -28,12 +28,19 @@ class Runtime:
     name: str  # file stem, e.g. "tensorrt-llm"
     launch_s: float  # per kernel: the gap a launch leaves between kernels of one step
     step_s: float = 0.0  # per step (a prefill or one decode step): host work, sampling
+    host_s: float = 0.0  # per kernel: host time to issue it; the host runs ahead of the
+    #                      device, so a kernel starts no earlier than its issue (eager Python)
     fuse_epilogues: bool = False  # elementwise ops run in the epilogue of their matmul
     fuse_attention: bool = False  # scores, softmax and values as one kernel (flash-style)
     matmul_efficiency: float = 1.0  # sustained fraction of the dense matmul peak
+    matmul_by_dtype: Mapping[str, float] = field(default_factory=dict)  # the same, where a
+    #                      precision's GEMMs differ (fp8 kernels reach less of their peak)
     matmul_tile: tuple[int, int, int] | None = None  # (M, N, K) of its GEMM kernels; with
     #                                                  the device's units, wave quantization
     memory_efficiency: float = 1.0  # of each level's sustained bandwidth, for kernels' streams
+    memory_by_dtype: Mapping[str, float] = field(default_factory=dict)  # the same for the
+    #                  weight streams of ops whose weights are in that precision (int4 GEMV
+    #                  kernels dequantize as they stream and reach less)
     vector_efficiency: float = 1.0  # sustained fraction of the vector rate
     collective: Collective = "ring"
     collective_latency_s: float = 0.0  # the library's per-collective software overhead
@@ -69,9 +76,12 @@ class Runtime:
 
     def on(self, device: str) -> Runtime:
         """This runtime as it runs on the hierarchy called `device`: its `devices` entry for
-        that name applied (the GEMM library of one vendor differs from another's)."""
+        that name applied (the GEMM library of one vendor differs from another's), under the
+        overrides already made (a --set of efficiency.matmul wins over the entry; a --set of
+        devices.NAME.efficiency.matmul changes the entry)."""
         extra = self.devices.get(device)
         if not extra:
             return self
         origins = [f"{self.path or self.name}: devices.{device}: {t}" for t in extra]
-        return self.source.rebuild(extra, origins) if self.source is not None else self
+        return (self.source.rebuild(extra, origins, first=True) if self.source is not None
+                else self)

@@ -5,7 +5,8 @@ one-line errors naming file, line, key and value; `--set runtime.PATH=VALUE` ove
 
     schema_version: 1
     description: NVIDIA TensorRT-LLM
-    kernels: {launch: 4 us, step: 20 us}      # per kernel; per step (host work)
+    kernels: {launch: 2 us, host: 0 us, step: 20 us}  # per kernel on the device and on the
+    #                                                   host; per step (host work)
     fusion: {epilogues: true, attention: true}
     efficiency: {matmul: 0.75, matmul_tile: [128, 128, 64], memory: 0.85, vector: 0.5}
     collective: {algorithm: auto, latency: 5 us}
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from sim import document
+from sim.cost import WIDER
 from sim.runtime import COLLECTIVES, Runtime
 from sim.units import expected
 from sim.yamlfile import (
@@ -38,6 +40,8 @@ from sim.yamlfile import (
     as_text,
     value_error,
 )
+
+PRECISIONS = tuple(WIDER)
 
 
 class RuntimeFileError(FileError):
@@ -60,6 +64,7 @@ _TOP = {
 _KERNELS = {
     "launch": (True, expected("time") + " per kernel"),
     "step": (False, expected("time") + " per step"),
+    "host": (False, expected("time") + " per kernel, on the host"),
 }
 _FUSION = {
     "epilogues": (False, _BOOL + ": elementwise ops in the epilogue of their matmul"),
@@ -67,8 +72,10 @@ _FUSION = {
 }
 _EFFICIENCY = {
     "matmul": (False, FRACTION),
+    "matmul_by_dtype": (False, "a mapping from precision to fraction such as {fp8: 0.71}"),
     "matmul_tile": (False, "three integers [M, N, K] from 1 to 4096 such as [128, 128, 64]"),
     "memory": (False, FRACTION),
+    "memory_by_dtype": (False, "a mapping from weight precision to fraction such as {int4: 0.6}"),
     "vector": (False, FRACTION),
 }
 _COLLECTIVE = {
@@ -109,11 +116,14 @@ def _build(root: Node, path: str, stem: str) -> Runtime:
         else stem,
         launch_s=as_quantity(k["launch"], "kernels.launch", "time"),
         step_s=as_quantity(k["step"], "kernels.step", "time") if "step" in k else 0.0,
+        host_s=as_quantity(k["host"], "kernels.host", "time") if "host" in k else 0.0,
         fuse_epilogues=_flag(fu.get("epilogues"), "fusion.epilogues"),
         fuse_attention=_flag(fu.get("attention"), "fusion.attention"),
         matmul_efficiency=as_fraction(ef.get("matmul"), "efficiency.matmul"),
+        matmul_by_dtype=_by_dtype(ef.get("matmul_by_dtype"), "matmul_by_dtype"),
         matmul_tile=_tile(ef.get("matmul_tile")),
         memory_efficiency=as_fraction(ef.get("memory"), "efficiency.memory"),
+        memory_by_dtype=_by_dtype(ef.get("memory_by_dtype"), "memory_by_dtype"),
         vector_efficiency=as_fraction(ef.get("vector"), "efficiency.vector"),
         collective=as_choice(co.get("algorithm"), "collective.algorithm", COLLECTIVES,
                              default="ring"),
@@ -135,6 +145,21 @@ def _flag(node: Node | None, path: str) -> bool:
     if not isinstance(node.value, bool):
         raise value_error(node, path, f"is not {_BOOL}; expected {_BOOL}")
     return node.value
+
+
+def _by_dtype(node: Node | None, key: str) -> dict[str, float]:
+    if node is None:
+        return {}
+    wanted = _EFFICIENCY[key][1]
+    if not isinstance(node.value, dict) or not node.value:
+        raise value_error(node, f"efficiency.{key}", f"is not a mapping; expected {wanted}")
+    out = {}
+    for dtype, child in node.value.items():
+        if dtype not in PRECISIONS:
+            raise value_error(child, f"efficiency.{key}.{dtype}",
+                              f"names no precision; expected one of {', '.join(PRECISIONS)}")
+        out[dtype] = as_fraction(child, f"efficiency.{key}.{dtype}")
+    return out
 
 
 def _tile(node: Node | None) -> tuple[int, int, int] | None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from . import sampling
 from .hierarchy import Hierarchy
 from .trace import FIELDS, FIRST, LAST, SUM, WIDTH, OpRecord, Records, Totals
 
@@ -26,11 +27,16 @@ class Summary:
     delivered (a run, or a trace read back in chunks).
     """
 
-    def __init__(self, hier: Hierarchy, memory_efficiency: float = 1.0) -> None:
+    def __init__(self, hier: Hierarchy, memory_efficiency: float = 1.0,
+                 sample: sampling.Plan | None = None) -> None:
         """`memory_efficiency`: the runtime's fraction of each level's sustained bandwidth
-        (Runtime.memory_efficiency), for the levels' busy time."""
+        (Runtime.memory_efficiency), for the levels' busy time. `sample`: the plan of a run
+        that ran only some decode steps (sim.sampling); each then stands for its weight in
+        every total, and the result estimates the error this makes."""
         self.hier = hier
         self.memory_efficiency = memory_efficiency
+        self.sample = sample
+        self._weight = None if sample is None else _weights(sample)
         self.names = [lv.name for lv in hier.levels]
         n = len(self.names)
         self._run = Totals(n)  # one key, 0: the whole run
@@ -72,10 +78,15 @@ class Summary:
             for k, op_type in zip(op_keys.tolist(), cols["op_type"], strict=True):
                 if k == len(types):
                     types.append(op_type)
-        self._run.add(np.zeros(len(op_keys), dtype=np.int64), cols)
-        self._phases.add(_ids(cols["phase"], self._phase), cols)
-        self._steps.add(cols["step"], cols)
-        self._ops.add(op_keys, cols)
+        w = None
+        if self._weight is not None:
+            steps = np.asarray(cols["step"])
+            w = np.where(steps < len(self._weight), self._weight[np.minimum(
+                steps, len(self._weight) - 1)], 1)
+        self._run.add(np.zeros(len(op_keys), dtype=np.int64), cols, w)
+        self._phases.add(_ids(cols["phase"], self._phase), cols, w)
+        self._steps.add(cols["step"], cols)  # each step as it ran
+        self._ops.add(op_keys, cols, w)
 
 
     # -- results ---------------------------------------------------------------------------
@@ -97,9 +108,18 @@ class Summary:
         st = self._steps
         spans = dict(zip(st.keys, zip(st["start_s"].tolist(), st["end_s"].tolist(),
                                       strict=True), strict=True))
-        decode = [e - s for k, (s, e) in sorted(spans.items()) if k > 0]
-        decode_s = sum(decode) / len(decode) if decode else None
-        prefill_s = spans[0][1] - spans[0][0] if 0 in spans else 0.0
+        step_s = {k: e - s for k, (s, e) in sorted(spans.items())}
+        prefill_s = step_s.get(0, 0.0)
+        plan = self.sample
+        if plan is None:
+            decode = [v for k, v in step_s.items() if k > 0]
+            decode_s = sum(decode) / len(decode) if decode else None
+            total_s, error_s = run["end_s"] - run["start_s"], 0.0
+        else:  # each sampled step stands for its block
+            weighted = sum(plan.weight(k) * v for k, v in step_s.items() if k > 0)
+            decode_s = weighted / plan.n_decode
+            total_s = prefill_s + weighted
+            error_s = sampling.error_bound(plan, step_s)
         busy = self.busy_s()
         bound_by = max(busy, key=busy.__getitem__)
         stall = dict(zip(self.names, run["stall_s"], strict=True))
@@ -121,6 +141,7 @@ class Summary:
                 acc[i] += v
         ranked = sorted(by_op.items(), key=lambda kv: (-kv[1][3], kv[0]))[:top]
         flops, mops = run["flops"], run["mops_bytes"]
+        batch = meta.get("batch") or 1
         out = dict(meta)
         out.update(
             params=meta.get("params"),
@@ -128,18 +149,24 @@ class Summary:
             mops_bytes=mops,
             arithmetic_intensity=flops / mops if mops else None,
             prefill_s=prefill_s,
+            ttft_s=prefill_s if "prefill" in self._phase else None,  # its LM head: token 1
             decode_s_per_token=decode_s,
+            tpot_s=decode_s,
             tokens_per_s=1.0 / decode_s if decode_s else None,
-            total_s=run["end_s"] - run["start_s"],
+            throughput_tokens_per_s=batch / decode_s if decode_s else None,
+            total_s=total_s,
             compute_s=run["compute_s"],
             stall_s=stall,
             bytes_by_level=dict(zip(self.names, run["bytes"], strict=True)),
+            **self._caches(run),
             bound_s=busy[bound_by],
             bound_by=bound_by,
             verdict=f"memory-bound ({bound_by})" if bound_by in self.names else f"{bound_by}-bound",
             busy_s=busy,
             phase_s=phase_s,
             n_ops=run["n"],
+            decode_steps_simulated=sum(1 for k in step_s if k > 0),
+            sampling_error_s=error_s,
             top_stalls=[
                 {"op": k, "calls": int(v[0]), "elapsed_s": v[1], "compute_s": v[2], "stall_s": v[3]}
                 for k, v in ranked
@@ -150,6 +177,24 @@ class Summary:
             },
         )
         return out
+
+
+    def _caches(self, run: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """Per level with a cache policy: bytes read through it, bytes it served, and their
+        ratio (None if nothing looked it up)."""
+        cached = [i for i, lv in enumerate(self.hier.levels) if lv.policy != "none"]
+        looked = {self.names[i]: run["lookup_bytes"][i] for i in cached}
+        hits = {self.names[i]: run["hit_bytes"][i] for i in cached}
+        return {"cache_lookup_bytes": looked, "cache_hit_bytes": hits,
+                "cache_hit_rate": {k: hits[k] / v if v else None for k, v in looked.items()}}
+
+
+def _weights(plan: sampling.Plan) -> np.ndarray:
+    """step -> its weight, as an array indexed by step (steps past its end weigh 1)."""
+    w = np.ones(max(plan.steps) + 1, dtype=np.int64)
+    for step, weight in plan.weights.items():
+        w[step] = weight
+    return w
 
 
 def _ids(names: Sequence[str], known: dict[str, int]) -> np.ndarray:

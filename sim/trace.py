@@ -59,6 +59,12 @@ FIELDS: tuple[Field, ...] = (
     Field("flops", "int64", "FLOP", SUM),
     Field("mops_bytes", "int64", "bytes read and written at the op boundary", SUM),
     Field("compute_start_s", "float64", "s, when the compute units began the op", NONE),
+    Field("prefetch_s", "float64", "s, its weights in flight before the op began (prefetch)",
+          SUM),
+    Field("hit_bytes", "int64", "bytes read that the cache at each level served", SUM,
+          per_level=True),
+    Field("lookup_bytes", "int64", "bytes read through the cache at each level (hits and "
+          "misses)", SUM, per_level=True),
 )
 FIELD = {f.name: f for f in FIELDS}
 # What every record implies, computed from its fields (derive) and summed like them
@@ -89,6 +95,9 @@ class OpRecord(NamedTuple):
     flops: int
     mops_bytes: int  # bytes read and written at the op boundary (the paper's MOPs)
     compute_start_s: float  # when the compute units began this op (after dispatch and waits)
+    prefetch_s: float  # how long before start_s its weights were requested (0: not prefetched)
+    hit_bytes: tuple[int, ...]  # bytes of its reads the cache at each level served
+    lookup_bytes: tuple[int, ...]  # bytes of its reads that looked up each level's cache
 
     @property
     def elapsed_s(self) -> float:
@@ -102,7 +111,7 @@ class Records:
     would scan them all; a flat list of numbers and str is one object to scan.
 
     >>> r = OpRecord(0, "prefill", "wte", "embed", "vector", -1, 0.0, 2.0, 0.5, 1.0, 0.0,
-    ...              (0.25, 0.25), (64, 32), 0, 96, 0.5)
+    ...              (0.25, 0.25), (64, 32), 0, 96, 0.5, 0.0, (0, 0), (0, 0))
     >>> b = Records()
     >>> b.add(r); b.add(r._replace(start_s=2.0, end_s=3.0)); len(b)
     2
@@ -188,7 +197,7 @@ class Totals:
     streams and its trace read back in chunks of any size give the same totals.
 
     >>> r = OpRecord(1, "decode", "h0.mlp", "mlp", "matmul", 0, 0.0, 1.0, 0.25, 0.5, 0.0,
-    ...              (0.25,), (10,), 8, 4, 0.25)
+    ...              (0.25,), (10,), 8, 4, 0.25, 0.0, (0,), (0,))
     >>> recs = [r, r._replace(start_s=1.0, end_s=2.0), r._replace(step=2, end_s=4.0)]
     >>> t = Totals(n_levels=1)
     >>> t.add(np.array([1, 1, 2]), columns(recs))
@@ -223,9 +232,12 @@ class Totals:
         self.sums = list(self._sums)  # the summed totals, "n" first
         self.names = [*self.sums, *self._at]  # every total
 
-    def add(self, keys: np.ndarray, cols: Mapping[str, Any]) -> None:
+    def add(self, keys: np.ndarray, cols: Mapping[str, Any],
+            weights: np.ndarray | None = None) -> None:
         """Add records: `keys[j]` is record j's key, `cols` its columns (sim.trace.columns, or
-        columns read from a trace). Every column the totals reduce must be there."""
+        columns read from a trace). Every column the totals reduce must be there.
+        `weights[j]` (whole numbers): how many executions record j stands for, in `n` and in
+        every sum (a sampled decode step for the steps around it); default 1."""
         keys = np.asarray(keys, dtype=np.int64)
         n = len(keys)
         if n == 0:
@@ -243,10 +255,16 @@ class Totals:
         if "wait_s" not in cols:
             cols = derive(dict(cols))
         sums = self._sums
-        sums["n"][:k] += np.bincount(rows, minlength=k)
+        if weights is None:
+            sums["n"][:k] += np.bincount(rows, minlength=k)
+        else:
+            w = np.asarray(weights, dtype=np.int64)
+            sums["n"][:k] += np.bincount(rows, weights=w, minlength=k).astype(np.int64)
         add_at = np.add.at
         for name in self.sums[1:]:
             total, v = sums[name], np.asarray(cols[name])
+            if weights is not None:
+                v = v * (w[:, None] if v.ndim == 2 else w)
             if total.ndim == 2:
                 for j in range(total.shape[1]):
                     add_at(total[:, j], rows, v[:, j])

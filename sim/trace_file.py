@@ -1,4 +1,4 @@
-"""HDF5 trace files (schema 1): the flat OpRecords of a run, streamed to disk, and read back.
+"""HDF5 trace files (schema 2): the flat OpRecords of a run, streamed to disk, and read back.
 
 Layout (every table is columnar: one 1-D dataset per column, or 2-D (rows, levels) for the
 per-level columns; chunked, gzip with shuffle, fletcher32 checksums; `units` attribute on each).
@@ -7,17 +7,19 @@ sim.trace.FIELDS; /steps holds what sim.trace.Totals makes of each step's record
 
     /                attrs: format="memwall-trace", schema_version, memwall_version,
                      command_line, created (ISO 8601, UTC), hierarchy, runtime, workload,
-                     summary, provenance (JSON: what produced the run, as in the summary)
+                     summary, provenance (JSON: what produced the run, as in the summary),
+                     sample (JSON: the decode steps a sampled run ran and their weights,
+                     sim/sampling.py; null when every step ran)
     /lookup/         op_types, kinds, phases: names stored once, referred to by index
     /levels/         name, capacity_bytes, bandwidth_bytes_per_s, efficiency, latency_s,
                      sustained_bytes_per_s (innermost first)
     /ops/            the static op table: name, op_type, kind (indices into /lookup), layer
     /records/        one row per op execution: step, op (index into /ops), phase, start_s,
                      end_s, dispatch_s, compute_s, interconnect_s, stall_s (n, levels),
-                     bytes (n, levels), flops, mops_bytes, compute_start_s
+                     bytes (n, levels), flops, mops_bytes, compute_start_s, prefetch_s,
+                     hit_bytes (n, levels), lookup_bytes (n, levels)
     /steps/          one row per step (token): step, phase, first (row in /records), n_ops,
-                     start_s, end_s, compute_s, dispatch_s, interconnect_s, stall_s, bytes,
-                     flops, mops_bytes
+                     start_s, end_s and the record sums (dispatch_s, compute_s, ...)
 
 The file is written under a hidden temporary name and put in place only when complete
 (sim/outfile.py); a run that raises removes it.
@@ -35,6 +37,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from . import sampling
 from .hierarchy import Hierarchy
 from .hierarchy_file import hierarchy_to_dict
 from .outfile import Staged, memwall_version
@@ -44,7 +47,7 @@ from .summary import Summary
 from .trace import FIELD, FIELDS, FIRST, LAST, SUM, WIDTH, OpRecord, Records, Totals
 
 FORMAT = "memwall-trace"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: prefetch_s, hit_bytes, lookup_bytes
 CHUNK_ROWS = 65536  # records buffered in memory and written per HDF5 chunk
 BLOCK_ROWS = 4096  # records buffered (sim.trace.Records) before they become columns
 _FILTERS: dict[str, Any] = {"compression": "gzip", "compression_opts": 4, "shuffle": True,
@@ -83,10 +86,12 @@ class TraceWriter:
 
     def __init__(self, path: str | os.PathLike[str], hier: Hierarchy,
                  command_line: Sequence[str] = (), provenance: dict[str, Any] | None = None,
-                 chunk_rows: int = CHUNK_ROWS, runtime: Runtime | None = None) -> None:
+                 chunk_rows: int = CHUNK_ROWS, runtime: Runtime | None = None,
+                 sample: sampling.Plan | None = None) -> None:
         self.path = Path(path)
         self.hier = hier
         self.runtime = runtime
+        self.sample = sample
         self.command_line = list(command_line)
         self.provenance = provenance or {}
         self.chunk_rows = chunk_rows
@@ -201,6 +206,7 @@ class TraceWriter:
             "workload": json.dumps(run_meta(summary, self.hier)),
             "summary": json.dumps(summary),
             "provenance": json.dumps(self.provenance),
+            "sample": json.dumps(None if self.sample is None else sampling.to_dict(self.sample)),
             "runtime": json.dumps(runtime_to_dict(self.runtime) if self.runtime else None),
             "n_records": self.n,
         })

@@ -23,6 +23,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from . import sampling
 from .errors import MemwallError
 from .hierarchy import Compute, Hierarchy, Interconnect, Level, Placement
 from .runtime import Runtime
@@ -46,6 +47,7 @@ class Trace:
     attrs: dict[str, Any]  # schema_version, memwall_version, command_line (list), created
     hierarchy: Hierarchy  # rebuilt from the stored dict
     runtime: Runtime | None  # the software stack it ran (None in traces from before runtimes)
+    sample: sampling.Plan | None  # the decode steps a sampled run ran (None: every step)
     meta: dict[str, Any]  # the run's inputs: workload, batch, lengths, precision, tp, ...
     summary: dict[str, Any]  # the JSON summary the run printed
     level_names: list[str]  # innermost first
@@ -216,6 +218,7 @@ def read_trace(path: str | os.PathLike[str], tokens: Tokens = None,
                    "created": str(a["created"]), "phases": lookups["lookup/phases"]},
             hierarchy=hierarchy_from_dict(hier_dict),
             runtime=_runtime(a),
+            sample=_sample(a),
             meta=json.loads(a["workload"]),
             summary=json.loads(a["summary"]),
             level_names=[lv["name"] for lv in hier_dict["levels"]],
@@ -236,6 +239,12 @@ def iter_records(trace: Trace, rows: tuple[int, int] | None = None,
 
 _COMPUTE_FIELDS = {f.name for f in dataclasses.fields(Compute)}  # a schema-1 hierarchy also
 #                                  stored software figures, now the runtime's
+
+
+def _sample(attrs: Any) -> sampling.Plan | None:
+    text = attrs.get("sample")
+    d = json.loads(text) if text is not None else None
+    return sampling.from_dict(d) if d else None
 
 
 def _runtime(attrs: Any) -> Runtime | None:

@@ -65,7 +65,7 @@ def test_a_tensor_placed_after_the_footprint_routes_to_its_level() -> None:
     mem.place("pool", 1, 1000)
     assert mem.free[1] == free - 1000
     t = Tensor("pool", "kv_cache", (1,), "fp32", 5000)  # larger than its home: the same level
-    assert mem.route_reads(mem.plan_reads([t])) == {1: 5000}
+    assert mem.route_reads(mem.plan_reads([t]), [0] * (2 * len(hier.levels))) == {1: 5000}
     assert mem.route_writes(mem.plan_writes([t])) == {1: 5000}
     with pytest.raises(MemwallError, match="has .* free"):
         mem.place("big", 1, free)

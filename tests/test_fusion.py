@@ -177,17 +177,19 @@ def test_cli_fusion_flag_overrides_the_file(capsys):
 
 def test_report_names_the_kernel_granularity(capsys):
     assert cli.main(["--workload", "gpt2", "--hier", "a100_80gb.yaml", "--prompt-len", "8",
-                     "--gen-len", "2"]) == 0
+                     "--gen-len", "2", "--runtime", "eager"]) == 0
     assert "one kernel per op" in capsys.readouterr().out.splitlines()[0]
 
 
-def test_bundled_design_files_fuse_and_calibrated_gpu_files_do_not():
+def test_bundled_runtimes_fuse_except_eager_pytorch_and_ggml():
     fusion = {n: as_runtime(None, load_hierarchy(n, search_dirs=[HIER_DIR])).fusion
               for n in ("hbm_accel", "hbm_accel_big_l2", "hbm_accel_tiered", "a100_80gb",
                         "h100_sxm", "h200", "xeon_gold_6242")}
     assert fusion == {"hbm_accel": "fused", "hbm_accel_big_l2": "fused",
-                      "hbm_accel_tiered": "fused", "a100_80gb": "none", "h100_sxm": "none",
-                      "h200": "none", "xeon_gold_6242": "none"}
+                      "hbm_accel_tiered": "fused", "a100_80gb": "fused", "h100_sxm": "fused",
+                      "h200": "fused", "xeon_gold_6242": "none"}
+    assert as_runtime("eager", load_hierarchy("a100_80gb", search_dirs=[HIER_DIR])).fusion \
+        == "none"
 
 
 def test_errors_are_memwall_errors():

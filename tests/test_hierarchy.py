@@ -23,7 +23,8 @@ from sim.hierarchy_file import (
 from sim.units import UNITS
 
 BUNDLED = [
-    "hbm_accel", "a100_80gb", "h100_sxm", "h200", "mi300x", "xeon_gold_6242",
+    "hbm_accel", "a100_80gb", "h100_sxm", "h200", "b200", "mi300x", "xeon_gold_6242",
+    "xeon_platinum_8480",
     "hbm_accel_big_l2", "hbm_accel_tiered", "sram_only",
 ]
 GPT2_BF16_BYTES = 124_439_808 * 2

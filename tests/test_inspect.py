@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from runs import HIER_DIR, simulate_spec
 
@@ -109,3 +110,71 @@ def test_inspection_does_not_depend_on_how_the_trace_is_read(traced, monkeypatch
     monkeypatch.setattr(sim.inspection, "READ_ROWS", 13)
     assert inspect_trace(str(path), sel) == whole
     assert sum(r["n_ops"] for r in whole["by_token"]) == whole["summary"]["n_ops"]
+
+
+SELECTIONS = [Selection(tokens=(2, 4), layer=3), Selection(kind="vector"),
+              Selection(tokens=(1, None), kind="matmul"), Selection(layer=-1),
+              Selection(tokens=(2, 4)), Selection(tokens=(0, 2))]
+
+
+@pytest.mark.parametrize("sel", SELECTIONS, ids=lambda s: s.describe())
+def test_a_selection_reports_its_own_ops_and_its_shares_sum_to_100(traced, sel):
+    """Every figure of a selection is a sum over the selected records (read back by hand
+    here); compute and the stalls add up to its time; per-token figures only for whole
+    steps, the prefill only when step 0 is selected."""
+    path, _ = traced
+    res = inspect_trace(str(path), sel)
+    s, chosen = res["summary"], res["selection"]
+    t = read_trace(path, tokens=sel.tokens)
+    r, ops = t.records, t.ops
+    keep = np.ones(len(r["op"]), bool)
+    if sel.layer is not None:
+        keep &= ops["layer"][r["op"]] == sel.layer
+    if sel.kind is not None:
+        keep &= ops["kind"][r["op"]] == sel.kind
+    elapsed = (r["end_s"] - r["start_s"])[keep]
+    assert s["n_ops"] == chosen["n_ops"] == keep.sum()
+    assert chosen["of_ops"] == len(read_trace(path).records["op"])
+    assert s["total_s"] == pytest.approx(elapsed.sum(), rel=1e-12) == chosen["time_s"]
+    assert s["compute_s"] == pytest.approx(r["compute_s"][keep].sum(), rel=1e-12)
+    parts = s["compute_s"] + sum(s["stall_s"].values())
+    assert parts == pytest.approx(s["total_s"], rel=1e-9)  # the shares sum to 100%
+    names = t.level_names
+    for i, n in enumerate(names):
+        assert s["bytes_by_level"][n] == r["bytes"][keep, i].sum()
+        assert s["stall_s"][n] == pytest.approx(r["stall_s"][keep, i].sum(), abs=1e-15)
+    l2 = names.index("l2")
+    assert s["cache_lookup_bytes"]["l2"] == r["lookup_bytes"][keep, l2].sum()
+    whole = sel.layer is None and sel.kind is None
+    assert chosen["whole_steps"] is whole
+    steps = sorted(set(r["step"][keep].tolist()))
+    assert chosen["steps"] == [steps[0], steps[-1]] and chosen["n_steps"] == len(steps)
+    if whole:
+        decode = [e - b for k, b, e in zip(t.steps["step"], t.steps["start_s"],
+                                           t.steps["end_s"], strict=True) if k > 0]
+        assert s["decode_s_per_token"] == pytest.approx(sum(decode) / len(decode))
+        assert s["bound_s"] <= s["total_s"]
+    else:
+        assert s["decode_s_per_token"] is s["tokens_per_s"] is s["bound_s"] is None
+    if whole and 0 in steps:
+        assert s["prefill_s"] == pytest.approx(t.steps["end_s"][0] - t.steps["start_s"][0])
+    else:
+        assert s["prefill_s"] is s["ttft_s"] is None
+
+
+def test_the_report_of_a_selection_says_what_it_is_and_shows_no_per_token_figure(
+        traced, capsys):
+    path, _ = traced
+    assert cli.main(["inspect", str(path), "--tokens", "2:4", "--layer", "3"]) == 0
+    out = capsys.readouterr().out
+    head = out.splitlines()[0]
+    assert head.startswith(f"trace {path}: selected tokens 2:4, layer 3: ")
+    assert "op executions (steps 2-3)" in head
+    assert "prefill" not in out and "tokens/s" not in out and "per token" not in out
+    assert "no schedule beats" not in out and "achieved" not in out
+    shares = [float(line.split("%")[0].split()[-1]) for line in out.splitlines()
+              if line.startswith(("    compute ", "    stall "))]
+    assert sum(shares) == pytest.approx(100, abs=0.1 * len(shares))
+    assert cli.main(["inspect", str(path), "--tokens", "2:4"]) == 0
+    out = capsys.readouterr().out
+    assert "prefill" not in out and "decode (TPOT)" in out and "no schedule beats" in out

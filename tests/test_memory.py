@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from runs import HIER_DIR
-from toy import chain, toy_options
+from toy import KB, chain, toy_hierarchy, toy_options
 
 from sim import load_hierarchy, simulate, tensor_footprint
 from sim.errors import MemwallError
@@ -83,3 +83,35 @@ def test_weights_that_fit_only_without_the_activation_room_say_so():
     msg = str(e.value)
     assert "weights need 0.004 GB (4000000 bytes)" in msg
     assert "0.0015 GB kept for the first phase's activations" in msg and "\n" not in msg
+
+
+def test_route_reads_tallies_what_each_cache_served_and_what_looked_it_up():
+    # sram (LRU, 1 MB) in front of dram: w0 (400 kB) misses, then hits; the activation x0 is
+    # homed in sram itself, so it is neither a hit nor a lookup
+    G = chain(1)
+    hier = toy_hierarchy()
+    mem = Memory(hier, tensor_footprint(G), activation_pool_bytes(G))
+    mem.begin_phase(activation_pool_bytes(G))
+    plan = mem.plan_reads(G.nodes["op0"]["reads"])
+    first, second = [0] * 4, [0] * 4
+    assert mem.route_reads(plan, first) == {0: KB, 1: 400 * KB}
+    assert first == [0, 0, 400 * KB, 0]  # served by sram's cache, nothing; looked it up, all
+    assert mem.route_reads(plan, second) == {0: KB + 400 * KB}
+    assert second == [400 * KB, 0, 400 * KB, 0]
+
+
+def test_records_carry_the_cache_tally_and_the_prefetch_lead():
+    # three ops, weights fetched one op ahead: op1 and op2's weights were requested when the
+    # op before them began; op0's were not
+    G = chain(3)
+    hier = toy_hierarchy(sram_bytes=10**7)
+    records: list = []
+    simulate([G, chain(3, step=1)], hier, tensor_footprint(G), records.append,
+             toy_options(prefetch_depth=1))
+    first, again = records[:3], records[3:]
+    assert first[0].prefetch_s == 0.0
+    for before, r in zip(first, first[1:], strict=False):
+        assert r.prefetch_s == pytest.approx(r.start_s - before.start_s)
+    assert all(r.lookup_bytes == (400 * KB, 0) and r.hit_bytes == (0, 0) for r in first)
+    assert all(r.hit_bytes == (400 * KB, 0) for r in again)  # the second step hits in sram
+    assert all(r.bytes[1] == 0 for r in again)

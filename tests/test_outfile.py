@@ -163,8 +163,10 @@ def test_figure_functions_never_change_the_global_backend(tmp_path: Path) -> Non
     try:
         data = paper.load_fig1()
         figs = [paper.plot_fig1(data, paper.fig1(data)),
-                parity_figure({"engine": "des", "mape": 0.1, "mape_by_hierarchy": {"h": 0.1},
-                               "points": [{"hier": "h", "predicted": 1.0, "measured": 1.1}]}),
+                parity_figure({"engine": "des", "mape_in_sample": {"overall": 10.0, "h": 10.0},
+                               "mape_leave_one_source_out": {"overall": 10.0, "h": 10.0},
+                               "points": [{"hier": "h", "predicted_loso": 1.0, "measured": 1.1,
+                                           "role": "validation"}]}),
                 sweep_figure([], {})]
         for i, fig in enumerate(figs):
             write_figure(fig, tmp_path / f"{i}.png")

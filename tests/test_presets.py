@@ -21,7 +21,8 @@ from workloads import (
 NAMES = ("gpt2 gpt2-medium gpt2-large gpt2-xl bert-base bert-large gpt3-125m gpt3-350m "
          "gpt3-760m gpt3-1.3b gpt3-2.7b gpt3-6.7b gpt3-13b gpt3-175b gpt-j-6b llama2-7b "
          "llama2-13b llama2-70b llama3-8b llama3-70b mistral-7b llama3.1-8b llama3.1-70b "
-         "llama3.1-405b qwen2.5-7b qwen2.5-72b gemma2-9b phi3-mini falcon-7b gpt-neox-20b "
+         "llama3.1-405b qwen2.5-7b qwen2.5-72b gemma2-9b phi3-mini falcon-7b falcon-180b "
+         "gpt-neox-20b "
          "mixtral-8x7b mixtral-8x22b qwen1.5-moe-a2.7b deepseek-v2-lite deepseek-v3").split()
 
 PUBLISHED = {
@@ -50,6 +51,7 @@ PUBLISHED = {
     # tiiuae/falcon-7b: the Hub's 7,217,189,760 counts the tied LM head, which the
     # checkpoint stores, a second time (see test_falcon_hub_count); TII: "7B parameters"
     "falcon-7b": 6_921_720_704,
+    "falcon-180b": 178_557_088_768,  # tiiuae/falcon-180B: the Hub's 179,522,565,120 likewise
     "gpt-neox-20b": 20_554_567_680,  # EleutherAI/gpt-neox-20b model card, n_parameters
     "mixtral-8x7b": 46_702_792_704,  # mistralai/Mixtral-8x7B-v0.1
     "mixtral-8x22b": 140_620_634_112,  # mistralai/Mixtral-8x22B-v0.1 (vocab 32000)
@@ -93,6 +95,8 @@ def test_published_active_parameters(name: str) -> None:
 def test_falcon_hub_count() -> None:
     m = PRESETS["falcon-7b"]
     assert m.tied_embeddings and m.n_params + m.vocab * m.d_model == 7_217_189_760
+    m = PRESETS["falcon-180b"]
+    assert m.tied_embeddings and m.n_params + m.vocab * m.d_model == 179_522_565_120
 
 
 def test_dense_presets_have_no_inactive_parameters() -> None:

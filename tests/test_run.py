@@ -96,6 +96,62 @@ def test_big_l2_keeps_gpt2_weights_resident_across_tokens():
     assert big10["bound_by"] == "dispatch"
 
 
+def test_cache_hit_rates_per_level():
+    """Bytes each cache served against the bytes read through it: an LRU L2 of 50 MiB never
+    holds gpt2's 249 MB of weights across a step; a 512 MiB one serves every pass after the
+    first, and HBM then moves only what the L2 missed plus the KV cache written."""
+    base = sim_gpt2("hbm_accel.yaml")
+    big = sim_gpt2("hbm_accel_big_l2.yaml")
+    ana = sim_gpt2("hbm_accel_big_l2.yaml", engine="analytic")
+    for s in (base, big):
+        assert set(s["cache_hit_rate"]) == set(s["cache_lookup_bytes"]) == {"l2"}
+    assert base["cache_hit_bytes"]["l2"] == 0 and base["cache_hit_rate"]["l2"] == 0.0
+    looked, hit = big["cache_lookup_bytes"]["l2"], big["cache_hit_bytes"]["l2"]
+    assert looked == base["cache_lookup_bytes"]["l2"]  # the same reads, whatever the cache
+    assert big["cache_hit_rate"]["l2"] == hit / looked
+    assert 7 / 8 * 0.95 < hit / looked < 7 / 8  # 8 passes over the weights, all but one hit
+    missed = looked - hit
+    assert missed <= big["bytes_by_level"]["hbm"] < missed + 2 * 24 * 12 * 2 * 768 * 2
+    assert (ana["cache_lookup_bytes"], ana["cache_hit_bytes"]) == (
+        big["cache_lookup_bytes"], big["cache_hit_bytes"])
+
+
+def test_throughput_per_sequence_and_for_the_batch_and_the_names_users_use():
+    s = sim_gpt2("hbm_accel.yaml", batch=4)
+    assert s["ttft_s"] == s["prefill_s"] and s["tpot_s"] == s["decode_s_per_token"]
+    assert s["tokens_per_s"] == pytest.approx(1 / s["decode_s_per_token"])
+    assert s["throughput_tokens_per_s"] == pytest.approx(4 * s["tokens_per_s"])
+    enc = sim_gpt2("hbm_accel.yaml", workload="bert-base", gen_len=0)
+    assert enc["ttft_s"] is enc["tpot_s"] is enc["throughput_tokens_per_s"] is None
+
+
+def test_ops_writes_the_per_op_type_table_without_a_trace(tmp_path, capsys):
+    import csv
+    import doctest
+
+    import sim.op_table
+
+    assert doctest.testmod(sim.op_table).failed == 0
+    out = tmp_path / "ops.csv"
+    s = summary(capsys, "--workload", "gpt2", "--hier", "hbm_accel.yaml", *SHORT,
+                "--ops", str(out))
+    rows = list(csv.DictReader(out.open()))
+    assert [p.name for p in tmp_path.iterdir()] == ["ops.csv"]
+    assert {r["op_type"]: int(r["calls"]) for r in rows} == {
+        k: v["calls"] for k, v in s["by_op_type"].items()}
+    assert sum(int(r["calls"]) for r in rows) == s["n_ops"]
+    for r in rows:
+        want = s["by_op_type"][r["op_type"]]
+        assert float(r["elapsed_s"]) == pytest.approx(want["elapsed_s"], rel=1e-12)
+        assert float(r["wait_s"]) == pytest.approx(want["stall_s"], rel=1e-9)
+    for level, b in s["bytes_by_level"].items():
+        assert sum(int(r[f"bytes.{level}"]) for r in rows) == b
+    assert sum(int(r["lookup_bytes.l2"]) for r in rows) == s["cache_lookup_bytes"]["l2"]
+    assert sum(float(r["share"]) for r in rows) == pytest.approx(1.0)
+    elapsed = [float(r["elapsed_s"]) for r in rows]
+    assert elapsed == sorted(elapsed, reverse=True)
+
+
 @pytest.mark.parametrize("wide,narrow", [("fp32", "bf16"), ("bf16", "int8"), ("int8", "int4")])
 def test_lower_precision_is_never_slower(wide, narrow):
     def t(dtype: str) -> float:

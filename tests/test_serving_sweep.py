@@ -18,7 +18,7 @@ base: gh200.yaml
 engine: analytic
 workloads:
   - {workload: gpt2}
-serve: {requests: 16, prompt_len: 32, gen_len: 8, slo_ttft: 0.003, slo_tpot: 0.01}
+serve: {requests: 16, prompt_len: 32, gen_len: 8, slo_ttft: 0.00065, slo_tpot: 0.001}
 grid:
   rate: [10, 100, 100000]
 zip:
@@ -42,7 +42,7 @@ def test_points_are_serving_runs_of_each_design(tmp_path: Path) -> None:
     assert spec.preempt == "swap" and spec.source["rate"] == 100.0
     assert spec.run.hierarchy.placement.kv_cache == ("hbm", "lpddr")
     assert by[("100", "recompute")].run.hierarchy.placement.kv_cache == ("hbm",)
-    assert spec.slos == (0.003, 0.01) and len(spec.arrivals) == 16
+    assert spec.slos == (0.00065, 0.001) and len(spec.arrivals) == 16
     assert points[0].run["prompt_len"] == "32" and points[0].run["batch"] is None
 
 
@@ -85,8 +85,8 @@ def test_the_verdict_on_rows() -> None:
     (SWEEP.replace("serve: {", "nope: {"), "sweep.yaml:5: nope: unknown key"),
     (SWEEP.replace("serve: {requests: 16, ", "serve: {requests: 16, warmup: 1, "),
      "sweep.yaml:5: serve.warmup: unknown key"),
-    (SWEEP.replace("serve: {requests: 16, prompt_len: 32, gen_len: 8, slo_ttft: 0.003, "
-                   "slo_tpot: 0.01}\n", ""),
+    (SWEEP.replace("serve: {requests: 16, prompt_len: 32, gen_len: 8, slo_ttft: 0.00065, "
+                   "slo_tpot: 0.001}\n", ""),
      "sweep.yaml:6: rate: a serving setting; expected a serve: section"),
     (SWEEP.replace("- {workload: gpt2}", "- {workload: gpt2, prompt_len: 64}"),
      "sweep.yaml:4: prompt_len: set in a workload of a serving sweep"),

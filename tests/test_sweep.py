@@ -17,8 +17,9 @@ import pytest
 
 from memwall import cli, sweeps
 from memwall.sweep_file import SweepError, parse_sweep
-from memwall.sweep_results import pareto, read_point, write_point
+from memwall.sweep_results import groups, pareto, read_point, verdict, write_point
 from sim import MemwallError
+from sim.units import format_quantity
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -159,9 +160,60 @@ def test_pareto_front_per_workload() -> None:
     assert pareto(rows, {"a": ["1 MiB", "2 MiB", "4 MiB", "8 MiB"]}) == {0, 1, 3}
 
 
+def _row(t: float, tput: float | None = None, **swept: object) -> dict[str, object]:
+    return {"workload": "w", "batch": 1, "prompt_len": 1, "gen_len": 2, "weight_dtype": "bf16",
+            "act_dtype": "bf16", "kv_dtype": "bf16", "tp": 1, "runtime": "compiled",
+            "routing": None, "seed": None, "status": "ok", "decode_s_per_token": t,
+            "throughput_tokens_per_s": tput, **swept}
+
+
+def test_a_higher_latency_is_a_cheaper_design() -> None:
+    """Equally fast, the slower L2 costs less and wins; faster with a quicker L2, both are
+    on the front. Bandwidth the other way: more costs more."""
+    lat = {"memory.l2.latency": ["258 cycles", "300 cycles"]}
+    same = [_row(1.0, **{"memory.l2.latency": v}) for v in lat["memory.l2.latency"]]
+    assert pareto(same, lat) == {1}
+    faster = [_row(0.9, **{"memory.l2.latency": "258 cycles"}),
+              _row(1.0, **{"memory.l2.latency": "300 cycles"})]
+    assert pareto(faster, lat) == {0, 1}
+    bw = {"memory.hbm.bandwidth": ["3 TB/s", "4 TB/s"]}
+    assert pareto([_row(1.0, **{"memory.hbm.bandwidth": v}) for v in bw[
+        "memory.hbm.bandwidth"]], bw) == {0}
+
+
+def test_a_swept_batch_trades_time_per_token_for_throughput() -> None:
+    axes = {"batch": ["1", "4", "8"]}
+    rows = [_row(1.0, 1.0, batch=1), _row(1.5, 4 / 1.5, batch=4), _row(3.0, 8 / 3.0, batch=8)]
+    assert pareto(rows, axes) == {0, 1}  # batch 8: slower than 4 for no more tokens/s
+    assert groups(rows, axes) == ["w"] * 3  # one workload, three designs
+    assert groups(rows, {}) == ["w b1", "w b4", "w b8"]  # entries of their own: three
+
+
+def test_the_whole_front_is_printed_or_how_many_more() -> None:
+    axes = {"memory.hbm.bandwidth": [f"{i} TB/s" for i in range(1, 26)]}
+    rows = [_row(1.0 / i, **{"memory.hbm.bandwidth": f"{i} TB/s"}) for i in range(1, 26)]
+    text = verdict(rows, axes)
+    assert "front: 25 of 25 designs" in text
+    assert text.count("    front  ") == 20 and "and 5 more on the front" in text
+    assert "memory.hbm.bandwidth (more costs more)" in text
+    assert "front  " + format_quantity(1 / 25, "time") in text
+    small = verdict(rows[:5], {"memory.hbm.bandwidth": axes["memory.hbm.bandwidth"][:5]})
+    assert small.count("    front  ") == 5 and "more on the front" not in small
+
+
+def test_a_sweep_whose_every_point_fails_exits_1_and_says_why(tmp_path: Path, capsys) -> None:
+    path = _write(tmp_path, TINY.replace("  - {workload: gpt2, prompt_len: 4, gen_len: 2}\n", ""))
+    out = tmp_path / "out"
+    assert cli.main(["sweep", str(path), "--out", str(out), "--workers", "1"]) == 1
+    o, err = capsys.readouterr()
+    assert "every design failed" in o and "no plot" in o
+    assert "memwall: error: 2 of 2 points failed: 2 x hbm_accel: weights need" in err
+    assert "warning" not in err and not (out / "sweep.png").exists()
+
+
 def test_progress_is_a_plain_line_off_a_terminal() -> None:
     stream = io.StringIO()
-    progress = sweeps.Progress(2, stream)
+    progress = sweeps.Progress(2, stream=stream)
     progress(True)
     progress(False)
     assert stream.getvalue().splitlines()[-1].startswith("sweep: 2/2 points, 1 failed")
@@ -174,7 +226,12 @@ def test_embedded_cluster_resume_and_failure_isolation(tmp_path: Path,
                                                        capsys: pytest.CaptureFixture) -> None:
     path, out = _write(tmp_path, TINY), tmp_path / "out"
     argv = [str(path), "--out", str(out), "--workers", "2"]
-    assert cli.main(["sweep", *argv]) == 0
+    assert cli.main(["sweep", *argv]) == 1  # two points failed: said, and the status is 1
+    said = capsys.readouterr()
+    assert said.err.splitlines()[-1].startswith(
+        "memwall: error: 2 of 4 points failed: 2 x hbm_accel: weights need")
+    assert "best designs" in said.out and "(4 run now, 0 before; 2 failed)" in said.out
+    assert "sweep:" not in said.err  # no progress off a terminal
     rows = _rows(out)
     assert len(rows) == 4 and len({r["key"] for r in rows}) == 4
     columns = list(rows[0])
@@ -185,7 +242,8 @@ def test_embedded_cluster_resume_and_failure_isolation(tmp_path: Path,
     for c in ("decode_s_per_token", "total_s", "stall_s.hbm", "stall_s.dispatch",
               "bytes_by_level.l2", "busy_s.compute", "verdict"):
         assert c in columns
-    assert columns[-3:] == ["status", "error", "key"]
+    assert columns[-4:] == ["pareto", "status", "error", "key"]
+    assert [r["pareto"] for r in rows] == ["True", "True", "", ""]  # gpt2 faster with more L2
     assert [r["memory.l2.capacity"] for r in rows] == ["50 MiB", "256 MiB"] * 2
     ok = [r for r in rows if r["workload"] == "gpt2"]
     bad = [r for r in rows if r["workload"] == "llama2-70b"]
@@ -193,7 +251,6 @@ def test_embedded_cluster_resume_and_failure_isolation(tmp_path: Path,
     assert {r["status"] for r in bad} == {"error"} and all(r["total_s"] == "" for r in bad)
     assert all("weights need" in r["error"] and "\n" not in r["error"] for r in bad)
     assert (out / "sweep.png").stat().st_size > 1000
-    assert "best designs" in capsys.readouterr().out
 
     # a crash: two point files and the table lost; a rerun redoes just those two
     points = {p.name: p.stat().st_mtime_ns for p in (out / "points").iterdir()}
@@ -202,8 +259,9 @@ def test_embedded_cluster_resume_and_failure_isolation(tmp_path: Path,
         (out / "points" / f"{key}.json").unlink()
     (out / "results.csv").unlink()
     time.sleep(0.01)
-    assert cli.main(["sweep", *argv]) == 0
-    assert "4 points, 2 to run, 2 already done" in capsys.readouterr().err
+    assert cli.main(["sweep", *argv]) == 1
+    assert (f"4 of 4 points in {out / 'results.csv'} (2 run now, 2 before; 2 failed), plot "
+            f"{out / 'sweep.png'}") in capsys.readouterr().out
     again = _rows(out)
     assert [r["key"] for r in again] == [r["key"] for r in rows]
     after = {p.name: p.stat().st_mtime_ns for p in (out / "points").iterdir()}
@@ -256,10 +314,10 @@ def dask_cluster() -> Iterator[str]:
 def test_existing_cluster_at_scheduler(tmp_path: Path, dask_cluster: str) -> None:
     path, out = _write(tmp_path, TINY), tmp_path / "out"
     argv = ["sweep", str(path), "--out", str(out), "--scheduler", dask_cluster]
-    assert cli.main(argv) == 0
+    assert cli.main(argv) == 1  # llama2-70b fits no design
     rows = _rows(out)
     assert [r["status"] for r in rows] == ["ok", "ok", "error", "error"]
-    assert cli.main(argv) == 0
+    assert cli.main(argv) == 1
     assert len(_rows(out)) == 4 and len(list((out / "points").iterdir())) == 4
 
 
@@ -332,3 +390,39 @@ def test_bad_swept_settings_fail_fast_with_their_line(tmp_path: Path, axis: str,
     with pytest.raises(SweepError) as e:
         sweeps.resolve(sweeps.read_sweep(path))
     assert str(e.value).startswith(str(tmp_path / message)), str(e.value)
+
+
+def test_workload_settings_swept_end_to_end(tmp_path: Path, capsys) -> None:
+    """batch, prompt_len and weight_dtype as grid axes, run: each point runs its settings; a
+    swept prompt_len parts workloads, a swept batch or dtype is a design of one workload."""
+    path = _write(tmp_path, """\
+base: hbm_accel.yaml
+engine: analytic
+workloads:
+  - {workload: gpt2, gen_len: 3}
+grid:
+  batch: [1, 4]
+  prompt_len: [4, 8]
+  weight_dtype: [bf16, int8]
+""")
+    out = tmp_path / "out"
+    assert cli.main(["sweep", str(path), "--out", str(out), "--workers", "1"]) == 0
+    rows = _rows(out)
+    assert len(rows) == 8 and {r["status"] for r in rows} == {"ok"}
+    got = {(r["batch"], r["prompt_len"], r["weight_dtype"]) for r in rows}
+    assert got == {(b, p, w) for b in ("1", "4") for p in ("4", "8") for w in ("bf16", "int8")}
+    for r in rows:
+        point = read_point(out, r["key"])["summary"]
+        assert (point["batch"], point["prompt_len"], point["precision"]["weights"]) == (
+            int(r["batch"]), int(r["prompt_len"]), r["weight_dtype"])
+        assert float(r["throughput_tokens_per_s"]) == pytest.approx(
+            int(r["batch"]) * float(r["tokens_per_s"]))
+    hbm = {(r["batch"], r["prompt_len"], r["weight_dtype"]): int(r["bytes_by_level.hbm"])
+           for r in rows}
+    assert hbm[("1", "4", "int8")] < hbm[("1", "4", "bf16")]
+    text = capsys.readouterr().out
+    assert "  gpt2 p4: fastest" in text and "  gpt2 p8: fastest" in text
+    assert text.count("front: 2 of 4 designs") == 2  # int8 is faster; batch 4 has more tokens/s
+    fronts = [line for line in text.splitlines() if line.startswith("    front  ")]
+    assert len(fronts) == 4 and all("weight_dtype=int8" in line for line in fronts)
+    assert sum("batch=4" in line for line in fronts) == 2

@@ -45,7 +45,8 @@ def test_schema_and_oprecord_agree():
     assert {f.name for f in FIELDS if f.table == "ops"} == {"op_type", "kind", "layer"}
     assert [f.name for f in DERIVED] == ["elapsed_s", "wait_s"]
     assert set(SUMMED) == {"dispatch_s", "compute_s", "interconnect_s", "stall_s", "bytes",
-                           "flops", "mops_bytes", "elapsed_s", "wait_s"}
+                           "flops", "mops_bytes", "prefetch_s", "hit_bytes", "lookup_bytes",
+                           "elapsed_s", "wait_s"}
 
 
 def test_docstring_examples_run():
@@ -56,7 +57,8 @@ def record(step: int = 1, op: str = "h0.mlp", start: float = 0.0, end: float = 1
            compute: float = 0.5, stall: tuple[float, ...] = (0.25, 0.25),
            nbytes: tuple[int, ...] = (10, 20), layer: int = 0) -> OpRecord:
     return OpRecord(step, "decode", op, "mlp", "matmul", layer, start, end, 0.125, compute, 0.0,
-                    stall, nbytes, 1000, 300, start + 0.125)
+                    stall, nbytes, 1000, 300, start + 0.125, 0.0, (0,) * len(nbytes),
+                    (0,) * len(nbytes))
 
 
 def test_records_buffer_flat_and_give_columns_in_the_schema():

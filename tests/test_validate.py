@@ -75,8 +75,12 @@ def _result() -> dict:
             "measured": 0.010, "error": 0.1, "source": "s"},
            {"id": "b", "hier": "y.yaml", "metric": "decode_tokens_per_s", "unit": "tokens/s",
             "predicted": 90.0, "measured": 100.0, "error": -0.1, "source": "s"}]
-    return {"engine": "des", "points": pts, "mape": 0.1,
-            "mape_by_hierarchy": {"x.yaml": 0.1, "y.yaml": 0.1}}
+    for p in pts:
+        p.update(runtime="r", role="validation", predicted_loso=p["predicted"],
+                 error_loso=p["error"])
+    mapes = {"overall": 10.0, "x.yaml": 10.0, "y.yaml": 10.0, "r": 10.0}
+    return {"engine": "des", "points": pts, "calibration_rows": 0, "folds": False,
+            "mape_in_sample": mapes, "mape_leave_one_source_out": mapes}
 
 
 def test_parity_plot_is_a_non_blank_png(tmp_path: Path) -> None:
@@ -104,7 +108,8 @@ def test_validate_command_json(tmp_path: Path, capsys: pytest.CaptureFixture[str
     data = json.loads(capsys.readouterr().out)
     (p,) = data["points"]
     assert p["error"] == pytest.approx((p["predicted"] - p["measured"]) / p["measured"])
-    assert data["mape"] == pytest.approx(abs(p["error"])) and plot.stat().st_size > 1000
+    assert data["mape_in_sample"]["overall"] == pytest.approx(100 * abs(p["error"]))
+    assert plot.stat().st_size > 1000
 
 
 def _one_row(tmp_path: Path, **changes: str) -> Path:

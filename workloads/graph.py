@@ -29,7 +29,7 @@ steps (block.StepRule).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import networkx as nx
 
@@ -109,9 +109,11 @@ def final_phase(spec: RunSpec) -> nx.DiGraph:
     return build_phase(spec, spec.n_phases - 1)
 
 
-def phases(spec: RunSpec, fusion: str = "none") -> Iterator[nx.DiGraph]:
+def phases(spec: RunSpec, fusion: str = "none",
+           steps: Sequence[int] | None = None) -> Iterator[nx.DiGraph]:
     """Every phase in order, as the kernels that run it (`fusion`, see workloads/fusion.py):
-    phase 0, then decode steps 1 .. gen_len - 1.
+    phase 0, then decode steps 1 .. gen_len - 1 (or only the decode `steps` given, increasing:
+    a sampled run, sim/sampling.py).
 
     The decode steps are ONE template DiGraph updated in place: only the ops its builder
     declared (the graph's `per_step`: attention cores, routed experts; or the kernels that
@@ -125,18 +127,19 @@ def phases(spec: RunSpec, fusion: str = "none") -> Iterator[nx.DiGraph]:
     yield G if fusion == "none" else fuse(G)[0]
     if spec.n_phases == 1:
         return
-    G, update = decode_template(spec)
-    if fusion == "none":
-        yield G
-        for step in range(2, spec.n_phases):
-            update(step)
-            yield G
+    todo = list(range(1, spec.n_phases)) if steps is None else list(steps)
+    if todo != sorted(set(todo)) or todo and not 1 <= todo[0] <= todo[-1] < spec.n_phases:
+        raise WorkloadError(f"decode steps {todo[:4]}...: expected increasing steps from 1 to "
+                            f"{spec.n_phases - 1}")
+    if not todo:
         return
-    K, refresh = fuse(G)
-    yield K
-    for step in range(2, spec.n_phases):
-        update(step)
-        refresh()
+    G, update = decode_template(spec)
+    K, refresh = (G, None) if fusion == "none" else fuse(G)
+    for i, step in enumerate(todo):
+        if i or step != 1:  # the template is built at step 1
+            update(step)
+            if refresh is not None:
+                refresh()
         yield K
 
 

@@ -9,7 +9,8 @@ GPT-J, Llama 2, Llama 3, Mistral (v0.1, its 4096-position sliding window on ever
 and the Hugging Face configs of meta-llama/Llama-3.1-{8B,70B,405B}, Qwen/Qwen2.5-{7B,72B},
 mistralai/Mixtral-8x7B-v0.1 and Mixtral-8x22B-v0.1, deepseek-ai/DeepSeek-V2-Lite and
 DeepSeek-V3 (its fp8 checkpoint: quantization_config fp8, the embedding and LM head bf16),
-google/gemma-2-9b, microsoft/Phi-3-mini-4k-instruct (sliding window 2047), tiiuae/falcon-7b,
+google/gemma-2-9b, microsoft/Phi-3-mini-4k-instruct (sliding window 2047), tiiuae/falcon-7b
+and falcon-180B,
 EleutherAI/gpt-neox-20b and Qwen/Qwen1.5-MoE-A2.7B (model_type qwen2_moe). Counts in the
 comments are `ModelConfig.n_params` (mixtures of experts: total, and active per token); the
 published ones, with sources, are tested in tests/test_presets.py. GPT-J's often-quoted
@@ -17,7 +18,8 @@ published ones, with sources, are tested in tests/test_presets.py. GPT-J's often
 LayerNorm and fc_out bias and 8 copies of a 4096-element input-embedding bias (2,498,560 in
 all) to the 6,050,882,784 of the Hugging Face shapes used here. Falcon-7B ties its LM head
 to the embedding (FalconForCausalLM), though its checkpoint stores the table twice, so the
-Hub's 7,217,189,760 counts 295,469,056 parameters twice; the shapes give 6,921,720,704.
+Hub's 7,217,189,760 counts 295,469,056 parameters twice; the shapes give 6,921,720,704 (and
+Falcon-180B's 179,522,565,120 counts 965,476,352 twice: 178,557,088,768).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ _GEMMA2 = dict(arch="decoder", activation="geglu", norm="rmsnorm", positions="ro
 _FALCON = dict(arch="decoder", activation="gelu", norm="layernorm", positions="rotary",
                tied_embeddings=True, attn_bias=False, mlp_bias=False, fused_qkv=True,
                block="parallel")
+_FALCON180 = dict(_FALCON, parallel_mlp_norm=True)  # new_decoder_architecture: ln_attn, ln_mlp
 _NEOX = dict(arch="decoder", activation="gelu", norm="layernorm", positions="rotary",
              tied_embeddings=False, attn_bias=True, mlp_bias=True, fused_qkv=True,
              block="parallel", parallel_mlp_norm=True)
@@ -95,6 +98,7 @@ _TABLE: tuple[tuple, ...] = (
     ("gemma2-9b",     _GEMMA2, 42,  3584,  16,   8, 256, 14336, 256000,   8192),  # 9,241,705,984
     ("phi3-mini",     _PHI3,   32,  3072,  32,  32,  96,  8192,  32064,   4096),  # 3,821,079,552
     ("falcon-7b",     _FALCON, 32,  4544,  71,   1,  64, 18176,  65024,   2048),  # 6,921,720,704
+    ("falcon-180b",   _FALCON180, 80, 14848, 232, 8, 64, 59392, 65024,  2048),  # 178,557,088,768
     ("gpt-neox-20b",  _NEOX,   44,  6144,  64,  64,  96, 24576,  50432,   2048,   # 20,554,567,680
      dict(rotary_dims=24)),
     # mixtures of experts                                                    total; active
