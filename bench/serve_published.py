@@ -1,5 +1,7 @@
 """memwall serve against published serving measurements (validation/serving.csv): prints the
-prediction, the measurement and the error of each row; nothing is fitted to them.
+prediction, the measurement and the error of each row, and the mean absolute error of the rows
+no runtime figure was fitted to apart from those that were (column fitted_by: the entry of
+validation/calibration.yaml that fitted a figure to the same measurement).
 
     python bench/serve_published.py [--engine analytic] [--only ID-PREFIX]
 
@@ -65,7 +67,7 @@ def main() -> None:
     ap.add_argument("--engine", choices=("des", "analytic"), default="des")
     ap.add_argument("--only", default="", help="rows whose id starts with this")
     args = ap.parse_args()
-    errors = []
+    errors: dict[bool, list[float]] = {False: [], True: []}  # fitted -> |errors|
     print(f"{'row':<52} {'predicted':>10} {'measured':>10} {'error':>8} {'time':>7}")
     for row in rows():
         if not row["id"].startswith(args.only):
@@ -74,12 +76,15 @@ def main() -> None:
         got = predict(row, args.engine)
         want = float(row["value"])
         err = (got - want) / want
-        errors.append(abs(err))
+        fitted = row["fitted_by"]
+        errors[bool(fitted)].append(abs(err))
         print(f"{row['id']:<52} {got:>10.4g} {want:>10.4g} {100 * err:>+7.1f}% "
-              f"{time.perf_counter() - t:>6.1f}s", flush=True)
-    if errors:
-        print(f"mean absolute error {100 * sum(errors) / len(errors):.1f}% over {len(errors)} "
-              "rows (none fitted)")
+              f"{time.perf_counter() - t:>6.1f}s" + (f"  (fitted: {fitted})" if fitted else ""),
+              flush=True)
+    for fitted, label in ((False, "held out"), (True, "fitted to (in-sample)")):
+        e = errors[fitted]
+        if e:
+            print(f"mean absolute error {100 * sum(e) / len(e):.1f}% over {len(e)} rows {label}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import csv
 from pathlib import Path
 
 import pytest
+import yaml
 
 from memwall import sweeps
 from memwall.serving import sweep as serving_sweep
@@ -116,6 +117,9 @@ def test_the_published_serving_rows_resolve() -> None:
     bundled hierarchy and runtime, and settings memwall serve takes."""
     with open(sweeps.bundled.folder("validation") / "serving.csv", newline="") as f:
         rows = list(csv.DictReader(f))
+    calibration = yaml.safe_load((sweeps.bundled.folder("validation") / "calibration.yaml")
+                                 .read_text())
+    fits = {e["name"] for e in calibration["figures"]}
     assert len(rows) >= 3 and len({r["source"].split()[0] for r in rows}) >= 3
     for r in rows:
         spec = serve_spec(r["workload"], r["hier"], requests=int(r["requests"]), rate="inf",
@@ -127,3 +131,4 @@ def test_the_published_serving_rows_resolve() -> None:
         assert float(r["value"]) > 0 and r["metric"] in (
             "request_s", "throughput_tokens_per_s", "ttft_s", "tpot_s")
         assert spec.run.runtime.name == r["runtime"] and len(spec.arrivals) == int(r["requests"])
+        assert r["fitted_by"] in ("", *fits), r["fitted_by"]  # a fit that used the same figure
