@@ -37,6 +37,8 @@ def test_bench_trace_streams_synthetic_records(tmp_path: Path):
 
 def test_bench_serve_runs_what_it_names():
     b = bench("bench_serve")
-    dt, r = b.one_run(3, "analytic", prompt=16, output=4, model="gpt2", hier="hbm_accel.yaml")
-    assert dt > 0 and r.completed == 3 and r.rate == b.RATE
+    dt, r, cpu = b.one_run(3, "analytic", prompt=16, output=4, model="gpt2",
+                           hier="hbm_accel.yaml")
+    assert dt > 0 and cpu > 0 and r.completed == 3 and r.rate == b.RATE
     assert "3 requests" in b.line("3 requests", [dt], r, 1.0)
+    assert "(CPU " in b.line("3 requests", [dt], r, 1.0, cpu=[cpu])
