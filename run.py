@@ -3,4 +3,5 @@ import sys
 
 from memwall.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # a sweep's spawned workers import this file as __mp_main__
+    sys.exit(main())

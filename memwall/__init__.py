@@ -10,6 +10,7 @@ The Python API (the command line calls the same functions):
     r.decode_s_per_token, r.stall_s["hbm"], r.bound_by     # a frozen, typed RunResult
     r.to_dict()            # equal to the CLI's JSON summary, key for key
     print(r.report())      # the CLI's text report
+    s = memwall.serve("llama2-7b", "h100_sxm", requests=200, rate=8)  # a ServeResult
     memwall.sweep("sweeps/tiered_dram.yaml", "out/tiered")   # a SweepResult
     memwall.validate()     # against validation/measured.csv: rows and MAPE
     memwall.paper.fig3()   # the paper's figures as rows; memwall.paper.plot_fig3 draws them
@@ -38,6 +39,9 @@ _LAZY = {  # public name -> (module, attribute)
     "simulate": ("memwall.simulation", "simulate"),
     "run": ("memwall.simulation", "run"),
     "RunResult": ("memwall.result", "RunResult"),
+    "serve": ("memwall.serving", "serve"),
+    "ServeResult": ("memwall.serving", "ServeResult"),
+    "serving": ("memwall.serving", None),
     "sweep": ("memwall.sweeps", "sweep"),
     "SweepResult": ("memwall.sweeps", "SweepResult"),
     "validate": ("memwall.validation", "validate"),

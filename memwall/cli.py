@@ -1,7 +1,7 @@
 """memwall's command line: parse, load, build, run, write.
 
     memwall --workload gpt2 --hier hbm_accel.yaml [--json out.json]
-    memwall describe|list|inspect|export|plot|sweep|validate|calibrate|paper|measure ...
+    memwall describe|list|inspect|export|plot|sweep|validate|calibrate|paper|measure|serve ...
 
 Every command calls the library (memwall.simulate, memwall.sweep, memwall.validate,
 memwall.paper, memwall.measure) as a notebook would. The library is imported by each
@@ -27,6 +27,7 @@ DTYPE_CHOICES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4")  # sim.opgraph.D
 ENGINE_CHOICES = ("des", "analytic")  # memwall.inputs.ENGINES (tests keep them equal)
 FUSION_CHOICES = ("none", "fused")  # sim.opgraph.FUSIONS
 COMMANDS_HELP = ("subcommands: describe (counts only), list (presets, hierarchies, runtimes), "
+                 "serve (requests arriving, continuous batching, a paged KV cache), "
                  "inspect, export, plot (traces), sweep (many designs, on Dask), validate "
                  "(against published measurements), calibrate (fit the declared runtime "
                  "figures), paper (the paper's figures), measure "
@@ -225,7 +226,10 @@ def _trace_parser(command: str) -> Parser:
         p.add_argument("--perfetto", metavar="OUT.json", required=True,
                        help="Chrome trace-event JSON (default window: the first 3 decode steps)")
     else:
-        p.add_argument("--kind", choices=("roofline", "breakdown", "timeline"), required=True)
+        p.add_argument("--kind", required=True,
+                       choices=("roofline", "breakdown", "timeline", "latency", "occupancy"),
+                       help="roofline, breakdown, timeline; a serving trace also latency (CDFs) "
+                            "and occupancy (KV cache, batch and queue over time)")
         p.add_argument("-o", "--output", metavar="FILE.png", required=True,
                        help="the figure; its extension (.png, .pdf, .svg) sets the format")
     return p
@@ -241,8 +245,13 @@ def cmd_inspect(argv: list[str]) -> int:
     if args.json:
         write_json(result, args.json)
     if args.json != "-":
-        hier = read_trace(args.trace, records=False).hierarchy
-        print(format_inspection(result, hier, top=args.top))
+        trace = read_trace(args.trace, records=False)
+        header = None
+        if "scheduler" in trace.summary:  # a serving run's trace: its own report first
+            from .serving.result import format_serve_report
+
+            header = format_serve_report(trace.summary, trace.hierarchy, top=args.top)
+        print(format_inspection(result, trace.hierarchy, top=args.top, header=header))
     return 0
 
 
@@ -261,6 +270,11 @@ def cmd_plot(argv: list[str]) -> int:
     args = _trace_parser("plot").parse_args(argv)
     figure_format(args.output, "-o")
     _outputs(("-o", args.output))
+    if args.kind in ("latency", "occupancy"):
+        from .serving.plots import plot_serving
+
+        plot_serving(args.trace, args.kind, args.output)
+        return 0
     from sim import plot_trace, token_range
 
     plot_trace(args.trace, args.kind, args.output,
@@ -414,6 +428,12 @@ def cmd_paper(argv: list[str]) -> int:
     return 0
 
 
+def cmd_serve(argv: list[str]) -> int:
+    from .serving.command import main as serve_main
+
+    return serve_main(argv)
+
+
 def cmd_measure(argv: list[str]) -> int:
     p = Parser(prog="memwall measure",
                description="Microbenchmarks on the first CUDA GPU (needs memwall-sim[gpu]): a "
@@ -444,7 +464,7 @@ def cmd_measure(argv: list[str]) -> int:
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "describe": cmd_describe, "list": cmd_list, "sweep": cmd_sweep, "inspect": cmd_inspect,
     "export": cmd_export, "plot": cmd_plot, "validate": cmd_validate,
-    "calibrate": cmd_calibrate, "paper": cmd_paper, "measure": cmd_measure,
+    "calibrate": cmd_calibrate, "paper": cmd_paper, "measure": cmd_measure, "serve": cmd_serve,
 }
 
 

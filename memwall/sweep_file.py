@@ -24,6 +24,7 @@ override is checked by applying it (memwall/sweep.py), with `Value.where` as its
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import re
@@ -53,6 +54,27 @@ SETTINGS: dict[str, str] = {
     "act_dtype": f"one of {', '.join(DTYPES)}", "kv_dtype": f"one of {', '.join(DTYPES)}",
     "runtime": "a runtime such as tensorrt-llm",
 }
+#: settings of a serving sweep (a `serve:` section) a grid or zip may sweep too
+SERVE_SETTINGS: dict[str, str] = {
+    "rate": "requests per second such as 8, or inf", "seed": "an integer >= 0",
+    "scheduler": "one of continuous, chunked, static", "preempt": "one of recompute, swap",
+    "max_seqs": "an integer >= 1", "max_batched_tokens": "an integer >= 1",
+    "chunked_prefill": "an integer >= 1", "kv_block": "an integer >= 1",
+}
+_WHOLE = "an integer >= 1 such as 16"
+_SERVE = {  # the serve: section; values are checked by memwall.serving.settings.serve_spec
+    "requests": (False, "an integer >= 1 such as 200"),
+    "rate": (False, "requests per second such as 8, or inf"),
+    "seed": (False, "an integer >= 0 such as 0"),
+    "prompt_len": (False, "a length such as 512, uniform:128:2048 or lognormal:500:0.8"),
+    "gen_len": (False, "a length such as 256, uniform:16:512 or lognormal:200:1"),
+    "requests_file": (False, "a CSV of requests (relative to the sweep file)"),
+    "scheduler": (False, "one of continuous, chunked, static"),
+    "chunked_prefill": (False, _WHOLE), "max_seqs": (False, _WHOLE),
+    "max_batched_tokens": (False, _WHOLE), "kv_block": (False, _WHOLE),
+    "preempt": (False, "one of recompute, swap"),
+    "slo_ttft": (False, "seconds such as 0.5"), "slo_tpot": (False, "seconds such as 0.05"),
+}
 _INT = "an integer >= {low} such as {eg}"
 _TOP = {
     "base": (True, "a hierarchy file such as hbm_accel.yaml"),
@@ -63,6 +85,8 @@ _TOP = {
     "workloads": (True, "a list of workloads such as [{workload: gpt2, gen_len: 64}]"),
     "grid": (False, 'a mapping from override path to a list, {memory.l2.capacity: ["50 MiB"]}'),
     "zip": (False, "a mapping from override path to a list, all lists of one length"),
+    "serve": (False, "serving settings such as {requests: 200, rate: 8, prompt_len: 512}: "
+                     "each point is then a memwall serve run"),
 }
 _WORKLOAD = {
     "workload": (True, "a preset such as gpt2 or a path to a Hugging Face config.json"),
@@ -103,8 +127,9 @@ class Axis:
 
     @property
     def is_setting(self) -> bool:
-        """A run setting (batch, runtime, ...) rather than a hierarchy or runtime override."""
-        return self.path in SETTINGS
+        """A run setting (batch, runtime, rate, ...) rather than a hierarchy or runtime
+        override."""
+        return self.path in SETTINGS or self.path in SERVE_SETTINGS
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +172,8 @@ class SweepFile:
     prefetch_depth: int | None = None  # ops; None: the runtime's
     description: str = ""
     runtime: str | None = None  # None: the base hierarchy's
+    serve: dict[str, object] | None = None  # serving settings: each point a serving run
+    serve_where: str = ""
 
     @property
     def axes(self) -> tuple[Axis, ...]:
@@ -200,8 +227,21 @@ def _parse(text: str, path: str) -> SweepFile:
     if points > MAX_POINTS:
         raise SweepError(f"{path}:1: {points:,} points (workloads x grid x zip); expected at "
                          f"most {MAX_POINTS:,}: split the sweep into several files")
+    serve, serve_where = None, ""
+    if "serve" in top:
+        serve, serve_where = _serve(top["serve"], path), top["serve"].where
+        defaults = {f.name: f.default for f in dataclasses.fields(WorkloadEntry)}
+        for e in entries:
+            given = [k for k in ("batch", "prompt_len", "gen_len", "routing", "routing_file")
+                     if getattr(e, k) != defaults[k]]
+            if given:
+                raise SweepError(f"{e.where}: {given[0]}: set in a workload of a serving sweep; "
+                                 "expected the requests' lengths in serve: (prompt_len, gen_len)")
     seen: dict[str, str] = {}
     for axis in grid + tuple(a for g in zips for a in g):
+        if axis.path in SERVE_SETTINGS and axis.path not in SETTINGS and serve is None:
+            raise SweepError(f"{axis.where}: {axis.path}: a serving setting; expected a serve: "
+                             "section (serving settings such as {requests: 200, rate: 8})")
         if axis.path in seen:
             raise SweepError(f"{axis.where}: {axis.path}: swept twice (first at "
                              f"{seen[axis.path]}); expected each path once in grid and zip")
@@ -220,7 +260,24 @@ def _parse(text: str, path: str) -> SweepFile:
         if "description" in top else "",
         runtime=as_text(top["runtime"], "runtime", _TOP["runtime"][1])
         if "runtime" in top else None,
+        serve=serve,
+        serve_where=serve_where,
     )
+
+
+def _serve(node: Node, path: str) -> dict[str, object]:
+    """The serve: section as serve() keywords (single values; their checks are serve's)."""
+    f = as_mapping(node, "serve", _SERVE)
+    out: dict[str, object] = {}
+    for key, child in f.items():
+        v = child.value
+        if isinstance(v, (dict, list)) or isinstance(v, bool):
+            raise value_error(child, f"serve.{key}", f"is not a single value; expected "
+                              f"{_SERVE[key][1]}")
+        out[key] = v
+    if "requests_file" in out:
+        out["requests_file"] = str(Path(path).parent / str(out["requests_file"]))
+    return out
 
 
 def _workloads(node: Node, path: str) -> tuple[WorkloadEntry, ...]:
@@ -257,10 +314,10 @@ def _axes(node: Node, section: str) -> tuple[Axis, ...]:
     axes = []
     for path, child in node.value.items():
         key = f"{section}.{path}"
-        if not _PATH.fullmatch(path) and path not in SETTINGS:
+        if not _PATH.fullmatch(path) and path not in SETTINGS and path not in SERVE_SETTINGS:
             raise SweepError(f"{child.key_where}: {key}: not an override path or a run setting; "
                              "expected a dotted path such as memory.l2.capacity or one of "
-                             f"{', '.join(SETTINGS)}")
+                             f"{', '.join({**SETTINGS, **SERVE_SETTINGS})}")
         if not isinstance(child.value, list) or not child.value:
             raise value_error(child, key, "is not a non-empty list; expected values such as "
                          '["50 MiB", "256 MiB"]')

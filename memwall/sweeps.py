@@ -39,8 +39,18 @@ from sim.runtime_file import runtime_to_dict
 from . import bundled
 from .inputs import RUNTIME_PREFIX, Request, as_runtime, request
 from .progress import Progress
+from .serving import sweep as serving_sweep
 from .simulation import run
-from .sweep_file import SETTINGS, Axis, SweepError, SweepFile, Value, WorkloadEntry, read_sweep
+from .sweep_file import (
+    SERVE_SETTINGS,
+    SETTINGS,
+    Axis,
+    SweepError,
+    SweepFile,
+    Value,
+    WorkloadEntry,
+    read_sweep,
+)
 from .sweep_results import (
     Row,
     build_table,
@@ -62,7 +72,7 @@ class Point:
 
     run: dict[str, Any]  # RUN_COLUMNS and swept paths -> values as written
     key: str  # sha256 of the resolved configuration
-    task: Request | None
+    task: Request | serving_sweep.ServeTask | None  # a simulation, or a serving run
     error: str = ""  # set if the design does not resolve (a bad combination of overrides)
 
 
@@ -120,6 +130,8 @@ def resolve(sweep: SweepFile) -> list[Point]:
         for axis in sweep.axes:
             for v in axis.values:
                 _check_value(axis, v, requests[0])
+        if sweep.serve is not None:
+            serving_sweep.check(sweep.workloads[0], base, sweep)
     for message in dict.fromkeys(str(w.message) for w in caught):
         warnings.warn(message, UserWarning, stacklevel=2)
     version = memwall_version()
@@ -127,6 +139,11 @@ def resolve(sweep: SweepFile) -> list[Point]:
     for entry, first in zip(sweep.workloads, requests, strict=True):
         for combo in sweep.combinations():
             settings, texts, wheres = _design(entry, sweep, combo)
+            if sweep.serve is not None:
+                row, config, task, error = serving_sweep.point(entry, base, sweep, combo,
+                                                                texts, wheres, version)
+                points.append(Point(row, _key(config), task, error))
+                continue
             row = {"workload": entry.workload, **{k: settings[k] for k in RUN_SETTINGS},
                    "runtime": settings["runtime"] or "", "routing": None, "seed": None,
                    "engine": sweep.engine, "prefetch_depth": sweep.prefetch_depth}
@@ -183,6 +200,8 @@ def _setting(axis: Axis, v: Value) -> Any:
 
 def _check_value(axis: Axis, v: Value, first: Request) -> None:
     """One swept value alone on the base design: refused now, with its line, if bad."""
+    if axis.path in SERVE_SETTINGS:  # serving_sweep.check tries these
+        return
     try:
         if axis.path == "runtime":
             as_runtime(v.text, first.hierarchy)
@@ -245,14 +264,17 @@ def _hier_dict(h: Hierarchy) -> dict[str, Any]:
     return d
 
 
-def run_point(req: Request, command_line: Sequence[str] | None = None) -> dict[str, Any]:
-    """One simulation on a worker: {"status", "error", "summary", "elapsed_s"}; never raises
-    for bad input, so one point that does not fit does not stop the others."""
+def run_point(req: Request | serving_sweep.ServeTask,
+              command_line: Sequence[str] | None = None) -> dict[str, Any]:
+    """One simulation (or serving run) on a worker: {"status", "error", "summary",
+    "elapsed_s"}; never raises for bad input, so one point that does not fit does not stop
+    the others."""
     t0 = time.perf_counter()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            summary = run(req, command_line=command_line).to_dict()
+            summary = (req.run(command_line) if isinstance(req, serving_sweep.ServeTask)
+                       else run(req, command_line=command_line).to_dict())
     except MemwallError as e:
         return {"status": "error", "error": str(e).splitlines()[0], "summary": None,
                 "elapsed_s": time.perf_counter() - t0}
@@ -374,9 +396,16 @@ def report(sw: SweepFile, points: Sequence[Point], out: Path) -> SweepResult:
     pairs = [(p.run, rec) for p in points if (rec := read_point(out, p.key)) is not None]
     columns, rows = build_table(pairs, sw.swept_paths)
     axes = {a.path: [v.text for v in a.values] for a in sw.axes}
-    columns = mark_front(columns, rows, axes)
-    write_csv(out / "results.csv", columns, rows)
-    if any(r["status"] == "ok" for r in rows):
-        plot(out / "sweep.png", rows, axes, f"memwall sweep of {sw.path}")
-    return SweepResult(out, columns, rows, verdict(rows, axes), len(points),
-                       len(points) - len(rows))
+    if sw.serve is not None:
+        write_csv(out / "results.csv", columns, rows)
+        if any(r["status"] == "ok" for r in rows):
+            serving_sweep.plot(out / "sweep.png", rows, axes, sw.serve,
+                               f"memwall sweep of {sw.path}")
+        text = serving_sweep.verdict(rows, axes)
+    else:
+        columns = mark_front(columns, rows, axes)
+        write_csv(out / "results.csv", columns, rows)
+        if any(r["status"] == "ok" for r in rows):
+            plot(out / "sweep.png", rows, axes, f"memwall sweep of {sw.path}")
+        text = verdict(rows, axes)
+    return SweepResult(out, columns, rows, text, len(points), len(points) - len(rows))

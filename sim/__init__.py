@@ -10,8 +10,8 @@ without --trace never loads h5py, nor one without plots matplotlib.
 from importlib import import_module
 
 _LAZY = {  # public name -> module of sim that defines it
-    **dict.fromkeys(("simulate_analytic",), "analytic"),
-    **dict.fromkeys(("simulate",), "engine"),
+    **dict.fromkeys(("AnalyticDevice", "simulate_analytic"), "analytic"),
+    **dict.fromkeys(("Device", "simulate"), "engine"),
     **dict.fromkeys(("EngineOptions", "OpFacts", "check_tp"), "planning"),
     **dict.fromkeys(("MemwallError",), "errors"),
     **dict.fromkeys(("Compute", "Hierarchy", "Interconnect", "Level", "Placement"),
@@ -19,7 +19,7 @@ _LAZY = {  # public name -> module of sim that defines it
     **dict.fromkeys(("HierarchyError", "apply_overrides", "hierarchy_from_data",
                      "hierarchy_to_dict", "load_hierarchy", "parse_hierarchy"),
                     "hierarchy_file"),
-    **dict.fromkeys(("tensor_footprint",), "memory"),
+    **dict.fromkeys(("Memory", "tensor_footprint"), "memory"),
     **dict.fromkeys(("DTYPES", "Tensor", "check_op_graph"), "opgraph"),
     **dict.fromkeys(("format_report",), "report"),
     **dict.fromkeys(("Summary",), "summary"),

@@ -36,31 +36,30 @@ def _transfer(lb: tuple[int, ...], reads: dict[int, int], bw: list[float], lat: 
     return (lat[first] if first >= 0 else 0.0), first, T, top
 
 
-def simulate_analytic(
-    phases: Iterable[nx.DiGraph], hier: Hierarchy, footprint: Mapping[str, tuple[str, int]],
-    sink: Sink, options: EngineOptions,
-    on_phase: Callable[[nx.DiGraph], None] | None = None,
-) -> None:
-    check_tp(hier, options.tp)
-    phases = iter(phases)
-    first = next(phases, None)
-    if first is None:
-        return
-    mem = Memory(hier, footprint, activation_pool_bytes(first))
-    rt = options.runtime
-    n, launch, step_d = len(hier.levels), rt.launch_s, rt.launch_s + rt.step_s
-    info = OpFacts(hier.compute, rt, mem)
-    bw = stream_bandwidths(hier, rt)
-    lat = [lv.latency_s for lv in hier.levels]
-    crossed = mem.crossed
-    t = 0.0
-    for G in itertools.chain((first,), phases):
+class AnalyticDevice:
+    """One device evaluating op graphs one phase at a time with the per-op roofline; its
+    memory system (homes, caches) carries from one phase to the next. `simulate_analytic`
+    runs a run's phases on one; the serving loop (memwall/serving) builds its own."""
+
+    def __init__(self, hier: Hierarchy, mem: Memory, options: EngineOptions) -> None:
+        rt = options.runtime
+        self.hier, self.mem, self.runtime, self.overlap = hier, mem, rt, options.overlap
+        self.n = len(hier.levels)
+        self.info = OpFacts(hier.compute, rt, mem)
+        self.bw = stream_bandwidths(hier, rt)
+        self.lat = [lv.latency_s for lv in hier.levels]
+
+    def run_phase(self, G: nx.DiGraph, sink: Sink, t: float) -> float:
+        """Run phase G from instant `t`, calling `sink` with each op's record; returns the
+        instant it ends."""
+        hier, mem, rt, n, bw, lat = self.hier, self.mem, self.runtime, self.n, self.bw, self.lat
+        crossed, launch = mem.crossed, rt.launch_s
         step, phase = G.graph.get("step", 0), G.graph.get("phase", "decode")
         mem.begin_step(step)
         graph_ops = topo_ops(G)
-        d = step_d  # the first kernel of a step pays the step's host work
+        d = launch + rt.step_s  # the first kernel of a step pays the step's host work
         issue = t + rt.step_s  # the host issues kernel i at issue + i host_s (as the DES)
-        for (name, a), op in zip(graph_ops, info.phase(graph_ops), strict=True):
+        for (name, a), op in zip(graph_ops, self.info.phase(graph_ops), strict=True):
             if rt.host_s:
                 issue += rt.host_s
                 if issue - t > d:
@@ -88,7 +87,7 @@ def simulate_analytic(
                     payload = sum(x.nbytes for x in op.reads)
                     ic_s = cost.all_reduce_s(payload, a.get("group", 1), hier.interconnect, rt)
                 body, start_c = ic_s, 0.0
-            elif options.overlap:
+            elif self.overlap:
                 L, src, T, top = _transfer(lb if timed is reads else crossed((timed, writes)),
                                            reads, bw, lat)
                 if src >= 0:
@@ -110,5 +109,22 @@ def simulate_analytic(
             ))
             t += d + body
             d = launch
+        return t
+
+
+def simulate_analytic(
+    phases: Iterable[nx.DiGraph], hier: Hierarchy, footprint: Mapping[str, tuple[str, int]],
+    sink: Sink, options: EngineOptions,
+    on_phase: Callable[[nx.DiGraph], None] | None = None,
+) -> None:
+    check_tp(hier, options.tp)
+    phases = iter(phases)
+    first = next(phases, None)
+    if first is None:
+        return
+    dev = AnalyticDevice(hier, Memory(hier, footprint, activation_pool_bytes(first)), options)
+    t = 0.0
+    for G in itertools.chain((first,), phases):
+        t = dev.run_phase(G, sink, t)
         if on_phase is not None:
             on_phase(G)

@@ -54,20 +54,22 @@ from .planning import EngineOptions, OpFacts, Sink, check_tp, stream_bandwidths,
 from .trace import OpRecord
 
 
-class _Device:
-    """State shared by the ops of a run: the memory system, the fabric and the options."""
+class Device:
+    """One device running op graphs one phase at a time: its memory system (homes, and the
+    caches whose contents carry from one phase to the next), the fabric and the options.
+    `simulate` runs a run's phases on one; a caller that decides each phase only when the one
+    before has ended (the serving loop, memwall/serving) builds its own Memory and Device and
+    runs each graph as a SimPy process body, `run_phase`, in its own Environment."""
 
-    def __init__(
-        self, env: simpy.Environment, hier: Hierarchy, footprint: Mapping[str, tuple[str, int]],
-        activation_bytes: int, options: EngineOptions,
-    ) -> None:
+    def __init__(self, env: simpy.Environment, hier: Hierarchy, mem: Memory,
+                 options: EngineOptions) -> None:
         rt = options.runtime
         self.env = env
         self.hier = hier
         self.runtime = rt
         self.n = len(hier.levels)
         self.lat = [lv.latency_s for lv in hier.levels]
-        self.mem = Memory(hier, footprint, activation_bytes)
+        self.mem = mem
         self.fabric = Fabric(stream_bandwidths(hier, rt), self.mem.paths)
         self.links = simpy.Resource(env, capacity=1)  # this device's interconnect ports
         self.info = OpFacts(hier.compute, rt, self.mem)
@@ -230,7 +232,7 @@ def simulate(
     if first is None:
         return
     env = simpy.Environment()
-    dev = _Device(env, hier, footprint, activation_pool_bytes(first), options)
+    dev = Device(env, hier, Memory(hier, footprint, activation_pool_bytes(first)), options)
 
     def driver():
         for G in itertools.chain((first,), phases):

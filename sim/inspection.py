@@ -158,11 +158,13 @@ def _keep_worst(heap: list[tuple[float, int, dict[str, Any]]], d: dict[str, Any]
             heapq.heapreplace(heap, item)
 
 
-def format_inspection(res: dict[str, Any], trace_hier: Any, top: int = 10) -> str:
-    """The run's report, then the most-stalled executions, per layer and per token."""
+def format_inspection(res: dict[str, Any], trace_hier: Any, top: int = 10,
+                      header: str | None = None) -> str:
+    """The run's report (or `header`, a report of its own: a serving run's), then the
+    most-stalled executions, per layer and per token."""
     s, sel = res["summary"], res["selection"]
     scope = Scope(sel["whole_steps"], sel["n_steps"]) if sel["text"] else None
-    lines = [format_report(s, trace_hier, top=top, scope=scope)]
+    lines = [format_report(s, trace_hier, top=top, scope=scope) if header is None else header]
     if sel["text"]:
         a, b = sel["steps"]
         span = f"step {a}" if a == b else f"steps {a}-{b}"

@@ -196,6 +196,22 @@ class Memory:
             f"hierarchy with more memory"
         )
 
+    def place(self, name: str, level: int, nbytes: int) -> None:
+        """Home tensor `name` whole in `level` (an index) after the footprint was placed,
+        taking `nbytes` of the level's free room: space its owner sizes itself from `free`
+        and accounts for (the serving loop's paged KV cache and swap area). Its reads and
+        writes then route to `level` whatever their size. The level must cache nothing (its
+        cache was sized from what the footprint left)."""
+        lv = self.levels[level]
+        if lv.policy != "none":
+            raise MemwallError(f"{self.hier.name}: cannot home {name} in {lv.name}, a level "
+                               f"with cache policy {lv.policy}; expected a level without one")
+        if not 0 <= nbytes <= self.free[level]:
+            raise MemwallError(f"{self.hier.name}: {name} needs {_gb(nbytes)} in {lv.name}, "
+                               f"which has {_gb(self.free[level])} free")
+        self.homes[name] = ((level, 0, nbytes),)
+        self.free[level] -= nbytes
+
     def begin_phase(self, pool: int) -> None:
         """Home a phase's activations, `pool` bytes (what its largest op reads and writes of
         them), and shrink the caches that share their level."""

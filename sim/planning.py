@@ -23,6 +23,7 @@ from .runtime import Runtime
 from .trace import OpRecord
 
 Sink = Callable[[OpRecord], None]
+MANY_PARTS = 2  # a kernel of more parts has its costs looked up by their identities
 
 
 @dataclass(frozen=True)
@@ -100,18 +101,32 @@ class OpFacts:
         self.runtime = runtime
         self.mem = mem
         self._known: dict[str, OpInfo] = {}
+        # (compute s, MOPs) of kernels with many parts, by the parts' identities, this phase:
+        # the layers of a serving batch share their attention parts (workloads/batch.py)
+        self._by_parts: dict[tuple[int, ...], tuple[tuple, float, int]] = {}
+
+    def _costs(self, a: dict) -> tuple[float, int]:
+        """(compute time, MOPs) of the op with attributes `a`."""
+        parts = a.get("parts")
+        if parts is None or len(parts) < MANY_PARTS:
+            return cost.op_compute_s(a, self.compute, self.runtime), op_mops_bytes(a)
+        key = tuple(map(id, parts))  # the entry holds `parts`, so these ids stay its own
+        got = self._by_parts.get(key)
+        if got is None:
+            got = self._by_parts[key] = (
+                parts, cost.op_compute_s(a, self.compute, self.runtime), op_mops_bytes(a))
+        return got[1], got[2]
 
     def _derive(self, name: str, a: dict, act_bytes: int) -> OpInfo:
         reads, writes, mem = a["reads"], a["writes"], self.mem
         weights = [t for t in reads if t.cls == "weight"]
         others = [t for t in reads if t.cls != "weight"] if weights else reads
         w_plan = mem.plan_reads(weights)
+        compute_s, mops = self._costs(a)
         rt = self.runtime
         e = rt.memory_by_dtype.get(weights[0].dtype) if weights and rt.memory_by_dtype else None
         got = self._known[name] = OpInfo(
-            reads, writes, a["flops"],
-            cost.op_compute_s(a, self.compute, self.runtime),
-            op_mops_bytes(a),
+            reads, writes, a["flops"], compute_s, mops,
             w_plan,
             mem.plan_reads(others),
             mem.plan_writes(writes),
@@ -127,6 +142,7 @@ class OpFacts:
         """Begin a phase of these (name, attributes), in order: home its activations
         (Memory.begin_phase, sized by its largest op) and return the facts of every op."""
         known, out = self._known, []
+        self._by_parts.clear()
         pool, stale = 0, []
         for i, (name, a) in enumerate(graph_ops):
             got = known.get(name)

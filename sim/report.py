@@ -31,7 +31,8 @@ def si(x: float | None, unit: str) -> str:
     return f"{x:.3g} {unit}"
 
 
-def _bar(frac: float) -> str:
+def bar(frac: float) -> str:
+    """A bar of BAR characters, `frac` of it filled (eighths of a character)."""
     n = round(max(0.0, min(1.0, frac)) * BAR * 8)
     full, part = divmod(n, 8)
     return ("█" * full + (" ▏▎▍▌▋▊▉"[part] if part else "")).ljust(BAR)
@@ -78,7 +79,7 @@ def format_report(s: dict[str, Any], hier: Hierarchy, top: int = 5,
         (f"stall {k}", v) for k, v in s["stall_s"].items() if v > 0 or k in ("dispatch",)
     ]
     for name, v in rows:
-        lines.append(f"    {name:<20} {100 * v / total:5.1f}%  {_bar(v / total)} {si(v, 's'):>9}")
+        lines.append(f"    {name:<20} {100 * v / total:5.1f}%  {bar(v / total)} {si(v, 's'):>9}")
     looked, hits = s.get("cache_lookup_bytes") or {}, s.get("cache_hit_bytes") or {}
     lines += ["", "  bytes moved per level          bytes"
               + ("   achieved       peak  of peak" if whole else "")

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -177,13 +177,24 @@ class TraceWriter:
         self._buffered = 0
 
     # -- completion --------------------------------------------------------------------------
-    def finish(self, summary: dict[str, Any]) -> Path:
-        """Write the tables and root attributes, close, and rename to the final name."""
+    def finish(self, summary: dict[str, Any],
+               tables: Mapping[str, tuple[Mapping[str, np.ndarray], Mapping[str, str]]]
+               | None = None) -> Path:
+        """Write the tables and root attributes, close, and rename to the final name.
+        `tables`: more groups to write, name -> (column -> 1-D array, column -> units), as a
+        serving run's /requests and /iterations."""
         self._convert()
         self._flush()
         f = self.f
         assert f is not None, "TraceWriter.finish called twice"
         self._write_tables(f)
+        for group, (columns, units) in (tables or {}).items():
+            g = f.create_group(group)
+            for c, values in columns.items():
+                arr = np.asarray(values)
+                ds = g.create_dataset(c, data=arr, chunks=(max(1, min(4096, len(arr))),),
+                                      **_FILTERS)
+                ds.attrs["units"] = units.get(c, "")
         hier_dict = hierarchy_to_dict(self.hier)
         f.attrs.update({
             "format": FORMAT,

@@ -33,3 +33,12 @@ def test_bench_trace_streams_synthetic_records(tmp_path: Path):
     per, peak = b.synthetic(hier, 1000, tmp_path / "s.h5", True)
     assert per > 0 and peak > 0
     assert len(read_trace(tmp_path / "s.h5").records["step"]) == 1000
+
+
+def test_bench_serve_runs_what_it_names():
+    b = bench("bench_serve")
+    dt, r, cpu = b.one_run(3, "analytic", prompt=16, output=4, model="gpt2",
+                           hier="hbm_accel.yaml")
+    assert dt > 0 and cpu > 0 and r.completed == 3 and r.rate == b.RATE
+    assert "3 requests" in b.line("3 requests", [dt], r, 1.0)
+    assert "(CPU " in b.line("3 requests", [dt], r, 1.0, cpu=[cpu])

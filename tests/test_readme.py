@@ -86,6 +86,13 @@ def test_the_python_api_example_prints_what_the_readme_says(tmp_path, monkeypatc
     assert _run_python(code) == want
 
 
+def test_the_serving_example_prints_what_the_readme_says(tmp_path, monkeypatch) -> None:
+    section = _section("Serving")
+    (code,), (want,) = _blocks(section, "python"), _blocks(section, "text")
+    monkeypatch.chdir(tmp_path)
+    assert _run_python(code) == want
+
+
 def test_the_report_is_what_the_quick_start_command_prints(capsys) -> None:
     section = _section("Reading the report")
     (want,) = _blocks(section, "")

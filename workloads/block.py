@@ -49,13 +49,17 @@ class PhaseBuilder:
     graph.ModelBuilder calls it in place of `attention` or `ffn`.
     """
 
-    def __init__(self, spec: RunSpec, step: int) -> None:
+    def __init__(self, spec: RunSpec, step: int, dims: Dims | None = None) -> None:
+        """`dims`: the phase's sizes, if not those of `step` of `spec` (a serving iteration
+        packs the tokens of many sequences: workloads/batch.py)."""
         m, p = spec.model, spec.precision
         self.spec, self.m, self.step, self.p = spec, m, step, p
-        self.d = Dims.of(spec, step)
+        self.d = Dims.of(spec, step) if dims is None else dims
         self.kv_len = spec.kv_len(step)
         self.attend = self.kv_len if m.arch == "decoder" else self.d.T
-        self.rows = spec.batch * self.d.T  # token rows in this phase
+        self.rows = self.d.B * self.d.T  # token rows in this phase
+        # positions the LM head samples from: each sequence's last (none in a prefill-only run)
+        self.sampled = self.d.B if m.arch == "decoder" and (step > 0 or spec.gen_len > 0) else 0
         self.adt = p.activations
         self.mdt = compute_dtype(p.activations, p.weights)  # weight matmuls
         self.shapes = parameter_shapes(m, spec.tp)
@@ -63,7 +67,7 @@ class PhaseBuilder:
         self.cores: dict[CoreShape, AttentionCore] = {}
         phase = "encode" if m.arch == "encoder" else ("prefill" if step == 0 else "decode")
         self.G = nx.DiGraph(
-            phase=phase, step=step, batch=spec.batch, tokens=self.d.T, kv_len=self.kv_len,
+            phase=phase, step=step, batch=self.d.B, tokens=self.d.T, kv_len=self.kv_len,
             tp=spec.tp, model=m.name,
             weight_bytes={n: weight_bytes(m, s, p.of_weight(n, s))
                           for n, s in self.shapes.items()})
@@ -118,8 +122,8 @@ class PhaseBuilder:
         n_out, k = w[0].shape
         rows = self.rows if rows is None else rows
         flops = 2 * rows * n_out * k + (rows * n_out if len(w) > 1 else 0)
-        out = self.act(name + ".out", out_shape or (self.spec.batch, rows // self.spec.batch,
-                                                    n_out))
+        B = self.d.B
+        out = self.act(name + ".out", out_shape or (B, rows // B, n_out))
         dtype = compute_dtype(self.adt, w[0].dtype)
         return self.add(name, "matmul", op, layer, flops, dtype, (x, *w), (out,), after)
 
@@ -163,20 +167,21 @@ class PhaseBuilder:
         x, src = self.embeddings()
         for i in range(self.m.n_layers):
             x, src = self.layer(i, x, src)
-        m, B, D = self.m, self.spec.batch, self.m.d_model
+        m, B, D = self.m, self.d.B, self.m.d_model
         if m.final_norm:
             x = self.norm("final_norm", -1, x, (src,))
             src = "final_norm"
-        if m.arch == "decoder" and (self.step > 0 or self.spec.gen_len > 0):
-            last = self.act(x.name, (B, 1, D))  # LM head reads the last position only
+        if self.sampled:
+            S = self.sampled
+            last = self.act(x.name, (S, 1, D))  # LM head reads the last position only
             w_name = "embed.weight" if m.tied_embeddings else "lm_head.weight"
             w = (self.weight(w_name, -(-m.vocab // self.spec.tp)),
                  *((self.weight("lm_head.bias"),) if m.lm_head_bias else ()))
             vocab = w[0].shape[0]
-            flops = 2 * B * D * vocab + (B * vocab if m.lm_head_bias else 0)
+            flops = 2 * S * D * vocab + (S * vocab if m.lm_head_bias else 0)
             logits = self.add("lm_head", "matmul", "lm_head", -1, flops,
                               compute_dtype(self.adt, w[0].dtype), (last, *w),
-                              (self.act("lm_head.out", (B, 1, vocab)),), (src,))
+                              (self.act("lm_head.out", (S, 1, vocab)),), (src,))
             if m.logit_softcap:  # c tanh(logits / c)
                 self.vector("lm_head.softcap", "activation", -1, 3, (logits,), logits.shape,
                             ("lm_head",))
@@ -188,7 +193,7 @@ class PhaseBuilder:
         return self.G
 
     def embeddings(self) -> tuple[Tensor, str]:
-        m, B, T, D = self.m, self.spec.batch, self.d.T, self.m.d_model
+        m, B, T, D = self.m, self.d.B, self.d.T, self.m.d_model
         shape = (B, T, D)
         x = self.add("embed", "vector", "embedding", -1, 0, self.adt,
                      (self.weight("embed.weight", self.rows),),
@@ -253,8 +258,7 @@ class PhaseBuilder:
         B, T = d.B, d.T
         window = m.window(i)
         q = self.act(p + "q", (B, d.H, T, d.dh))
-        # positions appended by this phase; a window's cache keeps its last `window` only
-        cached = min(T, window) if window and d.cached else T
+        cached = self.new_positions(window)
         new_kv = (B, d.Hkv, cached, d.dh)
         rotary = m.positions == "rotary"
         if d.cached:
@@ -284,6 +288,12 @@ class PhaseBuilder:
         o = self.attention_core(i, shape, (q,), (src,), (qkv_src,))
         y = self.linear(p + "out", "attn_out", i, o, p + "out", (p + "value",))
         return self.all_reduce(p + "all_reduce", i, y, p + "out")
+
+    def new_positions(self, window: int) -> int:
+        """Positions per sequence row a layer appends to its KV cache this phase; a window's
+        cache keeps its last `window` only."""
+        T = self.d.T
+        return min(T, window) if window and self.d.cached else T
 
     def ffn(self, i: int, x: Tensor, after: tuple[str, ...]) -> tuple[Tensor, str]:
         """Layer i's dense FFN; returns its output and node."""
