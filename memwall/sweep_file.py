@@ -63,7 +63,11 @@ _TOP = {
     "workloads": (True, "a list of workloads such as [{workload: gpt2, gen_len: 64}]"),
     "grid": (False, 'a mapping from override path to a list, {memory.l2.capacity: ["50 MiB"]}'),
     "zip": (False, "a mapping from override path to a list, all lists of one length"),
+    "objectives": (False, "a list of energy objectives for the front, from energy_j, "
+                   "joules_per_token and edp"),
 }
+#: energy objectives a sweep may add to its front (each less is better; sweep_results.ENERGY)
+OBJECTIVES = ("energy_j", "joules_per_token", "edp")
 _WORKLOAD = {
     "workload": (True, "a preset such as gpt2 or a path to a Hugging Face config.json"),
     "prompt_len": (False, _INT.format(low=1, eg=128)),
@@ -147,6 +151,8 @@ class SweepFile:
     prefetch_depth: int | None = None  # ops; None: the runtime's
     description: str = ""
     runtime: str | None = None  # None: the base hierarchy's
+    objectives: tuple[str, ...] = ()  # energy objectives added to the front (OBJECTIVES)
+    objectives_where: str = ""
 
     @property
     def axes(self) -> tuple[Axis, ...]:
@@ -220,7 +226,20 @@ def _parse(text: str, path: str) -> SweepFile:
         if "description" in top else "",
         runtime=as_text(top["runtime"], "runtime", _TOP["runtime"][1])
         if "runtime" in top else None,
+        objectives=_objectives(top["objectives"]) if "objectives" in top else (),
+        objectives_where=top["objectives"].where if "objectives" in top else "",
     )
+
+
+def _objectives(node: Node) -> tuple[str, ...]:
+    items = node.value if isinstance(node.value, list) else [node]
+    out = []
+    for item in items:
+        name = as_choice(item, "objectives", OBJECTIVES, default="")
+        if name in out:
+            raise SweepError(f"{item.where}: objectives: {name} named twice; expected each once")
+        out.append(name)
+    return tuple(out)
 
 
 def _workloads(node: Node, path: str) -> tuple[WorkloadEntry, ...]:

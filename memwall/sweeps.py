@@ -114,6 +114,10 @@ def resolve(sweep: SweepFile) -> list[Point]:
     tensor-parallel degree a model cannot split, overrides that contradict) is a point that
     failed, with its one-line error."""
     base = load_hierarchy(_base_path(sweep))
+    if sweep.objectives and base.energy is None:
+        raise SweepError(f"{sweep.objectives_where}: objectives: {', '.join(sweep.objectives)} "
+                         f"need energy figures, and the base {sweep.base} has none; expected "
+                         "a base with an energy section (hierarchies/README.md)")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         requests = [_request(e, base, sweep) for e in sweep.workloads]
@@ -374,9 +378,10 @@ def report(sw: SweepFile, points: Sequence[Point], out: Path) -> SweepResult:
     pairs = [(p.run, rec) for p in points if (rec := read_point(out, p.key)) is not None]
     columns, rows = build_table(pairs, sw.swept_paths)
     axes = {a.path: [v.text for v in a.values] for a in sw.axes}
-    columns = mark_front(columns, rows, axes)
+    columns = mark_front(columns, rows, axes, sw.objectives)
     write_csv(out / "results.csv", columns, rows)
     if any(r["status"] == "ok" for r in rows):
-        plot(out / "sweep.png", rows, axes, f"memwall sweep of {sw.path}")
-    return SweepResult(out, columns, rows, verdict(rows, axes), len(points),
+        plot(out / "sweep.png", rows, axes, f"memwall sweep of {sw.path}", sw.objectives)
+    return SweepResult(out, columns, rows, verdict(rows, axes, objectives=sw.objectives),
+                       len(points),
                        len(points) - len(rows))

@@ -14,7 +14,10 @@ from toy import chain, toy_energy, toy_hierarchy, toy_options
 
 import memwall
 import workloads
+from memwall import sweeps
 from memwall.result import summary_keys
+from memwall.sweep_file import SweepError, parse_sweep
+from memwall.sweep_results import pareto, verdict
 from sim import Summary, energy, inspect_trace, simulate, simulate_analytic, tensor_footprint
 from sim.hierarchy_file import HierarchyError, hierarchy_from_data
 from sim.opgraph import DTYPES
@@ -174,3 +177,49 @@ def test_the_matmul_precision_is_the_op_graphs():
     for w, a in itertools.product(DTYPES, DTYPES):
         assert energy.matmul_dtype({"weights": w, "activations": a}) == \
             workloads.compute_dtype(w, a)
+
+
+def _row(t: float, jpt: float, runtime: str) -> dict[str, object]:
+    return {"workload": "w", "batch": 1, "prompt_len": 1, "gen_len": 2, "weight_dtype": "bf16",
+            "act_dtype": "bf16", "kv_dtype": "bf16", "tp": 1, "runtime": runtime,
+            "routing": None, "seed": None, "status": "ok", "decode_s_per_token": t,
+            "throughput_tokens_per_s": 1 / t, "total_s": 2 * t, "energy_j": 2 * jpt,
+            "joules_per_token": jpt}
+
+
+def test_energy_objectives_put_a_slower_frugal_design_on_the_front():
+    axes = {"runtime": ["a", "b"]}
+    rows = [_row(1.0, 5.0, "a"), _row(2.0, 1.0, "b")]
+    assert pareto(rows, axes) == {0}
+    assert pareto(rows, axes, ["joules_per_token"]) == {0, 1}
+    assert pareto(rows, axes, ["edp"]) == {0, 1}  # 10 J x 2 s against 2 J x 4 s
+    assert "joules_per_token (less)" in verdict(rows, axes, objectives=["joules_per_token"])
+
+
+def test_a_sweep_names_its_energy_objectives_and_runs_them(tmp_path):
+    text = """\
+base: hbm_accel.yaml
+engine: analytic
+objectives: [joules_per_token, edp]
+workloads:
+  - {workload: gpt2, prompt_len: 4, gen_len: 2}
+grid:
+  memory.l2.capacity: ["50 MiB", "512 MiB"]
+  energy.memory.l2.static: ["2 mW/MiB", "0.5 W/MiB"]
+"""
+    assert parse_sweep(text, "s.yaml").objectives == ("joules_per_token", "edp")
+    with pytest.raises(SweepError, match=r"s.yaml:3: objectives: .*joule.* expected one of"):
+        parse_sweep(text.replace("edp]", "joule]"), "s.yaml")
+    bare = tmp_path / "bare.yaml"
+    d = yaml.safe_load((HIER_DIR / "hbm_accel.yaml").read_text())
+    del d["energy"]
+    bare.write_text(yaml.safe_dump(d))
+    with pytest.raises(SweepError, match="need energy figures"):
+        sweeps.resolve(parse_sweep(text.replace("hbm_accel.yaml", str(bare)), "s.yaml"))
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    got = sweeps.sweep(path, tmp_path / "out", workers=1)
+    rows = {(r["memory.l2.capacity"], r["energy.memory.l2.static"]): r for r in got.rows}
+    big_leaky = rows["512 MiB", "0.5 W/MiB"]
+    assert big_leaky["joules_per_token"] > rows["50 MiB", "0.5 W/MiB"]["joules_per_token"]
+    assert "edp (less)" in got.verdict
