@@ -33,3 +33,21 @@ def test_bench_trace_streams_synthetic_records(tmp_path: Path):
     per, peak = b.synthetic(hier, 1000, tmp_path / "s.h5", True)
     assert per > 0 and peak > 0
     assert len(read_trace(tmp_path / "s.h5").records["step"]) == 1000
+
+
+def test_bench_energy_rows_resolve_and_stay_out_of_the_calibration_rows():
+    import csv
+
+    from memwall.inputs import request
+
+    b = bench("bench_energy")
+    rows = b.rows()
+    assert len(rows) >= 3 and {r["metric"] for r in rows} <= set(b.METRICS)
+    with open(b.ROWS.parent / "measured.csv", newline="") as f:
+        assert not {r["id"] for r in rows} & {r["id"] for r in csv.DictReader(f)}
+    for r in rows:
+        req = request(r["workload"], r["hier"], batch=int(r["batch"]),
+                      prompt_len=int(r["prompt_len"]), gen_len=int(r["gen_len"]),
+                      tp=int(r["tp"]), weight_dtype=r["weight_dtype"], runtime=r["runtime"])
+        assert req.hierarchy.energy is not None, r["id"]
+        assert float(r["measured"]) > 0
