@@ -63,6 +63,10 @@ class RunResult:
     verdict: str
     busy_s: Mapping[str, float]
     phase_s: Mapping[str, float]
+    energy_j: float | None  # all devices; None: the hierarchy has no energy figures
+    energy_j_by: Mapping[str, float] | None  # compute, each level, interconnect, static -> J
+    joules_per_token: float | None  # energy_j per generated token (encoder: per input token)
+    average_power_w: float | None  # energy_j / total_s, the whole group
     n_ops: int  # op executions (in a sampled run, those the run stands for)
     decode_steps_simulated: int  # decode steps that ran (all, unless decode_samples)
     sampling_error_s: float  # estimated error of total_s from sampling (0: every step ran)

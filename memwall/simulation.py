@@ -71,7 +71,8 @@ def run(req: Request, *, records: bool = False, trace: str | os.PathLike[str] | 
         from sim.trace_file import TraceWriter  # loads h5py
 
         writer = TraceWriter(trace, hier, list(command_line or ()), meta["provenance"],
-                             runtime=rt, sample=sample)
+                             runtime=rt, sample=sample,
+                             tariff=sim.energy.tariff(hier, meta["precision"], spec.tp))
     out = [summary.add, *sinks]
     if writer is not None:
         out.append(writer.add)

@@ -87,7 +87,11 @@ _TOP = {
     "zip": (False, "a mapping from override path to a list, all lists of one length"),
     "serve": (False, "serving settings such as {requests: 200, rate: 8, prompt_len: 512}: "
                      "each point is then a memwall serve run"),
+    "objectives": (False, "a list of energy objectives for the front, from energy_j, "
+                   "joules_per_token and edp"),
 }
+#: energy objectives a sweep may add to its front (each less is better; sweep_results.ENERGY)
+OBJECTIVES = ("energy_j", "joules_per_token", "edp")
 _WORKLOAD = {
     "workload": (True, "a preset such as gpt2 or a path to a Hugging Face config.json"),
     "prompt_len": (False, _INT.format(low=1, eg=128)),
@@ -174,6 +178,8 @@ class SweepFile:
     runtime: str | None = None  # None: the base hierarchy's
     serve: dict[str, object] | None = None  # serving settings: each point a serving run
     serve_where: str = ""
+    objectives: tuple[str, ...] = ()  # energy objectives added to the front (OBJECTIVES)
+    objectives_where: str = ""
 
     @property
     def axes(self) -> tuple[Axis, ...]:
@@ -262,6 +268,8 @@ def _parse(text: str, path: str) -> SweepFile:
         if "runtime" in top else None,
         serve=serve,
         serve_where=serve_where,
+        objectives=_objectives(top["objectives"]) if "objectives" in top else (),
+        objectives_where=top["objectives"].where if "objectives" in top else "",
     )
 
 
@@ -278,6 +286,17 @@ def _serve(node: Node, path: str) -> dict[str, object]:
     if "requests_file" in out:
         out["requests_file"] = str(Path(path).parent / str(out["requests_file"]))
     return out
+
+
+def _objectives(node: Node) -> tuple[str, ...]:
+    items = node.value if isinstance(node.value, list) else [node]
+    out = []
+    for item in items:
+        name = as_choice(item, "objectives", OBJECTIVES, default="")
+        if name in out:
+            raise SweepError(f"{item.where}: objectives: {name} named twice; expected each once")
+        out.append(name)
+    return tuple(out)
 
 
 def _workloads(node: Node, path: str) -> tuple[WorkloadEntry, ...]:

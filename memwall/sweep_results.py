@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +117,17 @@ def throughput(row: Row) -> float | None:
     return v
 
 
+#: energy objectives a sweep file may add to the front (memwall.sweep_file.OBJECTIVES), each
+#: minimised: the run's energy (J), per generated token (J), and energy x delay (J s, energy_j x
+#: total_s); None for a row without them
+ENERGY: dict[str, Callable[[Row], float | None]] = {
+    "energy_j": lambda r: r.get("energy_j"),
+    "joules_per_token": lambda r: r.get("joules_per_token"),
+    "edp": lambda r: (r["energy_j"] * r["total_s"] if r.get("energy_j") is not None
+                      and r.get("total_s") is not None else None),
+}
+
+
 def magnitudes(values: Sequence[str]) -> dict[str, float]:
     """Each value as a number to order by: SI if every value parses as one kind, else rank."""
     return _magnitudes(values)[0]
@@ -188,19 +199,23 @@ def _short(column: str, value: Any) -> str:
     return f"{_SHORT[column]}{value}" if column in _SHORT else str(value)
 
 
-def pareto(rows: Sequence[Row], axes: Mapping[str, Sequence[str]]) -> set[int]:
+def pareto(rows: Sequence[Row], axes: Mapping[str, Sequence[str]],
+           objectives: Sequence[str] = ()) -> set[int]:
     """Indices of the finished rows no other row of the same workload dominates. Objectives:
-    the time per token (minimised), the batch's tokens/s (maximised) and the cost of every
-    swept path that is one (minimised; see `costs`). A row is dominated by one at least as
+    the time per token (minimised), the batch's tokens/s (maximised), the cost of every
+    swept path that is one (minimised; see `costs`) and each of `objectives` (ENERGY,
+    minimised; a row without it is off the front). A row is dominated by one at least as
     good in every objective and better in one."""
     cost = costs(axes)
     names = groups(rows, axes)
     pts = []
     for i, r in enumerate(rows):
         m, tput = metric(r), throughput(r)
-        if m is None:
+        extra = [ENERGY[o](r) for o in objectives]
+        if m is None or None in extra:
             continue
-        pts.append((i, names[i], [m, -(tput or 0.0), *(cost[p][str(r[p])] for p in cost)]))
+        pts.append((i, names[i], [m, -(tput or 0.0), *(cost[p][str(r[p])] for p in cost),
+                                  *extra]))
     front = set()
     for i, name, a in pts:
         if not any(n == name and b != a and all(x <= y for x, y in zip(b, a, strict=True))
@@ -220,10 +235,10 @@ def failures(rows: Sequence[Row]) -> list[tuple[str, int]]:
 
 
 def mark_front(columns: list[str], rows: Sequence[Row],
-               axes: Mapping[str, Sequence[str]]) -> list[str]:
+               axes: Mapping[str, Sequence[str]], objectives: Sequence[str] = ()) -> list[str]:
     """Set each row's `pareto` (True or False; None for a failed row) and return the columns
     with `pareto` before `status`."""
-    front = pareto(rows, axes)
+    front = pareto(rows, axes, objectives)
     for i, r in enumerate(rows):
         r["pareto"] = (i in front) if r.get("status") == "ok" else None
     at = columns.index("status")
@@ -231,14 +246,14 @@ def mark_front(columns: list[str], rows: Sequence[Row],
 
 
 def plot(path: Path, rows: Sequence[Row], axes: Mapping[str, Sequence[str]],
-         description: str = "") -> None:
+         description: str = "", objectives: Sequence[str] = ()) -> None:
     """Write `sweep_figure` to `path` (png, pdf or svg by its extension), atomically."""
-    fig = sweep_figure(rows, axes)
+    fig = sweep_figure(rows, axes, objectives=objectives)
     write_figure(fig, path, {"Title": "memwall sweep", "Description": description})
 
 
 def sweep_figure(rows: Sequence[Row], axes: Mapping[str, Sequence[str]],
-                 max_lines: int = 8) -> Any:
+                 max_lines: int = 8, objectives: Sequence[str] = ()) -> Any:
     """Time per token against the first swept path, a line per workload (and per value of the
     other swept paths while that stays under `max_lines` per workload); front ringed. A
     matplotlib Figure, made without pyplot."""
@@ -258,7 +273,7 @@ def sweep_figure(rows: Sequence[Row], axes: Mapping[str, Sequence[str]],
         rest = ", ".join(f"{p}={r[p]}" for p in paths[1:])
         label = f"{name}, {rest}" if rest and others <= max_lines else name
         lines.setdefault(label, []).append((xs.index(str(r[xpath])) if xpath else 0, m, i))
-    front = pareto(rows, axes)
+    front = pareto(rows, axes, objectives)
     fig = Figure(figsize=(8, 5), layout="constrained")
     ax = fig.subplots()
     for label, pts in lines.items():
@@ -282,15 +297,16 @@ def sweep_figure(rows: Sequence[Row], axes: Mapping[str, Sequence[str]],
     return fig
 
 
-def verdict(rows: Sequence[Row], axes: Mapping[str, Sequence[str]], top: int = 20) -> str:
+def verdict(rows: Sequence[Row], axes: Mapping[str, Sequence[str]], top: int = 20,
+            objectives: Sequence[str] = ()) -> str:
     """The best designs per workload: the fastest, then the whole Pareto front, fastest first
     (past `top` designs, how many more)."""
-    front = pareto(rows, axes)
+    front = pareto(rows, axes, objectives)
     names = groups(rows, axes)
     cost = costs(axes)
     what = ", ".join(["time per token (less is better)", "tokens/s for the batch (more)",
                       *(f"{p} ({'less' if _is_time(axes[p]) else 'more'} costs more)"
-                        for p in cost)])
+                        for p in cost), *(f"{o} (less)" for o in objectives)])
     out = ["best designs per workload",
            f"  front: no other design is as good in every objective and better in one; "
            f"objectives: {what}"]

@@ -124,6 +124,10 @@ def resolve(sweep: SweepFile) -> list[Point]:
     tensor-parallel degree a model cannot split, overrides that contradict) is a point that
     failed, with its one-line error."""
     base = load_hierarchy(_base_path(sweep))
+    if sweep.objectives and base.energy is None:
+        raise SweepError(f"{sweep.objectives_where}: objectives: {', '.join(sweep.objectives)} "
+                         f"need energy figures, and the base {sweep.base} has none; expected "
+                         "a base with an energy section (hierarchies/README.md)")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         requests = [_request(e, base, sweep) for e in sweep.workloads]
@@ -403,9 +407,9 @@ def report(sw: SweepFile, points: Sequence[Point], out: Path) -> SweepResult:
                                f"memwall sweep of {sw.path}")
         text = serving_sweep.verdict(rows, axes)
     else:
-        columns = mark_front(columns, rows, axes)
+        columns = mark_front(columns, rows, axes, sw.objectives)
         write_csv(out / "results.csv", columns, rows)
         if any(r["status"] == "ok" for r in rows):
-            plot(out / "sweep.png", rows, axes, f"memwall sweep of {sw.path}")
-        text = verdict(rows, axes)
+            plot(out / "sweep.png", rows, axes, f"memwall sweep of {sw.path}", sw.objectives)
+        text = verdict(rows, axes, objectives=sw.objectives)
     return SweepResult(out, columns, rows, text, len(points), len(points) - len(rows))

@@ -14,8 +14,8 @@ _LAZY = {  # public name -> module of sim that defines it
     **dict.fromkeys(("Device", "simulate"), "engine"),
     **dict.fromkeys(("EngineOptions", "OpFacts", "check_tp"), "planning"),
     **dict.fromkeys(("MemwallError",), "errors"),
-    **dict.fromkeys(("Compute", "Hierarchy", "Interconnect", "Level", "Placement"),
-                    "hierarchy"),
+    **dict.fromkeys(("Compute", "Energy", "Hierarchy", "Interconnect", "Level", "LevelEnergy",
+                     "Placement"), "hierarchy"),
     **dict.fromkeys(("HierarchyError", "apply_overrides", "hierarchy_from_data",
                      "hierarchy_to_dict", "load_hierarchy", "parse_hierarchy"),
                     "hierarchy_file"),
@@ -34,7 +34,7 @@ _LAZY = {  # public name -> module of sim that defines it
     **dict.fromkeys(("export_perfetto",), "perfetto"),
     **dict.fromkeys(("plot_trace", "trace_figure"), "plot"),
 }
-_MODULES = ("cost", "sampling")  # submodules exported by name
+_MODULES = ("cost", "energy", "sampling")  # submodules exported by name
 
 __all__ = sorted([*_LAZY, *_MODULES])
 

@@ -57,6 +57,31 @@ class Interconnect:
 
 
 @dataclass(frozen=True)
+class LevelEnergy:
+    """What a level costs in energy: per byte that crosses it, and leakage while the device
+    is powered (a whole-level figure plus one per byte of capacity, for SRAM)."""
+
+    access_j_per_byte: float  # per byte read or written (records do not split the two)
+    static_w: float = 0.0
+    static_w_per_byte: float = 0.0  # of capacity: "mW/MiB" in the file
+
+    def leakage_w(self, capacity_bytes: int) -> float:
+        return self.static_w + self.static_w_per_byte * capacity_bytes
+
+
+@dataclass(frozen=True)
+class Energy:
+    """A device's energy figures (the file's optional `energy` section); see sim/energy.py
+    for how a run is charged."""
+
+    idle_w: float  # the board powered and idle: charged for the whole run
+    matmul_j_per_flop: dict[str, float]  # per precision, every one of compute.peak
+    vector_j_per_flop: float
+    levels: dict[str, LevelEnergy]  # every level, by name
+    interconnect_j_per_byte: float | None = None  # per byte sent out of a device
+
+
+@dataclass(frozen=True)
 class Hierarchy:
     name: str  # file stem, e.g. "hbm_accel"
     compute: Compute
@@ -65,6 +90,7 @@ class Hierarchy:
     interconnect: Interconnect | None = None
     description: str = ""
     runtime: str = ""  # the runtime this device runs by default (runtimes/<name>.yaml)
+    energy: Energy | None = None  # None: no energy figures, so runs report none
     schema_version: int = 2
     path: str = ""  # where it was loaded from ("" for YAML text or a mapping)
     sha256: str = field(default="", compare=False)  # of the file's (or text's) bytes

@@ -19,7 +19,15 @@ from typing import Any
 
 from sim import document
 from sim.cache import POLICIES as CACHE_POLICIES
-from sim.hierarchy import Compute, Hierarchy, Interconnect, Level, Placement
+from sim.hierarchy import (
+    Compute,
+    Energy,
+    Hierarchy,
+    Interconnect,
+    Level,
+    LevelEnergy,
+    Placement,
+)
 from sim.opgraph import DTYPES
 from sim.units import expected, format_quantity
 from sim.yamlfile import (
@@ -63,6 +71,7 @@ _TOP = {
     "placement": (True, "a mapping with weights, kv_cache and activations"),
     "interconnect": (False, "a mapping with link_bandwidth, latency, topology, max_devices"),
     "runtime": (True, "the default runtime, a bundled name such as tensorrt-llm"),
+    "energy": (False, "a mapping with idle, compute, memory (and interconnect)"),
 }
 _COMPUTE = {
     "clock": (True, expected("frequency")),
@@ -85,6 +94,20 @@ _INTERCONNECT = {
     "topology": (True, f"one of {', '.join(TOPOLOGIES)}"),
     "max_devices": (True, "an integer >= 1 such as 8"),
     "efficiency": (False, FRACTION),
+}
+
+
+_STATIC = 'a power such as "2 W" or a power per capacity such as "1.5 mW/MiB"'
+_ENERGY = {
+    "idle": (True, expected("power") + ": the board powered and idle"),
+    "compute": (True, 'a mapping from each precision of compute.peak, and vector, to an '
+                'energy per FLOP such as {bf16: "0.4 pJ/FLOP", vector: "2 pJ/FLOP"}'),
+    "memory": (True, 'a mapping from each level to {access: "3.9 pJ/bit", static: ...}'),
+    "interconnect": (False, expected("energy_per_byte") + " sent over the links"),
+}
+_LEVEL_ENERGY = {
+    "access": (True, expected("energy_per_byte") + " read or written"),
+    "static": (False, _STATIC),
 }
 
 
@@ -161,6 +184,7 @@ def _build(root: Node, path: str, stem: str) -> Hierarchy:
     compute = _compute(top["compute"])
     levels = _levels(top["memory"], compute.clock_hz)
     interconnect = top.get("interconnect")
+    energy = top.get("energy")
     return Hierarchy(
         name=as_text(top["name"], "name", _TOP["name"][1]) if "name" in top else stem,
         compute=compute,
@@ -171,6 +195,8 @@ def _build(root: Node, path: str, stem: str) -> Hierarchy:
         description=as_text(top["description"], "description", "text") if "description" in top
         else "",
         runtime=as_text(top["runtime"], "runtime", _TOP["runtime"][1], pattern=_NAME),
+        energy=None if energy is None else _energy(energy, compute, levels,
+                                                   interconnect is not None),
         schema_version=version,
         path=path,
     )
@@ -296,6 +322,45 @@ def _interconnect(node: Node, clock_hz: float) -> Interconnect:
     )
 
 
+def _energy(node: Node, compute: Compute, levels: tuple[Level, ...],
+            has_links: bool) -> Energy:
+    """The `energy` section: complete, or refused (a run's energy would silently lack a
+    part): every precision of compute.peak, vector, every level, the links if any."""
+    f = as_mapping(node, "energy", _ENERGY)
+    per_flop = {d: (True, expected("energy_per_flop")) for d in compute.peak_flops_per_s}
+    c = as_mapping(f["compute"], "energy.compute", {**per_flop, "vector": (True, expected(
+        "energy_per_flop"))}, what="precision (those of compute.peak, and vector)")
+    names = [lv.name for lv in levels]
+    m = as_mapping(f["memory"], "energy.memory", {n: (True, _ENERGY["memory"][1]) for n in names},
+                   what="level")
+    by_level = {}
+    for name in names:
+        p = f"energy.memory.{name}"
+        e = as_mapping(m[name], p, _LEVEL_ENERGY)
+        static = e.get("static")
+        per_capacity = static is not None and "/" in str(static.value)
+        watts = 0.0 if static is None else as_quantity(
+            static, f"{p}.static", "power_per_size" if per_capacity else "power")
+        by_level[name] = LevelEnergy(
+            access_j_per_byte=as_quantity(e["access"], f"{p}.access", "energy_per_byte"),
+            static_w=0.0 if per_capacity else watts,
+            static_w_per_byte=watts if per_capacity else 0.0)
+    link = f.get("interconnect")
+    if has_links and link is None:
+        raise value_error(node, "energy.interconnect", "missing while the device has an "
+                          f"interconnect; expected {_ENERGY['interconnect'][1]}")
+    if link is not None and not has_links:
+        raise value_error(link, "energy.interconnect", "given, but the device has no "
+                          "interconnect section; expected none")
+    return Energy(
+        idle_w=as_quantity(f["idle"], "energy.idle", "power"),
+        matmul_j_per_flop={d: as_quantity(c[d], f"energy.compute.{d}", "energy_per_flop")
+                           for d in compute.peak_flops_per_s},
+        vector_j_per_flop=as_quantity(c["vector"], "energy.compute.vector", "energy_per_flop"),
+        levels=by_level,
+        interconnect_j_per_byte=None if link is None else as_quantity(
+            link, "energy.interconnect", "energy_per_byte"),
+    )
 
 
 KIND = document.Kind(

@@ -95,6 +95,7 @@ def format_report(s: dict[str, Any], hier: Hierarchy, top: int = 5,
             rate = f"{100 * hits[lv.name] / seen:5.1f}%" if seen else "    -"
             row += f"   {rate} of {si(seen, 'B')}"
         lines.append(row)
+    lines += _energy_table(s, whole)
     ai = s.get("arithmetic_intensity")
     balance = s.get("machine_balance")
     if ai and balance:
@@ -117,6 +118,25 @@ def format_report(s: dict[str, Any], hier: Hierarchy, top: int = 5,
         lines.append(f"  worst single op: {worst['op']} ({si(worst['stall_s'], 's')} stalled "
                      f"over {worst['calls']} calls)")
     return "\n".join(lines)
+
+
+def _energy_table(s: dict[str, Any], whole: bool) -> list[str]:
+    """Where the energy went, like the time: only when the hierarchy has energy figures."""
+    by = s.get("energy_j_by")
+    if not by:
+        return []
+    joules = s["energy_j"] or 1.0
+    head = f"  where the energy went{'' if whole else ' (selected ops)'}"
+    head += f"          {si(s['energy_j'], 'J')} in all"
+    if whole and s.get("joules_per_token") is not None:
+        head += f", {si(s['joules_per_token'], 'J')} per token"
+    if whole and s.get("average_power_w") is not None:
+        head += f", {si(s['average_power_w'], 'W')} on average"
+    lines = ["", head]
+    for name, v in by.items():
+        lines.append(f"    {name:<20} {100 * v / joules:5.1f}%  {bar(v / joules)} "
+                     f"{si(v, 'J'):>9}")
+    return lines
 
 
 def runtime_note(s: dict[str, Any]) -> str | None:

@@ -8,14 +8,14 @@ from typing import Any
 
 import numpy as np
 
-from . import sampling
+from . import energy, sampling
 from .hierarchy import Hierarchy
 from .trace import FIELDS, FIRST, LAST, SUM, WIDTH, OpRecord, Records, Totals
 
 FOLD_ROWS = 8192  # records buffered before they are folded into the totals
 _FOLD_VALUES = FOLD_ROWS * WIDTH
 # what the summary reads of a record: the keys it groups by, and every field Totals reduces
-_FOLDED = ("step", "phase", "op", "op_type",
+_FOLDED = ("step", "phase", "op", "op_type", "kind",
            *(f.name for f in FIELDS if f.reduce in (SUM, FIRST, LAST)))
 
 
@@ -43,6 +43,8 @@ class Summary:
         self._phases = Totals(n, sums=("elapsed_s",))  # key: the phase's index in _phase
         self._steps = Totals(n, sums=("compute_s", "wait_s"))  # key: the step
         self._ops = Totals(n, sums=("elapsed_s", "compute_s", "wait_s"))  # key: _op index
+        self._kinds = Totals(n, sums=("flops", "bytes", "mops_bytes", "elapsed_s"))  # energy
+        self._kind: dict[str, int] = {}  # op kind -> key, in order of first use
         self._phase: dict[str, int] = {}  # phase name -> key, in order of first use
         self._op: dict[str, int] = {}  # op name -> key, in order of first use
         self._op_type: list[str] = []  # per op key
@@ -87,6 +89,7 @@ class Summary:
         self._phases.add(_ids(cols["phase"], self._phase), cols, w)
         self._steps.add(cols["step"], cols)  # each step as it ran
         self._ops.add(op_keys, cols, w)
+        self._kinds.add(_ids(cols["kind"], self._kind), cols, w)
 
 
     # -- results ---------------------------------------------------------------------------
@@ -164,6 +167,7 @@ class Summary:
             verdict=f"memory-bound ({bound_by})" if bound_by in self.names else f"{bound_by}-bound",
             busy_s=busy,
             phase_s=phase_s,
+            **self._energy(meta, total_s),
             n_ops=run["n"],
             decode_steps_simulated=sum(1 for k in step_s if k > 0),
             sampling_error_s=error_s,
@@ -178,6 +182,28 @@ class Summary:
         )
         return out
 
+
+    def _energy(self, meta: dict[str, Any], total_s: float) -> dict[str, Any]:
+        """energy_j, energy_j_by, joules_per_token and average_power_w, charged from the
+        records summed per op kind (sim.energy); None each without energy figures. Tokens:
+        those generated, or an encoder's input tokens; power: the whole group's."""
+        t = energy.tariff(self.hier, meta.get("precision"), meta.get("tp") or 1)
+        if t is None or not self._kind:
+            return {"energy_j": None, "energy_j_by": None, "joules_per_token": None,
+                    "average_power_w": None}
+        k = self._kinds
+        names = list(self._kind)
+        by = energy.total(t, {"kind": [names[i] for i in k.keys], "flops": k["flops"],
+                              "bytes": k["bytes"], "mops_bytes": k["mops_bytes"],
+                              "elapsed_s": k["elapsed_s"]})
+        joules = sum(by.values())
+        per = meta.get("gen_len") or meta.get("prompt_len") or 0
+        batch = meta.get("batch") or 1
+        # a serving trace's lengths are distributions ("uniform:128:2048"): no count per token
+        tokens = batch * per if isinstance(per, int) and isinstance(batch, int) else 0
+        return {"energy_j": joules, "energy_j_by": by,
+                "joules_per_token": joules / tokens if tokens else None,
+                "average_power_w": joules / total_s if total_s > 0 else None}
 
     def _caches(self, run: dict[str, Any]) -> dict[str, dict[str, Any]]:
         """Per level with a cache policy: bytes read through it, bytes it served, and their

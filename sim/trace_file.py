@@ -20,6 +20,10 @@ sim.trace.FIELDS; /steps holds what sim.trace.Totals makes of each step's record
                      hit_bytes (n, levels), lookup_bytes (n, levels)
     /steps/          one row per step (token): step, phase, first (row in /records), n_ops,
                      start_s, end_s and the record sums (dispatch_s, compute_s, ...)
+    /energy/         only for a hierarchy with energy figures: j (n, parts), each record's
+                     energy in J per part (attrs `parts`: compute, each level, interconnect,
+                     static), charged by sim.energy as the records are written; rows as
+                     /records. Not a record field: derived from them and the hierarchy.
 
 The file is written under a hidden temporary name and put in place only when complete
 (sim/outfile.py); a run that raises removes it.
@@ -37,7 +41,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from . import sampling
+from . import energy, sampling
 from .hierarchy import Hierarchy
 from .hierarchy_file import hierarchy_to_dict
 from .outfile import Staged, memwall_version
@@ -87,8 +91,12 @@ class TraceWriter:
     def __init__(self, path: str | os.PathLike[str], hier: Hierarchy,
                  command_line: Sequence[str] = (), provenance: dict[str, Any] | None = None,
                  chunk_rows: int = CHUNK_ROWS, runtime: Runtime | None = None,
-                 sample: sampling.Plan | None = None) -> None:
+                 sample: sampling.Plan | None = None,
+                 tariff: energy.Tariff | None = None) -> None:
+        """`tariff`: the run's energy prices (sim.energy.tariff); with one, /energy holds
+        each record's energy."""
         self.path = Path(path)
+        self.tariff = tariff
         self.hier = hier
         self.runtime = runtime
         self.sample = sample
@@ -113,6 +121,15 @@ class TraceWriter:
         group = self.f.create_group("records")
         self.records = {c: self._column(group, c, dt, u, chunk_rows)
                         for c, (dt, u) in RECORD_COLUMNS.items()}
+        self._energy: list[np.ndarray] = []
+        if tariff is not None:
+            g = self.f.create_group("energy")
+            names = energy.parts(tariff.levels)
+            self._energy_ds = g.create_dataset(
+                "j", shape=(0, len(names)), maxshape=(None, len(names)), dtype="float64",
+                chunks=(chunk_rows, len(names)), **_FILTERS)
+            self._energy_ds.attrs["units"] = "J, per part (attrs parts), per record"
+            self._energy_ds.attrs["parts"] = json.dumps(list(names))
 
     def _column(self, group: h5py.Group, name: str, dtype: Any, units: str,
                 chunk: int) -> h5py.Dataset:
@@ -137,6 +154,9 @@ class TraceWriter:
         if n == 0:
             return
         cols = self._pending.columns()
+        if self.tariff is not None:
+            by = energy.charge(self.tariff, cols)
+            self._energy.append(np.stack(list(by.values()), axis=1))
         index = self.op_index
         n_known = len(index)
         keys = zip(*(cols[c] if FIELD[c].lookup else cols[c].tolist() for c in OP_KEY),
@@ -173,6 +193,10 @@ class TraceWriter:
             ds.resize(end, axis=0)
             ds[self.n:end] = np.concatenate(self._buf[c]).astype(RECORD_COLUMNS[c][0])
             self._buf[c] = []
+        if self._energy:
+            self._energy_ds.resize(end, axis=0)
+            self._energy_ds[self.n:end] = np.concatenate(self._energy)
+            self._energy = []
         self.n = end
         self._buffered = 0
 

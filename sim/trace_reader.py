@@ -25,7 +25,7 @@ import numpy as np
 
 from . import sampling
 from .errors import MemwallError
-from .hierarchy import Compute, Hierarchy, Interconnect, Level, Placement
+from .hierarchy import Compute, Energy, Hierarchy, Interconnect, Level, LevelEnergy, Placement
 from .runtime import Runtime
 from .runtime_file import runtime_from_dict
 from .trace import FIELDS, FIRST, LAST, SUM, OpRecord, Totals
@@ -265,9 +265,16 @@ def hierarchy_from_dict(d: dict[str, Any]) -> Hierarchy:
         interconnect=Interconnect(**ic) if ic else None,
         description=d.get("description", ""),
         runtime=d.get("runtime", ""),
+        energy=_energy(d.get("energy")),
         schema_version=d.get("schema_version", 1),
         path=d.get("path", ""),
     )
+
+
+def _energy(d: dict[str, Any] | None) -> Energy | None:
+    if not d:
+        return None
+    return Energy(**{**d, "levels": {k: LevelEnergy(**v) for k, v in d["levels"].items()}})
 
 
 def op_totals(trace: Trace, read_rows: int = READ_ROWS) -> dict[str, np.ndarray]:

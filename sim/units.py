@@ -1,8 +1,10 @@
 """The one unit parser of the project: "3.35 TB/s", "50 MiB", "650 cycles" -> SI floats.
 
 Kinds and their SI results: size (bytes), bandwidth (bytes/s), time (s), frequency (Hz),
-rate (FLOP/s or OP/s). Decimal prefixes are powers of 1000 and binary ones powers of 1024,
-exactly; bit rates (Gb/s) are divided by 8. Units are case-sensitive ("Mb/s" is not "MB/s").
+rate (FLOP/s or OP/s), and for energy: energy_per_byte (J/B; "pJ/bit" is 8 x "pJ/B"),
+energy_per_flop (J/FLOP), power (W) and power_per_size (W/B: SRAM leakage as "mW/MiB").
+Decimal prefixes are powers of 1000 and binary ones powers of 1024, exactly; bit rates (Gb/s)
+are divided by 8. Units are case-sensitive ("Mb/s" is not "MB/s").
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from sim.errors import MemwallError, cut
 _DECIMAL = {"": 1.0, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15}
 _BINARY = {"Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40, "Pi": 2.0**50}
 _SIZES = {f"{p}B": f for p, f in (_DECIMAL | _BINARY).items()}
+_SMALL = {"f": 1e-15, "p": 1e-12, "n": 1e-9, "u": 1e-6, "µ": 1e-6, "m": 1e-3, "": 1.0}
+_WATTS = {"u": 1e-6, "µ": 1e-6, "m": 1e-3, "": 1.0, "k": 1e3}
 
 #: unit -> SI factor, per kind. "cycles" is resolved against a clock, not a factor.
 UNITS: dict[str, dict[str, float]] = {
@@ -25,6 +29,12 @@ UNITS: dict[str, dict[str, float]] = {
     "frequency": {f"{p}Hz": f for p, f in _DECIMAL.items() if p in ("", "k", "M", "G")},
     "rate": {f"{p}{op}{s}": f for p, f in _DECIMAL.items() for op in ("FLOP", "OP")
              for s in ("/s", "S")},
+    "energy_per_byte": {f"{p}J/B": f for p, f in _SMALL.items()}
+    | {f"{p}J/bit": 8 * f for p, f in _SMALL.items()},
+    "energy_per_flop": {f"{p}J/{op}": f for p, f in _SMALL.items() for op in ("FLOP", "OP")},
+    "power": {f"{p}W": f for p, f in _WATTS.items()},
+    "power_per_size": {f"{p}W/{u}": f / b for p, f in _WATTS.items() if p != "k"
+                       for u, b in _SIZES.items() if u != "B"},
 }
 CYCLES = ("cycles", "cycle")
 
@@ -35,9 +45,15 @@ EXAMPLES: dict[str, str] = {
     "time": "80 ns",
     "frequency": "1.83 GHz",
     "rate": "989.4 TFLOP/s",
+    "energy_per_byte": "3.9 pJ/bit",
+    "energy_per_flop": "0.4 pJ/FLOP",
+    "power": "60 W",
+    "power_per_size": "1.5 mW/MiB",
 }
 _ARTICLE = {"size": "a size", "bandwidth": "a bandwidth", "time": "a time",
-            "frequency": "a frequency", "rate": "a rate"}
+            "frequency": "a frequency", "rate": "a rate",
+            "energy_per_byte": "an energy per byte", "energy_per_flop": "an energy per FLOP",
+            "power": "a power", "power_per_size": "a power per capacity"}
 
 _NUMBER = r"[-+]?(?:\d+(?:_\d+)*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf(?:inity)?)"
 _QUANTITY = re.compile(rf"^\s*(?P<num>{_NUMBER})\s*(?P<unit>\S.*?)?\s*$", re.IGNORECASE)
@@ -101,10 +117,16 @@ def _hint(unit: str, kind: str) -> str:
 def format_quantity(value: float, kind: str) -> str:
     """`value` (SI) in the largest decimal unit that keeps it >= 1, e.g. 3.35e12 -> "3.35 TB/s"."""
     units = {"size": "B", "bandwidth": "B/s", "time": "s", "frequency": "Hz", "rate": "FLOP/s"}
-    base = units[kind]
+    small = {"energy_per_byte": "J/B", "energy_per_flop": "J/FLOP", "power": "W",
+             "power_per_size": "W/MiB"}
     if kind == "time":
         steps = [("s", 1.0), ("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9), ("ps", 1e-12)]
+    elif kind in small:
+        table = UNITS[kind]
+        steps = sorted(((u, table[u]) for p in _SMALL if (u := f"{p}{small[kind]}") in table
+                        and p not in ("u", "µ")), key=lambda uf: -uf[1])
     else:
+        base = units[kind]
         steps = [(f"{p}{base}", f) for p, f in reversed(_DECIMAL.items())
                  if f"{p}{base}" in UNITS[kind]]
     for unit, factor in steps:

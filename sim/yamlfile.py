@@ -40,6 +40,10 @@ LIMITS = {  # kind -> (smallest, largest) SI value accepted; outside is almost s
     "time": (0.0, 1.0),  # .. 1 s for a latency or a launch
     "frequency": (1e6, 1e11),  # 1 MHz .. 100 GHz
     "rate": (1e6, 1e19),  # .. 10 EFLOP/s per device
+    "energy_per_byte": (0.0, 1e-6),  # .. 1 uJ/B (DRAM is ~30 pJ/B, a network hop ~1 nJ/B)
+    "energy_per_flop": (0.0, 1e-9),  # .. 1 nJ/FLOP (45 nm fp32 FMA is ~4 pJ)
+    "power": (0.0, 1e5),  # .. 100 kW per device
+    "power_per_size": (0.0, 1.0 / 2**20),  # .. 1 W/MiB of SRAM leakage
 }
 _YAML = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {_YAML + t for t in ("str", "int", "float", "bool", "null")}

@@ -42,3 +42,21 @@ def test_bench_serve_runs_what_it_names():
     assert dt > 0 and cpu > 0 and r.completed == 3 and r.rate == b.RATE
     assert "3 requests" in b.line("3 requests", [dt], r, 1.0)
     assert "(CPU " in b.line("3 requests", [dt], r, 1.0, cpu=[cpu])
+
+
+def test_bench_energy_rows_resolve_and_stay_out_of_the_calibration_rows():
+    import csv
+
+    from memwall.inputs import request
+
+    b = bench("bench_energy")
+    rows = b.rows()
+    assert len(rows) >= 3 and {r["metric"] for r in rows} <= set(b.METRICS)
+    with open(b.ROWS.parent / "measured.csv", newline="") as f:
+        assert not {r["id"] for r in rows} & {r["id"] for r in csv.DictReader(f)}
+    for r in rows:
+        req = request(r["workload"], r["hier"], batch=int(r["batch"]),
+                      prompt_len=int(r["prompt_len"]), gen_len=int(r["gen_len"]),
+                      tp=int(r["tp"]), weight_dtype=r["weight_dtype"], runtime=r["runtime"])
+        assert req.hierarchy.energy is not None, r["id"]
+        assert float(r["measured"]) > 0

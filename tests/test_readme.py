@@ -288,3 +288,32 @@ def test_the_mixture_of_experts_what_if_table() -> None:
                 assert r.cache_hit_bytes["l2"] == 0
             checked += 1
     assert checked == 10
+
+
+@pytest.mark.slow
+def test_the_energy_validation_table_and_its_mape() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_energy", README.parent / "bench" / "bench_energy.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    section = _section("Energy")
+    table = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line]
+    rows = bench.rows()
+    assert len(table) - 1 == len(rows)  # the header, then a line per row
+    errors: dict[str, list[float]] = {}
+    for line, row in zip(table[1:], rows, strict=True):
+        _, meas, pred, err = (c.strip() for c in line.strip("|").split("|"))
+        got = bench.predict(row)
+        measured = float(row["measured"])
+        assert _cited(pred, got), (row["id"], pred, got)
+        assert float(meas) == pytest.approx(measured, rel=5e-3), row["id"]
+        assert _cited(err.rstrip("%"), 100 * (got / measured - 1)), (row["id"], err)
+        errors.setdefault(row["metric"], []).append(abs(got / measured - 1))
+    jpt, n_j, power, n_p = _cites(r"MAPE ([0-9.]+)% on joules per token \((\d+) rows\), "
+                                  r"([0-9.]+)% on power \((\d+) rows\)", section)
+    assert _cited(jpt, 100 * sum(errors["joules_per_token"]) / int(n_j))
+    assert _cited(power, 100 * sum(errors["average_power_w"]) / int(n_p))
+    assert (int(n_j), int(n_p)) == (len(errors["joules_per_token"]),
+                                    len(errors["average_power_w"]))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import networkx as nx
 
 from sim.engine import EngineOptions
-from sim.hierarchy import Compute, Hierarchy, Level, Placement
+from sim.hierarchy import Compute, Energy, Hierarchy, Level, LevelEnergy, Placement
 from sim.opgraph import Tensor
 from sim.runtime import Runtime
 
@@ -27,6 +27,14 @@ def toy_hierarchy(
         ),
         Placement(("dram",), ("dram",), ("sram", "dram")),
     )
+
+
+def toy_energy(sram_w_per_byte: float = 1e-6) -> Energy:
+    """10 W idle; 1 pJ/FLOP matmul, 2 pJ/FLOP vector; sram 1 pJ/B and 1 W per MB of
+    capacity (`sram_w_per_byte`); dram 20 pJ/B and 0.5 W."""
+    return Energy(idle_w=10.0, matmul_j_per_flop={"fp32": 1e-12}, vector_j_per_flop=2e-12,
+                  levels={"sram": LevelEnergy(1e-12, static_w_per_byte=sram_w_per_byte),
+                          "dram": LevelEnergy(20e-12, static_w=0.5)})
 
 
 def toy_runtime(dispatch_s: float = 1e-6, prefetch_depth: int = 0, **kw: object) -> Runtime:
