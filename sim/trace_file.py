@@ -29,6 +29,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
+
+try:
+    import resource
+except ImportError:  # not on Windows
+    resource = None  # type: ignore[assignment]
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +44,7 @@ import h5py
 import numpy as np
 
 from . import sampling
+from .errors import MemwallError
 from .hierarchy import Hierarchy
 from .hierarchy_file import hierarchy_to_dict
 from .outfile import Staged, memwall_version
@@ -69,6 +76,35 @@ OP_KEY = ("op", *(f.name for f in FIELDS if f.table == "ops"))  # a row of /ops
 _STEP_TOTALS = {"step": "keys", "phase": "phase", "first": "first_row", "n_ops": "n"}
 
 
+SLACK_BYTES = 1 << 20  # room kept for HDF5's metadata beyond the data, checked before writes
+_UNFREED: list[Any] = []  # the h5py objects of failed writes (see TraceWriter._failed)
+
+
+class TraceWriteError(MemwallError):
+    """The trace could not be written (a full disk, a file-size limit); nothing is left."""
+
+
+def room_bytes(path: Path, size: int) -> float:
+    """Bytes a file of `size` bytes at `path` may still grow by: the free space of its file
+    system, and the process's file-size limit (RLIMIT_FSIZE)."""
+    st = os.statvfs(path.parent)
+    room = float(st.f_bavail * st.f_frsize)
+    if resource is not None:
+        soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if soft != resource.RLIM_INFINITY:
+            room = min(room, soft - size)
+    return room
+
+
+def _reason(err: BaseException) -> str:
+    """The system's words for an HDF5 write failure ("File too large"), else its first line."""
+    found = re.search(r"error message = '([^']*)'", str(err))
+    if found:
+        return found.group(1)
+    text = getattr(err, "strerror", None) or str(err)
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def run_meta(summary: dict[str, Any], hier: Hierarchy) -> dict[str, Any]:
     """The run's inputs (workload, batch, lengths, precision, tp, params, ...): the keys of the
     summary that Summary.result does not compute, in their original order."""
@@ -98,6 +134,11 @@ class TraceWriter:
         self.n_levels = len(hier.levels)
         self.staged = Staged(path)
         self.tmp = self.staged.tmp
+        if room_bytes(self.tmp, 0) < 2 * SLACK_BYTES:
+            self.staged.discard()
+            raise TraceWriteError(f"--trace {self.staged.given}: no room to write a trace "
+                                  f"(under {2 * SLACK_BYTES >> 20} MiB free or allowed); "
+                                  "nothing was written")
         self.f: h5py.File | None = h5py.File(self.tmp, "w")
         self.op_index: dict[tuple, int] = {}  # OP_KEY values -> row in /ops
         # the names each str field's index points into: dataset -> name -> index
@@ -169,12 +210,44 @@ class TraceWriter:
         if rows == 0:
             return
         end = self.n + rows
-        for c, ds in self.records.items():
-            ds.resize(end, axis=0)
-            ds[self.n:end] = np.concatenate(self._buf[c]).astype(RECORD_COLUMNS[c][0])
-            self._buf[c] = []
+        self._make_room(sum(a.nbytes for c in self._buf for a in self._buf[c]))
+        try:
+            for c, ds in self.records.items():
+                ds.resize(end, axis=0)
+                ds[self.n:end] = np.concatenate(self._buf[c]).astype(RECORD_COLUMNS[c][0])
+                self._buf[c] = []
+        except (OSError, RuntimeError, ValueError) as err:
+            raise self._failed(err) from None
         self.n = end
         self._buffered = 0
+
+    def _make_room(self, data_bytes: int) -> None:
+        """Refuse, before HDF5 tries, a write that the disk or the file-size limit cannot
+        take: HDF5 cannot recover from a failed write (it crashes freeing the file)."""
+        assert self.f is not None
+        need = 1.1 * data_bytes + SLACK_BYTES  # gzip of incompressible data grows a little
+        room = room_bytes(self.tmp, self.f.id.get_filesize())
+        if need > room:
+            f, self.f, self.records = self.f, None, {}
+            f.close()  # within the slack kept
+            self.staged.discard()
+            reason = "File too large" if room < self._free() else "No space left on device"
+            raise TraceWriteError(f"--trace {self.staged.given}: cannot write the trace: "
+                                  f"{reason} ({need / 2**20:,.1f} MiB more needed, "
+                                  f"{max(room, 0) / 2**20:,.1f} MiB left); nothing was written")
+
+    def _free(self) -> float:
+        st = os.statvfs(self.tmp.parent)
+        return float(st.f_bavail * st.f_frsize)
+
+    def _failed(self, err: BaseException) -> TraceWriteError:
+        """Drop the half-written file and say why. HDF5 crashes (SIGSEGV) freeing the objects
+        of a file whose write failed, so they are kept, unfreed, until the process ends."""
+        _UNFREED.append((self.f, self.records))
+        self.f, self.records = None, {}
+        self.staged.discard()
+        return TraceWriteError(f"--trace {self.staged.given}: cannot write the trace: "
+                               f"{_reason(err)}; nothing was written")
 
     # -- completion --------------------------------------------------------------------------
     def finish(self, summary: dict[str, Any]) -> Path:
@@ -183,6 +256,18 @@ class TraceWriter:
         self._flush()
         f = self.f
         assert f is not None, "TraceWriter.finish called twice"
+        attrs = len(json.dumps(summary)) + len(json.dumps(self.provenance)) + 65536
+        steps = len(self.steps.keys) * 8 * len(STEP_COLUMNS) * max(1, self.n_levels)
+        self._make_room(attrs + steps + 64 * len(self.op_index))
+        try:
+            self._finish(f, summary)
+        except (OSError, RuntimeError, ValueError) as err:
+            raise self._failed(err) from None
+        self.f = None
+        self.staged.commit()
+        return self.path
+
+    def _finish(self, f: h5py.File, summary: dict[str, Any]) -> None:
         self._write_tables(f)
         hier_dict = hierarchy_to_dict(self.hier)
         f.attrs.update({
@@ -200,9 +285,6 @@ class TraceWriter:
             "n_records": self.n,
         })
         f.close()
-        self.f = None
-        self.staged.commit()
-        return self.path
 
     def _write_tables(self, f: h5py.File) -> None:
         lookup = f.create_group("lookup")

@@ -267,3 +267,34 @@ def test_steps_table_is_the_schemas(traced):
     assert set(t.steps) == {"step", "phase", "first", "n_ops", "start_s", "end_s", *sums}
     assert set(t.records) == set() and set(read_trace(traced[0]).records) == {
         f.name for f in FIELDS if f.table == "records"}
+
+
+FSIZE_RUN = """
+import resource, sys
+sys.path.insert(0, {root!r})
+resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
+from memwall import cli
+sys.exit(cli.main(["--workload", "gpt2", "--hier", "hbm_accel", "--prompt-len", "8",
+                   "--gen-len", "150", "--engine", "analytic", "--trace", {trace!r}]))
+"""
+
+
+@pytest.mark.parametrize("limit, message", [
+    (100_000, "no room to write a trace"),
+    (2_200_000, r"cannot write the trace: File too large \(.* MiB more needed"),
+])
+def test_a_file_size_limit_while_writing_a_trace_is_one_line_and_leaves_nothing(
+        tmp_path, limit, message):
+    """HDF5 crashes (SIGSEGV) on a failed write, so the writer checks room first."""
+    import re
+    import subprocess
+    import sys
+
+    root = str(Path(__file__).resolve().parent.parent)
+    code = FSIZE_RUN.format(root=root, limit=limit, trace=str(tmp_path / "t.h5"))
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 2, p.stderr[-2000:]
+    assert re.search(f"memwall: error: --trace .*t.h5: {message}", p.stderr)
+    assert p.stderr.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
