@@ -21,6 +21,10 @@ sim.trace.FIELDS; /steps holds what sim.trace.Totals makes of each step's record
     /steps/          one row per step (token): step, phase, first (row in /records), n_ops,
                      start_s, end_s and the record sums (dispatch_s, compute_s, ...)
 
+Every dataset carries a `sha256` attribute of its values, and the root a `sha256` over the
+other root attributes and those digests (sim/trace_digest.py); the reader checks them and
+the tables' consistency (sim/trace_reader.py).
+
 The file is written under a hidden temporary name and put in place only when complete
 (sim/outfile.py); a run that raises removes it.
 """
@@ -30,11 +34,6 @@ from __future__ import annotations
 import json
 import os
 import re
-
-try:
-    import resource
-except ImportError:  # not on Windows
-    resource = None  # type: ignore[assignment]
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,7 +42,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from . import sampling
+from . import sampling, trace_digest
 from .errors import MemwallError
 from .hierarchy import Hierarchy
 from .hierarchy_file import hierarchy_to_dict
@@ -52,6 +51,11 @@ from .runtime import Runtime
 from .runtime_file import runtime_to_dict
 from .summary import Summary
 from .trace import FIELD, FIELDS, FIRST, LAST, SUM, WIDTH, OpRecord, Records, Totals
+
+try:
+    import resource
+except ImportError:  # not on Windows
+    resource = None  # type: ignore[assignment]
 
 FORMAT = "memwall-trace"
 SCHEMA_VERSION = 2  # 2: prefetch_s, hit_bytes, lookup_bytes
@@ -151,6 +155,7 @@ class TraceWriter:
         self._buf: dict[str, list[np.ndarray]] = {c: [] for c in RECORD_COLUMNS}
         self._buffered = 0  # records in _buf
         self._room = min(BLOCK_ROWS, chunk_rows) * WIDTH  # values _pending takes
+        self._digests = {c: trace_digest.Digest() for c in RECORD_COLUMNS}
         group = self.f.create_group("records")
         self.records = {c: self._column(group, c, dt, u, chunk_rows)
                         for c, (dt, u) in RECORD_COLUMNS.items()}
@@ -214,7 +219,9 @@ class TraceWriter:
         try:
             for c, ds in self.records.items():
                 ds.resize(end, axis=0)
-                ds[self.n:end] = np.concatenate(self._buf[c]).astype(RECORD_COLUMNS[c][0])
+                block = np.concatenate(self._buf[c]).astype(RECORD_COLUMNS[c][0])
+                ds[self.n:end] = block
+                self._digests[c].update(block)
                 self._buf[c] = []
         except (OSError, RuntimeError, ValueError) as err:
             raise self._failed(err) from None
@@ -284,7 +291,26 @@ class TraceWriter:
             "runtime": json.dumps(runtime_to_dict(self.runtime) if self.runtime else None),
             "n_records": self.n,
         })
+        self._write_digests(f)
         f.close()
+
+    def _write_digests(self, f: h5py.File) -> None:
+        """Each dataset's sha256 (the records' digested as they streamed, the small tables
+        read back), then the root's over the attributes and those (sim.trace_digest)."""
+        digests: dict[str, str] = {}
+
+        def visit(name: str, obj: Any) -> None:
+            if isinstance(obj, h5py.Dataset):
+                group, _, column = name.partition("/")
+                if group == "records":
+                    digests[name] = self._digests[column].hexdigest()
+                else:
+                    digests[name] = trace_digest.of(
+                        obj.asstr()[()] if obj.dtype.kind == "O" else obj[()])
+                obj.attrs[trace_digest.ATTR] = digests[name]
+
+        f.visititems(visit)
+        f.attrs[trace_digest.ATTR] = trace_digest.root(dict(f.attrs), digests)
 
     def _write_tables(self, f: h5py.File) -> None:
         lookup = f.create_group("lookup")
