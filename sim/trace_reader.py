@@ -132,7 +132,7 @@ def _reading(path: str) -> Iterator[h5py.File]:
         f = h5py.File(path, "r")
     except FileNotFoundError:
         raise TraceFileError(f"{path}: no such file") from None
-    except OSError as e:
+    except (OSError, RuntimeError) as e:
         raise TraceFileError(f"{path}: not a readable HDF5 file (truncated or not HDF5): "
                              f"{_short(e)}") from None
     try:
@@ -141,7 +141,8 @@ def _reading(path: str) -> Iterator[h5py.File]:
             yield f
     except TraceFileError:
         raise
-    except (OSError, KeyError, ValueError, TypeError, IndexError) as e:
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError,
+            UnicodeError) as e:  # h5py raises RuntimeError on a damaged B-tree or address
         raise TraceFileError(f"{path}: damaged memwall trace: {_short(e)}") from None
 
 
