@@ -18,6 +18,7 @@ files.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import json
 import logging
@@ -343,8 +344,6 @@ def _owned(out: Path) -> Iterator[None]:
     """Hold out/LOCK_NAME for the sweep's whole run, so that a second sweep on the same --out
     is refused at once instead of computing every point again; the lock goes with the
     process (a killed sweep holds nothing)."""
-    import fcntl
-
     fd = os.open(out / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         try:

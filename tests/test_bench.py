@@ -33,3 +33,10 @@ def test_bench_trace_streams_synthetic_records(tmp_path: Path):
     per, peak = b.synthetic(hier, 1000, tmp_path / "s.h5", True)
     assert per > 0 and peak > 0
     assert len(read_trace(tmp_path / "s.h5").records["step"]) == 1000
+
+
+def test_bench_trace_memory_counts_the_runs_it_measures(tmp_path: Path):
+    b = bench("bench_trace_memory")
+    n, mib = b.peak("gpt2", 2, "analytic", "fused", str(tmp_path / "t.h5"))
+    assert n == 2 * (12 * 7 + 3) and mib > 10  # gen 2: a prefill and one decode of 87 ops
+    assert read_trace(tmp_path / "t.h5").records["step"].size == n
