@@ -108,6 +108,9 @@ def build_parser() -> Parser:
                    help="override a hierarchy value, e.g. --set 'memory.l2.capacity=256 MiB', "
                         "or a runtime value, e.g. --set 'runtime.kernels.launch=2 us'")
     p.add_argument("--top", type=_count, default=5, help="ops listed in the report (default 5)")
+    p.add_argument("--max-ops", type=_count, default=None, metavar="N",
+                   help="refuse, before any work, a run of more than N op executions "
+                   "(a run estimated over a minute prints its size first)")
     p.add_argument("--trace", metavar="PATH.h5",
                    help="write every op execution to an HDF5 trace (see 'memwall inspect')")
     p.add_argument("--ops", metavar="FILE.csv",
@@ -152,15 +155,19 @@ def cmd_run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)  # before the library loads: -h, --version
     _outputs(("--json", args.json), ("--trace", args.trace), ("--ops", args.ops))
     from .inputs import request
-    from .simulation import run
+    from .simulation import LONG_RUN_S, duration, run, run_size
 
     req = request(args.workload, args.hier, engine=args.engine, runtime=args.runtime,
                   fusion=args.fusion,
                   prefetch_depth=args.prefetch_depth, overlap=not args.no_overlap,
                   decode_samples=args.decode_samples,
                   overrides=args.overrides, **_settings(args))
+    n, secs = run_size(req)
+    if secs > LONG_RUN_S and (args.max_ops is None or n <= args.max_ops):
+        print(f"memwall: this run simulates {n:,} op executions, about {duration(secs)} "
+              "(--max-ops caps a run; --decode-samples shortens one)", file=sys.stderr)
     result = run(req, trace=args.trace, ops=args.ops, progress=sys.stderr.isatty(),
-                 command_line=["memwall", *argv])
+                 command_line=["memwall", *argv], max_ops=args.max_ops)
     if args.json:
         write_json(result.to_dict(), args.json)
     if args.json != "-":

@@ -28,12 +28,33 @@ from .result import RunResult
 Engine = Callable[..., None]
 #: name -> engine; both run the same op graphs through the same memory system and cost model.
 ENGINES: dict[str, Engine] = {"des": sim.simulate, "analytic": sim.simulate_analytic}
+#: op executions per second of each engine, for run_size's estimate (llama2-7b, 16 + 400
+#: tokens on a 2-core machine: 90,800 ops in 5.5 s des, 2.5 s analytic, start-up excluded)
+OPS_PER_S = {"des": 16_000, "analytic": 36_000}
+LONG_RUN_S = 60.0  # the command line prints run_size before a run estimated longer
+
+
+class RunTooLarge(sim.MemwallError):
+    """A run whose op executions exceed the cap given (max_ops, --max-ops)."""
+
+
+def run_size(req: Request) -> tuple[int, float]:
+    """(op executions the run will simulate, estimated seconds), from its first two graphs,
+    before any work: the prefill once, then each decode step run (all, or the sampled)."""
+    spec = req.spec
+    sample = sampling.plan(spec.n_phases - 1, req.decode_samples)
+    steps = spec.n_phases - 1 if sample is None else len(sample.steps)
+    graphs = iter(workloads.phases(spec, req.fusion, None if sample is None else sample.steps))
+    n = next(graphs).number_of_nodes()
+    if steps:
+        n += steps * next(graphs).number_of_nodes()
+    return n, n / OPS_PER_S[req.engine]
 
 
 def simulate(workload: Any, hierarchy: Any, *, records: bool = False,
              trace: str | os.PathLike[str] | None = None,
              ops: str | os.PathLike[str] | None = None, progress: bool = False,
-             **settings: Any) -> RunResult:
+             max_ops: int | None = None, **settings: Any) -> RunResult:
     """Simulate `workload` (a preset name, a config.json path or a ModelConfig) on
     `hierarchy` (a Hierarchy, a bundled name, a path, YAML text or a mapping).
 
@@ -44,18 +65,27 @@ def simulate(workload: Any, hierarchy: Any, *, records: bool = False,
     "zipf:S"), routing_file, seed (0), and overrides (a mapping or "PATH=VALUE" texts, as
     --set; paths starting with "runtime." change the runtime). `records=True` keeps every op
     execution as columns in `RunResult.records`; `trace` writes them to an HDF5 trace; `ops`
-    writes the per-op-type table (sim.op_table) as CSV.
+    writes the per-op-type table (sim.op_table) as CSV. `max_ops` refuses, before any work,
+    a run of more op executions (run_size).
     """
     return run(request(workload, hierarchy, **settings), records=records, trace=trace,
-               ops=ops, progress=progress)
+               ops=ops, progress=progress, max_ops=max_ops)
 
 
 def run(req: Request, *, records: bool = False, trace: str | os.PathLike[str] | None = None,
         ops: str | os.PathLike[str] | None = None,
         progress: bool = False, sinks: Iterable[Callable[[OpRecord], None]] = (),
-        command_line: Sequence[str] | None = None) -> RunResult:
+        command_line: Sequence[str] | None = None, max_ops: int | None = None) -> RunResult:
     """Run `req`: every op record goes to the summary (and to `sinks`, the trace, the op-type
-    table and the kept columns); the result is computed from the records."""
+    table and the kept columns); the result is computed from the records. A run of more than
+    `max_ops` op executions (run_size) is refused before any work."""
+    if max_ops is not None:
+        n, secs = run_size(req)
+        if n > max_ops:
+            raise RunTooLarge(f"the run simulates {n:,} op executions (about "
+                              f"{duration(secs)}); expected at most {max_ops:,} (max_ops, "
+                              "--max-ops): fewer tokens, or sampled decode steps "
+                              "(--decode-samples)")
     if trace is not None:
         check_target(trace, "trace")
     if ops is not None:
@@ -105,6 +135,13 @@ def run(req: Request, *, records: bool = False, trace: str | os.PathLike[str] | 
         write_text(ops, table.csv_text())
     columns = _columns(kept, [lv.name for lv in hier.levels]) if kept is not None else None
     return RunResult.from_summary(result, hier, columns)
+
+
+def duration(secs: float) -> str:
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if secs >= 2 * size:
+            return f"{secs / size:,.0f} {unit}"
+    return f"{secs:.0f} s"
 
 
 def _fan_out(sinks: list[Callable[[OpRecord], None]]) -> Callable[[OpRecord], None]:

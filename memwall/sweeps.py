@@ -18,6 +18,7 @@ files.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import json
 import logging
@@ -25,7 +26,8 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -356,6 +358,37 @@ def sweep(path: str | os.PathLike[str], out: str | os.PathLike[str],
     sw = read_sweep(path)
     points = resolve(sw)
     (out / "points").mkdir(parents=True, exist_ok=True)
+    with _owned(out):
+        return _sweep(sw, points, out, workers, scheduler, progress, command_line)
+
+
+LOCK_NAME = ".memwall-sweep.lock"  # in --out: held (flock) by the sweep writing there
+
+
+@contextmanager
+def _owned(out: Path) -> Iterator[None]:
+    """Hold out/LOCK_NAME for the sweep's whole run, so that a second sweep on the same --out
+    is refused at once instead of computing every point again; the lock goes with the
+    process (a killed sweep holds nothing)."""
+    fd = os.open(out / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            raise SweepError(f"--out {out}: another sweep (process {owner}) is writing there; "
+                             "expected one sweep per directory (wait for it, or use another "
+                             "--out)") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _sweep(sw: SweepFile, points: list[Point], out: Path, workers: int,
+           scheduler: str | None, progress: bool | None,
+           command_line: Sequence[str] | None) -> SweepResult:
     check_target(out / "results.csv", "--out")
     before = {p.key for p in points if read_point(out, p.key) is not None}
     for p in points:  # designs that do not resolve are finished points too
@@ -389,6 +422,10 @@ def _check_address(address: str) -> None:
         if scheme not in backends:
             raise ValueError(f"unknown scheme {scheme!r}")
         if scheme in ("tcp", "tls", "ws", "wss"):
+            host, _, port = location.rpartition(":")
+            if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                raise ValueError(f"port {port!r} is not a number in 1..65535" if host else
+                                 "no HOST:PORT")
             parse_host_port(location)
     except (ValueError, TypeError) as e:
         raise SweepError(f"--scheduler {cut(address)}: {str(e).splitlines()[0]}; "

@@ -10,12 +10,21 @@ from typing import Any
 
 import numpy as np
 
-from .errors import MemwallError
+from .errors import MemwallError, cut
 from .report import Scope, format_report, si
 from .summary import Summary
 from .trace import Totals, derive
 from .trace_file import RECORD_COLUMNS
-from .trace_reader import READ_ROWS, Tokens, _reading, decoded, read_trace
+from .trace_reader import (
+    READ_ROWS,
+    RecordDigests,
+    Tokens,
+    TraceFileError,
+    _reading,
+    check_records,
+    decoded,
+    read_trace,
+)
 
 KINDS = ("matmul", "vector", "collective")
 TOKEN_ROWS = 32  # per-token lines printed before steps are grouped into ranges
@@ -72,6 +81,23 @@ def _breakdown(t: Totals, key: str, names: list[str]) -> list[dict[str, Any]]:
     return out
 
 
+SUMMARY_CHECKED = ("n_ops", "flops", "mops_bytes", "total_s", "compute_s", "prefill_s")
+
+
+def _check_summary(path: str, stored: dict[str, Any], rebuilt: dict[str, Any]) -> None:
+    """The summary attribute against the one the records give (to 1e-9 relative)."""
+    for key in SUMMARY_CHECKED:
+        if key not in stored:  # a serving run's summary holds its own figures (the digests
+            continue  # still guard every byte of it)
+        a, b = stored.get(key), rebuilt.get(key)
+        if a is None and b is None:
+            continue
+        if (not isinstance(a, (int, float)) or isinstance(a, bool)
+                or abs(a - b) > 1e-9 * max(abs(a), abs(b))):
+            raise TraceFileError(f"{path}: damaged memwall trace: the summary's {key} = "
+                                 f"{cut(repr(a))} but the records give {b!r}")
+
+
 def inspect_trace(path: str, sel: Selection = Selection(), top: int = 10) -> dict[str, Any]:
     """Everything `run.py inspect` shows, as JSON-ready data."""
     t = read_trace(path, tokens=sel.tokens, records=False)
@@ -83,8 +109,11 @@ def inspect_trace(path: str, sel: Selection = Selection(), top: int = 10) -> dic
     kind_ok = None if sel.kind is None else np.array([k == sel.kind for k in t.ops["kind"]], bool)
     lo, hi = t.steps_rows()
     with _reading(path) as f:
+        digests = RecordDigests(f, path, (lo, hi))
         for i in range(lo, hi, READ_ROWS):
             d = {c: f[f"records/{c}"][i:min(hi, i + READ_ROWS)] for c in RECORD_COLUMNS}
+            check_records(d, len(t.ops["name"]), len(t.attrs["phases"]), path)
+            digests.add(d)
             mask = np.ones(len(d["op"]), dtype=bool)
             if sel.layer is not None:
                 mask &= op_layer[d["op"]] == sel.layer
@@ -97,9 +126,12 @@ def inspect_trace(path: str, sel: Selection = Selection(), top: int = 10) -> dic
             layers.add(cols["layer"], cols)
             tokens.add(cols["step"], cols)
             _keep_worst(worst, cols, names, i, top)
+        digests.check()
     if summary.n_ops == 0:
         raise MemwallError(f"{path}: no op executions match {sel.describe() or 'the trace'}")
     out = summary.result(t.meta, top=max(top, 10))
+    if digests.on and sel == Selection():
+        _check_summary(path, t.summary, out)
     chosen = _scope(out, sel, tokens, path)
     return {
         "file": path,

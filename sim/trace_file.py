@@ -25,6 +25,10 @@ sim.trace.FIELDS; /steps holds what sim.trace.Totals makes of each step's record
                      static), charged by sim.energy as the records are written; rows as
                      /records. Not a record field: derived from them and the hierarchy.
 
+Every dataset carries a `sha256` attribute of its values, and the root a `sha256` over the
+other root attributes and those digests (sim/trace_digest.py); the reader checks them and
+the tables' consistency (sim/trace_reader.py).
+
 The file is written under a hidden temporary name and put in place only when complete
 (sim/outfile.py); a run that raises removes it.
 """
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,7 +46,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from . import energy, sampling
+from . import energy, sampling, trace_digest
+from .errors import MemwallError
 from .hierarchy import Hierarchy
 from .hierarchy_file import hierarchy_to_dict
 from .outfile import Staged, memwall_version
@@ -49,6 +55,11 @@ from .runtime import Runtime
 from .runtime_file import runtime_to_dict
 from .summary import Summary
 from .trace import FIELD, FIELDS, FIRST, LAST, SUM, WIDTH, OpRecord, Records, Totals
+
+try:
+    import resource
+except ImportError:  # not on Windows
+    resource = None  # type: ignore[assignment]
 
 FORMAT = "memwall-trace"
 SCHEMA_VERSION = 2  # 2: prefetch_s, hit_bytes, lookup_bytes
@@ -71,6 +82,35 @@ STEP_COLUMNS: dict[str, tuple[str, str]] = {
 PER_LEVEL = tuple(f.name for f in FIELDS if f.per_level)
 OP_KEY = ("op", *(f.name for f in FIELDS if f.table == "ops"))  # a row of /ops
 _STEP_TOTALS = {"step": "keys", "phase": "phase", "first": "first_row", "n_ops": "n"}
+
+
+SLACK_BYTES = 1 << 20  # room kept for HDF5's metadata beyond the data, checked before writes
+_UNFREED: list[Any] = []  # the h5py objects of failed writes (see TraceWriter._failed)
+
+
+class TraceWriteError(MemwallError):
+    """The trace could not be written (a full disk, a file-size limit); nothing is left."""
+
+
+def room_bytes(path: Path, size: int) -> float:
+    """Bytes a file of `size` bytes at `path` may still grow by: the free space of its file
+    system, and the process's file-size limit (RLIMIT_FSIZE)."""
+    st = os.statvfs(path.parent)
+    room = float(st.f_bavail * st.f_frsize)
+    if resource is not None:
+        soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if soft != resource.RLIM_INFINITY:
+            room = min(room, soft - size)
+    return room
+
+
+def _reason(err: BaseException) -> str:
+    """The system's words for an HDF5 write failure ("File too large"), else its first line."""
+    found = re.search(r"error message = '([^']*)'", str(err))
+    if found:
+        return found.group(1)
+    text = getattr(err, "strerror", None) or str(err)
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def run_meta(summary: dict[str, Any], hier: Hierarchy) -> dict[str, Any]:
@@ -106,7 +146,14 @@ class TraceWriter:
         self.n_levels = len(hier.levels)
         self.staged = Staged(path)
         self.tmp = self.staged.tmp
-        self.f: h5py.File | None = h5py.File(self.tmp, "w")
+        if room_bytes(self.tmp, 0) < 2 * SLACK_BYTES:
+            self.staged.discard()
+            raise TraceWriteError(f"--trace {self.staged.given}: no room to write a trace "
+                                  f"(under {2 * SLACK_BYTES >> 20} MiB free or allowed); "
+                                  "nothing was written")
+        # no chunk cache: whole chunks are written once, and a cache grew with the run (llama2-7b
+        # unfused, 500 -> 2,000 tokens: 81 -> 142 MiB over an untraced run; without: 34 -> 35)
+        self.f: h5py.File | None = h5py.File(self.tmp, "w", rdcc_nbytes=0)
         self.op_index: dict[tuple, int] = {}  # OP_KEY values -> row in /ops
         # the names each str field's index points into: dataset -> name -> index
         self.names: dict[str, dict[str, int]] = {f.lookup: {} for f in FIELDS
@@ -118,6 +165,7 @@ class TraceWriter:
         self._buf: dict[str, list[np.ndarray]] = {c: [] for c in RECORD_COLUMNS}
         self._buffered = 0  # records in _buf
         self._room = min(BLOCK_ROWS, chunk_rows) * WIDTH  # values _pending takes
+        self._digests = {c: trace_digest.Digest() for c in RECORD_COLUMNS}
         group = self.f.create_group("records")
         self.records = {c: self._column(group, c, dt, u, chunk_rows)
                         for c, (dt, u) in RECORD_COLUMNS.items()}
@@ -189,16 +237,51 @@ class TraceWriter:
         if rows == 0:
             return
         end = self.n + rows
-        for c, ds in self.records.items():
-            ds.resize(end, axis=0)
-            ds[self.n:end] = np.concatenate(self._buf[c]).astype(RECORD_COLUMNS[c][0])
-            self._buf[c] = []
-        if self._energy:
-            self._energy_ds.resize(end, axis=0)
-            self._energy_ds[self.n:end] = np.concatenate(self._energy)
-            self._energy = []
+        more = sum(a.nbytes for a in self._energy)
+        self._make_room(sum(a.nbytes for c in self._buf for a in self._buf[c]) + more)
+        try:
+            for c, ds in self.records.items():
+                ds.resize(end, axis=0)
+                block = np.concatenate(self._buf[c]).astype(RECORD_COLUMNS[c][0])
+                ds[self.n:end] = block
+                self._digests[c].update(block)
+                self._buf[c] = []
+            if self._energy:
+                self._energy_ds.resize(end, axis=0)
+                self._energy_ds[self.n:end] = np.concatenate(self._energy)
+                self._energy = []
+        except (OSError, RuntimeError, ValueError) as err:
+            raise self._failed(err) from None
         self.n = end
         self._buffered = 0
+
+    def _make_room(self, data_bytes: int) -> None:
+        """Refuse, before HDF5 tries, a write that the disk or the file-size limit cannot
+        take: HDF5 cannot recover from a failed write (it crashes freeing the file)."""
+        assert self.f is not None
+        need = 1.1 * data_bytes + SLACK_BYTES  # gzip of incompressible data grows a little
+        room = room_bytes(self.tmp, self.f.id.get_filesize())
+        if need > room:
+            f, self.f, self.records = self.f, None, {}
+            f.close()  # within the slack kept
+            self.staged.discard()
+            reason = "File too large" if room < self._free() else "No space left on device"
+            raise TraceWriteError(f"--trace {self.staged.given}: cannot write the trace: "
+                                  f"{reason} ({need / 2**20:,.1f} MiB more needed, "
+                                  f"{max(room, 0) / 2**20:,.1f} MiB left); nothing was written")
+
+    def _free(self) -> float:
+        st = os.statvfs(self.tmp.parent)
+        return float(st.f_bavail * st.f_frsize)
+
+    def _failed(self, err: BaseException) -> TraceWriteError:
+        """Drop the half-written file and say why. HDF5 crashes (SIGSEGV) freeing the objects
+        of a file whose write failed, so they are kept, unfreed, until the process ends."""
+        _UNFREED.append((self.f, self.records))
+        self.f, self.records = None, {}
+        self.staged.discard()
+        return TraceWriteError(f"--trace {self.staged.given}: cannot write the trace: "
+                               f"{_reason(err)}; nothing was written")
 
     # -- completion --------------------------------------------------------------------------
     def finish(self, summary: dict[str, Any],
@@ -211,6 +294,20 @@ class TraceWriter:
         self._flush()
         f = self.f
         assert f is not None, "TraceWriter.finish called twice"
+        attrs = len(json.dumps(summary)) + len(json.dumps(self.provenance)) + 65536
+        steps = len(self.steps.keys) * 8 * len(STEP_COLUMNS) * max(1, self.n_levels)
+        self._make_room(attrs + steps + 64 * len(self.op_index))
+        try:
+            self._finish(f, summary, tables)
+        except (OSError, RuntimeError, ValueError) as err:
+            raise self._failed(err) from None
+        self.f = None
+        self.staged.commit()
+        return self.path
+
+    def _finish(self, f: h5py.File, summary: dict[str, Any],
+                tables: Mapping[str, tuple[Mapping[str, np.ndarray], Mapping[str, str]]]
+                | None) -> None:
         self._write_tables(f)
         for group, (columns, units) in (tables or {}).items():
             g = f.create_group(group)
@@ -234,10 +331,26 @@ class TraceWriter:
             "runtime": json.dumps(runtime_to_dict(self.runtime) if self.runtime else None),
             "n_records": self.n,
         })
+        self._write_digests(f)
         f.close()
-        self.f = None
-        self.staged.commit()
-        return self.path
+
+    def _write_digests(self, f: h5py.File) -> None:
+        """Each dataset's sha256 (the records' digested as they streamed, the small tables
+        read back), then the root's over the attributes and those (sim.trace_digest)."""
+        digests: dict[str, str] = {}
+
+        def visit(name: str, obj: Any) -> None:
+            if isinstance(obj, h5py.Dataset):
+                group, _, column = name.partition("/")
+                if group == "records":
+                    digests[name] = self._digests[column].hexdigest()
+                else:
+                    digests[name] = trace_digest.of(
+                        obj.asstr()[()] if obj.dtype.kind == "O" else obj[()])
+                obj.attrs[trace_digest.ATTR] = digests[name]
+
+        f.visititems(visit)
+        f.attrs[trace_digest.ATTR] = trace_digest.root(dict(f.attrs), digests)
 
     def _write_tables(self, f: h5py.File) -> None:
         lookup = f.create_group("lookup")

@@ -23,7 +23,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from . import sampling
+from . import sampling, trace_digest
 from .errors import MemwallError
 from .hierarchy import Compute, Energy, Hierarchy, Interconnect, Level, LevelEnergy, Placement
 from .runtime import Runtime
@@ -132,7 +132,7 @@ def _reading(path: str) -> Iterator[h5py.File]:
         f = h5py.File(path, "r")
     except FileNotFoundError:
         raise TraceFileError(f"{path}: no such file") from None
-    except OSError as e:
+    except (OSError, RuntimeError) as e:
         raise TraceFileError(f"{path}: not a readable HDF5 file (truncated or not HDF5): "
                              f"{_short(e)}") from None
     try:
@@ -141,7 +141,8 @@ def _reading(path: str) -> Iterator[h5py.File]:
             yield f
     except TraceFileError:
         raise
-    except (OSError, KeyError, ValueError, TypeError, IndexError) as e:
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError,
+            UnicodeError) as e:  # h5py raises RuntimeError on a damaged B-tree or address
         raise TraceFileError(f"{path}: damaged memwall trace: {_short(e)}") from None
 
 
@@ -161,10 +162,133 @@ def _check(f: h5py.File, path: str) -> None:
         for c in columns:
             if f"{group}/{c}" not in f:
                 raise TraceFileError(f"{path}: damaged memwall trace: /{group}/{c} missing")
-    n = int(f.attrs.get("n_records", -1))
+    n = f.attrs.get("n_records", -1)
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise TraceFileError(f"{path}: damaged memwall trace: n_records = {_shown(n)}; "
+                             "expected a whole number")
+    n = int(n)
     if any(f[f"records/{c}"].shape[0] != n for c in RECORD_COLUMNS):
         raise TraceFileError(f"{path}: damaged memwall trace: /records columns are not all "
                              f"{n} rows long")
+    for key, kinds in _ATTR_TYPES.items():
+        value = f.attrs.get(key)
+        try:
+            parsed = json.loads(value) if isinstance(value, str) else value
+        except json.JSONDecodeError:
+            parsed = value
+        if not isinstance(value, str) or not isinstance(parsed, kinds):
+            wanted = " or ".join("null" if k is type(None) else _JSON_NAMES[k] for k in kinds)
+            raise TraceFileError(f"{path}: damaged memwall trace: attribute {key!r} = "
+                                 f"{_shown(value)}; expected JSON text of {wanted}")
+    _check_digests(f, path)
+    _check_tables(f, path, n)
+
+
+_JSON_NAMES = {dict: "an object", list: "a list"}
+_ATTR_TYPES: dict[str, tuple[type, ...]] = {  # root attribute -> the JSON it holds
+    "hierarchy": (dict,), "workload": (dict,), "summary": (dict,), "provenance": (dict,),
+    "command_line": (list,), "sample": (dict, type(None)), "runtime": (dict, type(None))}
+
+
+def _shown(v: Any) -> str:
+    text = repr(v.item() if isinstance(v, np.generic) else v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_digests(f: h5py.File, path: str) -> None:
+    """The sha256 of every small table and of the root attributes (sim.trace_digest); the
+    /records columns are checked when read whole (`check_record_digests`), and every chunk
+    by HDF5's fletcher32. A trace without digests (written before them) is not checked."""
+    if trace_digest.ATTR not in f.attrs:
+        return
+    digests: dict[str, str] = {}
+
+    def visit(name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset):
+            stored = obj.attrs.get(trace_digest.ATTR)
+            if not isinstance(stored, str):
+                raise TraceFileError(f"{path}: damaged memwall trace: /{name} has no sha256")
+            digests[name] = stored
+            if not name.startswith("records/"):
+                got = trace_digest.of(obj.asstr()[()] if obj.dtype.kind == "O" else obj[()])
+                if got != stored:
+                    raise TraceFileError(f"{path}: damaged memwall trace: /{name} fails its "
+                                         "sha256 checksum")
+
+    f.visititems(visit)
+    if trace_digest.root(dict(f.attrs), digests) != f.attrs[trace_digest.ATTR]:
+        raise TraceFileError(f"{path}: damaged memwall trace: the root attributes (summary, "
+                             "hierarchy, ...) fail their sha256 checksum")
+
+
+def check_record_digests(f: h5py.File, path: str, cols: dict[str, np.ndarray]) -> None:
+    """The sha256 of whole /records columns just read."""
+    for c, v in cols.items():
+        stored = f[f"records/{c}"].attrs.get(trace_digest.ATTR)
+        if stored is not None and trace_digest.of(v) != stored:
+            raise TraceFileError(f"{path}: damaged memwall trace: /records/{c} fails its "
+                                 "sha256 checksum")
+
+
+class RecordDigests:
+    """The sha256 of /records columns read in chunks from row 0 to the end (a read of part
+    of the records checks nothing here): `add` each chunk, then `check`."""
+
+    def __init__(self, f: h5py.File, path: str, rows: tuple[int, int]) -> None:
+        self.f, self.path = f, path
+        self.on = rows == (0, int(f.attrs["n_records"]))
+        self.digests: dict[str, trace_digest.Digest] = {}
+
+    def add(self, cols: dict[str, np.ndarray]) -> None:
+        if self.on:
+            for c, v in cols.items():
+                self.digests.setdefault(c, trace_digest.Digest()).update(v)
+
+    def check(self) -> None:
+        for c, h in self.digests.items() if self.on else ():
+            stored = self.f[f"records/{c}"].attrs.get(trace_digest.ATTR)
+            if stored is not None and h.hexdigest() != stored:
+                raise TraceFileError(f"{self.path}: damaged memwall trace: /records/{c} fails "
+                                     "its sha256 checksum")
+
+
+def _check_tables(f: h5py.File, path: str, n: int) -> None:
+    """Indices within their tables, finite times, steps that tile the records."""
+    sizes = {k: len(ds) for k, ds in f["lookup"].items()}
+    for fld in FIELDS:
+        if fld.table == "ops" and fld.lookup:
+            _in_range(f[f"ops/{fld.name}"][()], sizes[fld.lookup.removeprefix("lookup/")],
+                      f"/ops/{fld.name}", path)
+    st = {c: f[f"steps/{c}"][()] for c in STEP_COLUMNS}
+    _in_range(st["phase"], sizes["phases"], "/steps/phase", path)
+    for c, v in st.items():
+        if v.dtype.kind == "f" and not np.isfinite(v).all():
+            raise TraceFileError(f"{path}: damaged memwall trace: /steps/{c} holds a value "
+                                 "that is not finite")
+    first, count = st["first"], st["n_ops"]
+    if len(first) and ((first < 0).any() or (count < 0).any() or (first + count > n).any()
+                       or int(count.sum()) != n):
+        raise TraceFileError(f"{path}: damaged memwall trace: /steps/first and /steps/n_ops "
+                             f"do not tile the {n} records")
+
+
+def _in_range(values: np.ndarray, size: int, name: str, path: str) -> None:
+    if len(values) and (values.min() < 0 or values.max() >= size):
+        bad = values[(values < 0) | (values >= size)][0]
+        raise TraceFileError(f"{path}: damaged memwall trace: {name} holds {int(bad)}; "
+                             f"expected an index in 0..{size - 1}")
+
+
+def check_records(cols: dict[str, np.ndarray], n_ops: int, n_phases: int, path: str) -> None:
+    """Record columns just read: op and phase indices in range, every time finite."""
+    if "op" in cols:
+        _in_range(cols["op"], n_ops, "/records/op", path)
+    if "phase" in cols:
+        _in_range(cols["phase"], n_phases, "/records/phase", path)
+    for c, v in cols.items():
+        if v.dtype.kind == "f" and not np.isfinite(v).all():
+            raise TraceFileError(f"{path}: damaged memwall trace: /records/{c} holds a value "
+                                 "that is not finite")
 
 
 def _strings(ds: h5py.Dataset) -> np.ndarray:
@@ -208,6 +332,9 @@ def read_trace(path: str | os.PathLike[str], tokens: Tokens = None,
         recs: dict[str, np.ndarray] = {}
         if records:
             recs = {c: f[f"records/{c}"][rows[0]:rows[1]] for c in RECORD_COLUMNS}
+            check_records(recs, len(ops["name"]), len(lookups["lookup/phases"]), p)
+            if rows == (0, int(a["n_records"])):
+                check_record_digests(f, p, recs)
         else:
             rows = (rows[0], rows[0])
         return Trace(
@@ -234,7 +361,9 @@ def iter_records(trace: Trace, rows: tuple[int, int] | None = None,
         cols = {c: f[f"records/{c}"] for c in RECORD_COLUMNS}
         for i in range(lo, hi, read_rows):
             j = min(hi, i + read_rows)
-            yield from _as_records(decoded({c: ds[i:j] for c, ds in cols.items()}, trace))
+            d = {c: ds[i:j] for c, ds in cols.items()}
+            check_records(d, len(trace.ops["name"]), len(trace.attrs["phases"]), trace.path)
+            yield from _as_records(decoded(d, trace))
 
 
 _COMPUTE_FIELDS = {f.name for f in dataclasses.fields(Compute)}  # a schema-1 hierarchy also
@@ -290,6 +419,7 @@ def op_totals(trace: Trace, read_rows: int = READ_ROWS) -> dict[str, np.ndarray]
         for i in range(lo, hi, read_rows):
             j = min(hi, i + read_rows)
             d = {c: ds[i:j] for c, ds in cols.items()}
+            check_records(d, n_ops, len(trace.attrs["phases"]), trace.path)
             tot.add(d["op"], d)
     out: dict[str, np.ndarray] = {}
     for name in tot.sums:

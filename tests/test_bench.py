@@ -60,3 +60,10 @@ def test_bench_energy_rows_resolve_and_stay_out_of_the_calibration_rows():
                       tp=int(r["tp"]), weight_dtype=r["weight_dtype"], runtime=r["runtime"])
         assert req.hierarchy.energy is not None, r["id"]
         assert float(r["measured"]) > 0
+
+
+def test_bench_trace_memory_counts_the_runs_it_measures(tmp_path: Path):
+    b = bench("bench_trace_memory")
+    n, mib = b.peak("gpt2", 2, "analytic", "fused", str(tmp_path / "t.h5"))
+    assert n == 2 * (12 * 7 + 3) and mib > 10  # gen 2: a prefill and one decode of 87 ops
+    assert read_trace(tmp_path / "t.h5").records["step"].size == n

@@ -124,3 +124,37 @@ def test_describe_is_json_ready_and_readable() -> None:
     bert = describe(RunSpec(PRESETS["bert-base"], prompt_len=128, gen_len=0))
     assert "decode" not in bert["phases"] and bert["phases"]["encode"]["tokens"] == 128
     assert "encode (128 tok)" in format_describe(bert)
+
+
+@pytest.mark.parametrize("window", [0, 50, 301])
+def test_closed_form_sums_equal_the_step_by_step_sum_across_a_window(monkeypatch, window) -> None:
+    """run_counts sums each attention rule in closed form (counts.series); a window that fills
+    mid-run puts a kink in the rule: the sum must still be exact, step for step."""
+    import workloads.counts as counts
+    model = dataclasses.replace(two_layers("mistral-7b"), sliding_window=window)
+    spec = RunSpec(model, prompt_len=3, gen_len=700)
+    closed = run_counts(spec)
+    monkeypatch.setattr(counts, "EXACT_STEPS", 10**9)
+    exact = run_counts(spec)
+    assert closed.total == exact.total and closed.by_layer == exact.by_layer
+    assert closed.by_op_type == exact.by_op_type
+    assert closed.phases.decode == sum(exact.phases[1:], Counts())
+    assert closed.phases[-1] == exact.phases[699] and len(closed.phases) == 700
+
+
+def test_describe_of_ten_million_steps_is_a_closed_form() -> None:
+    model = dataclasses.replace(two_layers("mistral-7b"), max_positions=1 << 24,
+                                sliding_window=4096)
+    d = describe(RunSpec(model, prompt_len=1, gen_len=10**7))
+    dec = d["phases"]["decode"]
+    assert dec["steps"] == 10**7 - 1
+    assert dec["last_step"]["flops"] > dec["first_step"]["flops"]
+    # past the window every step costs the same as the last
+    assert dec["flops"] < dec["steps"] * dec["last_step"]["flops"]
+
+
+def test_stated_model_limits_are_checked_before_anything_is_built() -> None:
+    from workloads.model import LIMITS, WorkloadError
+    with pytest.raises(WorkloadError, match="n_layers = 1,000,000,000: expected at most 1,024"):
+        dataclasses.replace(PRESETS["gpt2"], n_layers=10**9)
+    assert LIMITS["max_positions"] == 1 << 24

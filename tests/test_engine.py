@@ -98,7 +98,7 @@ def test_every_op_accounts_for_its_elapsed_time():
             records, _ = run(phases, toy_hierarchy(), prefetch_depth=depth, overlap=overlap)
             for r in records:
                 parts = r.dispatch_s + r.compute_s + r.interconnect_s + sum(r.stall_s)
-                assert parts == pytest.approx(r.end_s - r.start_s, rel=1e-3)
+                assert parts == pytest.approx(r.end_s - r.start_s, rel=1e-9)
 
 
 def test_des_never_beats_the_bound_and_matches_analytic_without_prefetch():
@@ -158,7 +158,7 @@ def test_every_token_accounts_for_its_elapsed_time():
     for step in range(4):
         mine = [r for r in records if r.step == step]
         parts = sum(r.dispatch_s + r.compute_s + r.interconnect_s + sum(r.stall_s) for r in mine)
-        assert parts == pytest.approx(mine[-1].end_s - mine[0].start_s, rel=1e-3)
+        assert parts == pytest.approx(mine[-1].end_s - mine[0].start_s, rel=1e-9)
 
 
 @pytest.mark.parametrize("engine", [simulate, simulate_analytic])

@@ -181,15 +181,18 @@ def test_report_names_the_kernel_granularity(capsys):
     assert "one kernel per op" in capsys.readouterr().out.splitlines()[0]
 
 
-def test_bundled_runtimes_fuse_except_eager_pytorch_and_ggml():
-    fusion = {n: as_runtime(None, load_hierarchy(n, search_dirs=[HIER_DIR])).fusion
-              for n in ("hbm_accel", "hbm_accel_big_l2", "hbm_accel_tiered", "a100_80gb",
-                        "h100_sxm", "h200", "xeon_gold_6242")}
-    assert fusion == {"hbm_accel": "fused", "hbm_accel_big_l2": "fused",
-                      "hbm_accel_tiered": "fused", "a100_80gb": "fused", "h100_sxm": "fused",
-                      "h200": "fused", "xeon_gold_6242": "none"}
-    assert as_runtime("eager", load_hierarchy("a100_80gb", search_dirs=[HIER_DIR])).fusion \
-        == "none"
+def test_bundled_runtimes_fuse_except_eager_pytorch_ggml_and_dataflow():
+    hiers = {p.stem: load_hierarchy(p.stem, search_dirs=[HIER_DIR])
+             for p in sorted(HIER_DIR.glob("*.yaml"))}  # every bundled file
+    assert len(hiers) >= 11
+    for name, h in hiers.items():
+        rt = as_runtime(None, h)
+        unfused = ("eager", "ggml", "dataflow")  # dataflow (sram_only): no kernel launches
+        assert rt.fusion == ("none" if rt.name in unfused else "fused"), name
+    assert {n for n, h in hiers.items() if as_runtime(None, h).fusion == "none"} >= {
+        "xeon_gold_6242"}
+    assert as_runtime(None, hiers["h200"]).fusion == "fused"
+    assert as_runtime("eager", hiers["a100_80gb"]).fusion == "none"
 
 
 def test_errors_are_memwall_errors():

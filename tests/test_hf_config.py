@@ -222,3 +222,27 @@ def test_unsupported_features_are_refused_naming_the_key(tmp_path: Path, name: s
     msg = str(err.value)
     assert msg.startswith(str(path)) and f"key {key!r} = " in msg and "\n" not in msg
     assert "expected" in msg
+
+
+GPT2_JSON = json.dumps(CONFIGS["gpt2"], indent=1)
+
+
+@pytest.mark.parametrize("data, message", [
+    (GPT2_JSON.replace('"n_layer": 12', '"n_layer": ' + "9" * 5000).encode(),
+     r"cfg\.json:\d+: a number of 5000 characters, too long; expected at most 100 digits"),
+    (GPT2_JSON.replace('"n_head": 12', '"n_head": ' + "[" * 100_000 + "]" * 100_000).encode(),
+     r"cfg\.json:9: nested deeper than 32 levels"),
+    (b'{"model_type": "gpt2",\n "n_embd": "\xff"}',
+     r"cfg\.json:2: not UTF-8 text \(byte 35, 0xff\)"),
+    (GPT2_JSON.replace('"n_head": 12', '"n_head": 12,\n "n_layer": 4').encode(),
+     r"cfg\.json:11: duplicate key 'n_layer' \(first at line 10\); expected each key once"),
+    (GPT2_JSON.replace('"n_layer": 12', '"n_layer": 1000000000').encode(),
+     r"n_layers = 1,000,000,000: expected at most 1,024"),
+])
+def test_hostile_config_json_is_refused_in_one_line(tmp_path: Path, data: bytes,
+                                                    message: str) -> None:
+    path = tmp_path / "cfg.json"
+    path.write_bytes(data)
+    with pytest.raises(HFConfigError, match=message) as err:
+        from_hf_config(path)
+    assert "\n" not in str(err.value)

@@ -22,11 +22,11 @@ from sim.hierarchy_file import (
 )
 from sim.units import UNITS
 
-BUNDLED = [
-    "hbm_accel", "a100_80gb", "h100_sxm", "h200", "b200", "mi300x", "xeon_gold_6242",
-    "xeon_platinum_8480",
-    "hbm_accel_big_l2", "hbm_accel_tiered", "sram_only",
-]
+# every bundled file, found on disk (a file added is tested without editing a list)
+BUNDLED = sorted(p.stem for p in (Path(__file__).resolve().parent.parent / "hierarchies")
+                 .glob("*.yaml"))
+DOCUMENTED = {"hbm_accel", "a100_80gb", "h100_sxm", "h200", "b200", "mi300x", "xeon_gold_6242",
+              "xeon_platinum_8480", "hbm_accel_big_l2", "hbm_accel_tiered", "sram_only"}
 GPT2_BF16_BYTES = 124_439_808 * 2
 LLAMA2_70B_BF16_BYTES = 68_976_648_192 * 2
 
@@ -79,6 +79,10 @@ def load_text(tmp_path: Path, text: str, overrides: tuple[str, ...] = ()) -> Hie
 
 
 # --- bundled files -------------------------------------------------------------------------
+
+
+def test_every_documented_hierarchy_is_bundled():
+    assert DOCUMENTED <= set(BUNDLED)
 
 
 @pytest.mark.parametrize("name", BUNDLED)

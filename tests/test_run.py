@@ -44,7 +44,7 @@ def test_json_summary_has_every_key_scripts_rely_on(capsys):
     assert s["params"] == 124_439_808
     assert set(s["stall_s"]) == {"registers", "l1", "l2", "hbm", "dispatch", "interconnect"}
     assert set(s["bytes_by_level"]) == {"registers", "l1", "l2", "hbm"}
-    assert s["compute_s"] + sum(s["stall_s"].values()) == pytest.approx(s["total_s"], rel=1e-3)
+    assert s["compute_s"] + sum(s["stall_s"].values()) == pytest.approx(s["total_s"], rel=1e-9)
     assert s["total_s"] >= s["bound_s"]
 
 
@@ -243,3 +243,28 @@ def test_bad_options_fail_before_simulating(capsys, argv, words):
     assert cli.main(["--workload", "gpt2", "--hier", "hbm_accel.yaml", *SHORT, *argv]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and all(w in err for w in words)
+
+
+def test_a_run_over_max_ops_is_refused_before_any_work(tmp_path, capsys):
+    from memwall.simulation import run_size
+
+    req = memwall.request("gpt2", "hbm_accel", prompt_len=16, gen_len=5)
+    n, secs = run_size(req)
+    r = memwall.simulate("gpt2", "hbm_accel", prompt_len=16, gen_len=5, max_ops=n)
+    assert r.n_ops == n and secs > 0  # the estimate is exact when every step runs
+    out = tmp_path / "s.json"
+    assert cli.main(["--workload", "gpt2", "--hier", "hbm_accel", "--prompt-len", "16",
+                     "--gen-len", "5", "--max-ops", str(n - 1), "--json", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"the run simulates {n:,} op executions" in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_a_long_run_prints_its_size_first(monkeypatch, capsys):
+    from memwall import simulation
+
+    monkeypatch.setattr(simulation, "LONG_RUN_S", 0.0)
+    assert cli.main(["--workload", "gpt2", "--hier", "hbm_accel", *SHORT, "--json", "-"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["n_ops"] == 696
+    assert "memwall: this run simulates 696 op executions" in err

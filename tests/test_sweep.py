@@ -339,7 +339,7 @@ def test_a_grid_too_large_is_refused_before_anything_is_built() -> None:
 
 
 @pytest.mark.parametrize("address", ["foo", "tcp://", "tcp://127.0.0.1:notaport",
-                                     "udp://1.2.3.4:5"])
+                                     "udp://1.2.3.4:5", "tcp://host:99999", "tcp://host"])
 def test_a_malformed_scheduler_address_is_one_line(tmp_path: Path, capsys, address) -> None:
     path = _write(tmp_path, TINY)
     assert cli.main(["sweep", str(path), "--out", str(tmp_path / "o"), "--scheduler",
@@ -426,3 +426,28 @@ grid:
     fronts = [line for line in text.splitlines() if line.startswith("    front  ")]
     assert len(fronts) == 4 and all("weight_dtype=int8" in line for line in fronts)
     assert sum("batch=4" in line for line in fronts) == 2
+
+
+def test_a_sweep_directory_is_locked_by_the_sweep_that_owns_it(tmp_path: Path, capsys) -> None:
+    """Two sweeps on one --out would both compute every point: the second is refused."""
+    import fcntl
+    import os
+
+    from memwall.sweeps import LOCK_NAME
+
+    path, out = _write(tmp_path, TINY), tmp_path / "o"
+    out.mkdir()
+    fd = os.open(out / LOCK_NAME, os.O_RDWR | os.O_CREAT)
+    try:
+        os.write(fd, b"4242")
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another sweep, running
+        assert cli.main(["sweep", str(path), "--out", str(out), "--workers", "1"]) == 2
+        err = capsys.readouterr().err
+        assert err == (f"memwall: error: --out {out}: another sweep (process 4242) is writing "
+                       "there; expected one sweep per directory (wait for it, or use another "
+                       "--out)\n")
+        assert not list((out / "points").iterdir())
+    finally:
+        os.close(fd)  # it ended: the lock went with it
+    assert cli.main(["sweep", str(path), "--out", str(out), "--workers", "1"]) == 1  # TINY: 2 fail
+    assert len(_rows(out)) == 4

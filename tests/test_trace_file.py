@@ -267,3 +267,122 @@ def test_steps_table_is_the_schemas(traced):
     assert set(t.steps) == {"step", "phase", "first", "n_ops", "start_s", "end_s", *sums}
     assert set(t.records) == set() and set(read_trace(traced[0]).records) == {
         f.name for f in FIELDS if f.table == "records"}
+
+
+FSIZE_RUN = """
+import resource, sys
+sys.path.insert(0, {root!r})
+resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
+from memwall import cli
+sys.exit(cli.main(["--workload", "gpt2", "--hier", "hbm_accel", "--prompt-len", "8",
+                   "--gen-len", "150", "--engine", "analytic", "--trace", {trace!r}]))
+"""
+
+
+@pytest.mark.parametrize("limit, message", [
+    (100_000, "no room to write a trace"),
+    (2_200_000, r"cannot write the trace: File too large \(.* MiB more needed"),
+])
+def test_a_file_size_limit_while_writing_a_trace_is_one_line_and_leaves_nothing(
+        tmp_path, limit, message):
+    """HDF5 crashes (SIGSEGV) on a failed write, so the writer checks room first."""
+    import re
+    import subprocess
+    import sys
+
+    root = str(Path(__file__).resolve().parent.parent)
+    code = FSIZE_RUN.format(root=root, limit=limit, trace=str(tmp_path / "t.h5"))
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 2, p.stderr[-2000:]
+    assert re.search(f"memwall: error: --trace .*t.h5: {message}", p.stderr)
+    assert p.stderr.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def _resign(f: h5py.File) -> None:
+    """Recompute every digest, as a careful forger would: only consistency checks remain."""
+    from sim import trace_digest
+
+    digests: dict[str, str] = {}
+
+    def visit(name: str, obj: object) -> None:
+        if isinstance(obj, h5py.Dataset):
+            values = obj.asstr()[()] if obj.dtype.kind == "O" else obj[()]
+            digests[name] = obj.attrs["sha256"] = trace_digest.of(values)
+
+    f.visititems(visit)
+    f.attrs["sha256"] = trace_digest.root(dict(f.attrs), digests)
+
+
+def _set(key: str, value: object):
+    return lambda f: f.attrs.__setitem__(key, value)
+
+
+def _summary_times(factor: float):
+    def change(f: h5py.File) -> None:
+        s = json.loads(f.attrs["summary"])
+        s["total_s"] *= factor
+        f.attrs["summary"] = json.dumps(s)
+    return change
+
+
+def _column(name: str, index: int, value: object, resign: bool = False):
+    def change(f: h5py.File) -> None:
+        values, attrs = f[name][()], dict(f[name].attrs)
+        values[index] = value
+        del f[name]
+        f.create_dataset(name, data=values).attrs.update(attrs)
+        if resign:
+            _resign(f)
+    return change
+
+
+@pytest.mark.parametrize("change, message", [
+    (_summary_times(1.0001), r"the root attributes \(summary, hierarchy, ...\) fail their sha256"),
+    (_set("summary", json.dumps([1, 2])), "attribute 'summary' = '\\[1, 2\\]'; expected JSON "
+     "text of an object"),
+    (_set("hierarchy", json.dumps(3)), "attribute 'hierarchy' = '3'; expected JSON text of an"),
+    (_set("runtime", json.dumps([1])), "attribute 'runtime' .* an object or null"),
+    (_set("n_records", "many"), "n_records = 'many'; expected a whole number"),
+    (_column("ops/kind", 0, 99), "/ops/kind fails its sha256 checksum"),
+    (_column("lookup/phases", 0, "encode"), "/lookup/phases fails its sha256 checksum"),
+    (_column("steps/first", -1, 10**6), "/steps/first fails its sha256 checksum"),
+    (_column("records/phase", 3, 1), "/records/phase fails its sha256 checksum"),
+    (_column("ops/kind", 0, 99, resign=True), r"/ops/kind holds 99; expected an index in 0\.\.1"),
+    (_column("steps/first", -1, 10**6, resign=True), "/steps/first and /steps/n_ops do not tile"),
+    (_column("steps/end_s", 0, float("nan"), resign=True), "/steps/end_s holds a value that is "
+     "not finite"),
+    (_column("records/op", 3, 10**6, resign=True), r"/records/op holds 1000000; expected an "
+     r"index in 0\.\."),
+    (_column("records/end_s", 3, float("inf"), resign=True), "/records/end_s holds a value "
+     "that is not finite"),
+    (lambda f: (_summary_times(1.1)(f), _resign(f)), "the summary's total_s = .* but the "
+     "records give"),
+])
+def test_a_damaged_or_inconsistent_trace_is_refused_by_name(traced, tmp_path, capsys, change,
+                                                            message):
+    import re
+
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(traced[0].read_bytes())
+    with h5py.File(bad, "r+") as f:
+        change(f)
+    assert cli.main(["inspect", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.search(f"^memwall: error: {re.escape(str(bad))}: "
+                                              f"(damaged memwall trace: )?{message}", err), err
+
+
+def test_every_dataset_and_the_root_carry_a_sha256(traced):
+    from sim import trace_digest
+
+    with h5py.File(traced[0]) as f:
+        names: list[str] = []
+        f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+        assert {n.split("/")[0] for n in names} == {"lookup", "ops", "levels", "records", "steps"}
+        for n in names:
+            values = f[n].asstr()[()] if f[n].dtype.kind == "O" else f[n][()]
+            assert f[n].attrs["sha256"] == trace_digest.of(values)
+        digests = {n: f[n].attrs["sha256"] for n in names}
+        assert f.attrs["sha256"] == trace_digest.root(dict(f.attrs), digests)

@@ -10,16 +10,19 @@ as the engines do (sim/opgraph.py).
 
 Whole-run totals do not walk every decode graph: a decode step differs from the next only in
 the ops its builder declared (the graph's `per_step`, block.StepRule), so run_counts sums the
-rest of one decode graph once, times the number of steps, and evaluates the rules per step,
+rest of one decode graph once, times the number of steps, and sums the rules over the steps,
 once per group of rules alike (`StepRule.key`: the attention cores of layers alike), times the
-group's size. tests/test_counts.py checks this against the sum over every graph of phases().
+group's size, in closed form wherever a rule is linear in the step (`series`).
+tests/test_counts.py checks this against the sum over every graph of phases().
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import overload
 
 import networkx as nx
 
@@ -63,6 +66,35 @@ def graph_counts(G: nx.DiGraph) -> Counts:
     return total
 
 
+class PhaseCounts(Sequence[Counts]):
+    """Counts of each phase of a run (index = step), each worked out when asked, so that a
+    run of 10^7 steps costs no memory; `decode` is the sum of the decode steps."""
+
+    def __init__(self, first: Counts, n_decode: int, step: Callable[[int], Counts],
+                 decode: Counts) -> None:
+        self.first, self.n_decode, self.step, self.decode = first, n_decode, step, decode
+
+    def __len__(self) -> int:
+        return 1 + self.n_decode
+
+    @overload
+    def __getitem__(self, i: int) -> Counts: ...
+    @overload
+    def __getitem__(self, i: slice) -> tuple[Counts, ...]: ...
+    def __getitem__(self, i: int | slice) -> Counts | tuple[Counts, ...]:
+        if isinstance(i, slice):
+            return tuple(self[k] for k in range(*i.indices(len(self))))
+        k = i + len(self) if i < 0 else i
+        if not 0 <= k < len(self):
+            raise IndexError(i)
+        return self.first if k == 0 else self.step(k)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and tuple(self) == tuple(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 @dataclass(frozen=True)
 class RunCounts:
     """Counts of a whole run (phase 0 plus every decode step) of one device."""
@@ -71,7 +103,30 @@ class RunCounts:
     by_op_type: dict[str, Counts]
     by_kind: dict[str, Counts]
     by_layer: dict[int, Counts]  # -1: embeddings, final norm, LM head, pooler
-    phases: tuple[Counts, ...] = field(repr=False)  # index = step
+    phases: PhaseCounts = field(repr=False)  # index = step
+
+
+EXACT_STEPS = 64  # a span of decode steps this short is summed step by step
+
+
+def series(f: Callable[[int], tuple[int, ...]], a: int, b: int) -> tuple[int, ...]:
+    """sum of f(k) for k = a..b, elementwise, without visiting every k where f is linear:
+    a span whose two ends, their neighbours and its middle lie on one line (exactly: the counts
+    are integers) is summed in closed form, any other is halved, down to EXACT_STEPS, so that
+    attention (linear in the position, with a kink where a window fills) costs O(log n).
+
+    >>> series(lambda k: (3 * k + 1, min(k, 500)), 1, 10**6)
+    (1500002500000, 499875250)
+    """
+    if b - a < EXACT_STEPS:
+        return tuple(map(sum, zip(*(f(k) for k in range(a, b + 1)), strict=True)))
+    n, m = b - a, (a + b) // 2
+    fa, fa1, fm, fb1, fb = f(a), f(a + 1), f(m), f(b - 1), f(b)
+    if all((x1 - x0) * n == y - x0 == (y - y1) * n and (xm - x0) * n == (y - x0) * (m - a)
+           for x0, x1, xm, y1, y in zip(fa, fa1, fm, fb1, fb, strict=True)):
+        return tuple((n + 1) * x0 + (x1 - x0) * (n * (n + 1) // 2) for x0, x1 in zip(fa, fa1,
+                                                                                      strict=True))
+    return tuple(x + y for x, y in zip(series(f, a, m), series(f, m + 1, b), strict=True))
 
 
 def run_counts(spec: RunSpec) -> RunCounts:
@@ -93,39 +148,43 @@ def run_counts(spec: RunSpec) -> RunCounts:
             once += c
         return once
 
-    per_phase = [add(build_phase(spec, 0, check=False), 1)]
+    first = add(build_phase(spec, 0, check=False), 1)
     n_decode = spec.n_phases - 1
-    if n_decode:
-        G, rules = build_with_rules(spec, 1, check=False)
-        static_step = add(G, n_decode, frozenset(G.graph["per_step"]))  # all but the rules'
-        groups: dict[object, list[StepRule]] = defaultdict(list)
-        for r in rules:
-            groups[r.key].append(r)
-        sums = {key: [Counts()] * len(rs[0].nodes) for key, rs in groups.items()}
-        for step in range(1, spec.n_phases):
-            step_total = static_step
-            for key, rs in groups.items():
-                acc = sums[key]
-                scratch: list[dict] = [{} for _ in rs[0].nodes]
-                rs[0].write(step, scratch)
-                for j, a in enumerate(scratch):
-                    c = Counts(a["flops"], op_mops_bytes(a))
-                    acc[j] += c
-                    step_total += c * len(rs)
-            per_phase.append(step_total)
-        nodes = G.nodes
-        for key, rs in groups.items():
-            for r in rs:
-                for name, c in zip(r.nodes, sums[key], strict=True):
-                    a = nodes[name]
-                    by_op[a["op"]] += c
-                    by_kind[a["kind"]] += c
-                    by_layer[a["layer"]] += c
-    total = Counts()
-    for c in per_phase:
-        total += c
-    return RunCounts(total, dict(by_op), dict(by_kind), dict(sorted(by_layer.items())),
-                     tuple(per_phase))
+    if not n_decode:
+        return RunCounts(first, dict(by_op), dict(by_kind), dict(sorted(by_layer.items())),
+                         PhaseCounts(first, 0, lambda k: Counts(), Counts()))
+    G, rules = build_with_rules(spec, 1, check=False)
+    static_step = add(G, n_decode, frozenset(G.graph["per_step"]))  # all but the rules'
+    groups: dict[object, list[StepRule]] = defaultdict(list)
+    for r in rules:
+        groups[r.key].append(r)
+
+    def flat(rule: StepRule, step: int) -> tuple[int, ...]:  # (flops, mops) of each node
+        scratch: list[dict] = [{} for _ in rule.nodes]
+        rule.write(step, scratch)
+        return tuple(x for a in scratch for x in (a["flops"], op_mops_bytes(a)))
+
+    def step_total(step: int) -> Counts:
+        total = static_step
+        for rs in groups.values():
+            v = flat(rs[0], step)
+            total += Counts(sum(v[0::2]), sum(v[1::2])) * len(rs)
+        return total
+
+    decode = static_step * n_decode
+    nodes = G.nodes
+    for rs in groups.values():
+        sums = series(lambda k, r=rs[0]: flat(r, k), 1, n_decode)
+        per_node = [Counts(sums[2 * j], sums[2 * j + 1]) for j in range(len(rs[0].nodes))]
+        for r in rs:
+            for name, c in zip(r.nodes, per_node, strict=True):
+                a = nodes[name]
+                by_op[a["op"]] += c
+                by_kind[a["kind"]] += c
+                by_layer[a["layer"]] += c
+                decode += c
+    return RunCounts(first + decode, dict(by_op), dict(by_kind), dict(sorted(by_layer.items())),
+                     PhaseCounts(first, n_decode, step_total, decode))
 
 
 def kv_cache_bytes(spec: RunSpec, positions: int | None = None,
@@ -180,10 +239,7 @@ def describe(spec: RunSpec) -> dict:
     first = "encode" if m.arch == "encoder" else "prefill"
     phases = {first: {"tokens": spec.prompt_len, **rc.phases[0].as_dict()}}
     if len(rc.phases) > 1:
-        dec = Counts()
-        for c in rc.phases[1:]:
-            dec += c
-        phases["decode"] = {"steps": len(rc.phases) - 1, **dec.as_dict(),
+        phases["decode"] = {"steps": len(rc.phases) - 1, **rc.phases.decode.as_dict(),
                             "first_step": rc.phases[1].as_dict(),
                             "last_step": rc.phases[-1].as_dict()}
     out["phases"] = phases

@@ -26,12 +26,11 @@ as no per-tensor fp8 or int8 scale is).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from workloads.hf_reader import GELUS, ROPE_TYPES, HFConfigError, Reader
+from workloads.hf_reader import GELUS, ROPE_TYPES, HFConfigError, Reader, load_json
 from workloads.model import ModelConfig, WorkloadError
 
 __all__ = ["MAPPERS", "QUANT_METHODS", "ROPE_TYPES", "HFConfigError", "from_hf_config",
@@ -296,21 +295,16 @@ def from_hf_config(path: str | Path, name: str | None = None) -> ModelConfig:
     """Read a Hugging Face config.json (no network). Name: `name`, else the file's folder."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as err:
         raise HFConfigError(f"{path}: cannot read: {err.strerror}") from None
-    return parse_hf_config(text, str(path), name or path.resolve().parent.name or path.stem)
+    return parse_hf_config(data, str(path), name or path.resolve().parent.name or path.stem)
 
 
-def parse_hf_config(text: str, source: str, name: str) -> ModelConfig:
-    """ModelConfig from the text of a config.json; `source` names it in errors."""
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise HFConfigError(f"{source}:{err.lineno}: invalid JSON: {err.msg} "
-                            f"(column {err.colno})") from None
-    if not isinstance(raw, dict):
-        raise HFConfigError(f"{source}: top level is {type(raw).__name__}: expected an object")
+def parse_hf_config(text: str | bytes, source: str, name: str) -> ModelConfig:
+    """ModelConfig from the text (or bytes) of a config.json; `source` names it in errors."""
+    raw = load_json(text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass"),
+                    source)
     r = Reader(source, raw)
     if "model_type" not in raw:
         raise HFConfigError(f"{source}: missing key 'model_type': expected one of "

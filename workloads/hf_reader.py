@@ -5,6 +5,7 @@ them): HFConfigError names the file, the key, the value and what was expected.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from sim.errors import MemwallError
@@ -15,8 +16,60 @@ GELUS = ("gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh", "gelu_python", "q
 ROPE_TYPES = ("default", "linear", "dynamic", "yarn", "longrope", "su", "llama3")
 
 
+MAX_JSON_DEPTH = 32  # nested objects and arrays; a config.json needs 3
+MAX_DIGITS = 100  # digits of one number; a config.json's longest is about 20
+_TOKENS = re.compile(r'"(?:[^"\\\n]|\\.)*"?|[\[\]{}\n]|-?[0-9][0-9.eE+-]{' + str(MAX_DIGITS) + ',}')
+
+
 class HFConfigError(MemwallError):
     """A config.json that cannot be mapped: file, key, value and what was expected."""
+
+
+def load_json(data: bytes, source: str) -> dict[str, Any]:
+    """The top-level object of a config.json's bytes, refusing (at its line) what is not UTF-8,
+    nesting deeper than MAX_JSON_DEPTH, numbers longer than MAX_DIGITS and duplicate keys."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise HFConfigError(f"{source}:{line}: not UTF-8 text (byte {err.start}, "
+                            f"0x{data[err.start]:02x}); expected a JSON config.json") from None
+    line, depth = 1, 0
+    for m in _TOKENS.finditer(text):  # one pass before parsing: json.loads recurses
+        tok = m.group()
+        if tok == "\n":
+            line += 1
+        elif tok in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise HFConfigError(f"{source}:{line}: nested deeper than {MAX_JSON_DEPTH} "
+                                    "levels; expected a config.json of plain keys and values")
+        elif tok in "]}":
+            depth -= 1
+        elif not tok.startswith('"'):
+            raise HFConfigError(f"{source}:{line}: a number of {len(tok)} characters, "
+                                f"too long; expected at most {MAX_DIGITS} digits")
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in out:
+                at = [text[: m.start()].count("\n") + 1
+                      for m in re.finditer(re.escape(json.dumps(key)) + r"\s*:", text)]
+                where = f"{source}:{at[1]}" if len(at) > 1 else source
+                raise HFConfigError(f"{where}: duplicate key {key!r} (first at line "
+                                    f"{at[0] if at else '?'}); expected each key once")
+            out[key] = value
+        return out
+
+    try:
+        raw = json.loads(text, object_pairs_hook=unique)
+    except json.JSONDecodeError as err:
+        raise HFConfigError(f"{source}:{err.lineno}: invalid JSON: {err.msg} "
+                            f"(column {err.colno})") from None
+    if not isinstance(raw, dict):
+        raise HFConfigError(f"{source}: top level is {type(raw).__name__}: expected an object")
+    return raw
 
 
 class Reader:

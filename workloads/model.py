@@ -41,6 +41,9 @@ Block = Literal["pre_norm", "post_norm", "parallel"]
 
 INT4_GROUP = 32  # elements per int4 quantization group (gpt-fast, measured.csv)
 INT4_GROUP_BITS = 32  # one bf16 scale + one bf16 zero point per group
+#: stated upper bounds, checked before anything is built (the largest published models have
+#: 160 layers, 256 routed experts and a 10M-token context: Llama 4 Scout)
+LIMITS = {"n_layers": 1024, "n_experts": 4096, "max_positions": 1 << 24}
 GATED = ("swiglu", "geglu")  # activations with a gate projection beside the up projection
 #: Weights stored at Precision.embeddings (the tables and LM head a quantized checkpoint keeps
 #: in 16 bits); every other weight at Precision.weights.
@@ -110,6 +113,10 @@ class ModelConfig:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise WorkloadError(f"model {self.name!r}: {key} = {value!r}: expected an int >= 1")
+        for key, high in LIMITS.items():
+            if isinstance(getattr(self, key), int) and getattr(self, key) > high:
+                raise WorkloadError(f"model {self.name!r}: {key} = {getattr(self, key):,}: "
+                                    f"expected at most {high:,} (memwall's stated limit)")
         for key, allowed in (("arch", ("decoder", "encoder")),
                              ("activation", ("gelu", "relu", "swiglu", "geglu")),
                              ("norm", ("layernorm", "rmsnorm")),
