@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from .cost import WIDER
 from .hierarchy import Hierarchy
 from .opgraph import DTYPE_BITS
 
@@ -76,7 +77,7 @@ def tariff(hier: Hierarchy, precision: Mapping[str, str] | None, tp: int = 1) ->
         return None
     return Tariff(
         levels=tuple(lv.name for lv in hier.levels),
-        matmul_j_per_flop=e.matmul_j_per_flop[matmul_dtype(precision)],
+        matmul_j_per_flop=_per_flop(e, matmul_dtype(precision)),
         vector_j_per_flop=e.vector_j_per_flop,
         access_j_per_byte=tuple(e.levels[lv.name].access_j_per_byte for lv in hier.levels),
         leakage_w=tuple(e.levels[lv.name].leakage_w(lv.capacity_bytes) for lv in hier.levels),
@@ -120,3 +121,12 @@ def per_record_j(t: Tariff, cols: Mapping[str, Any]) -> np.ndarray:
     """Each record's energy in J, every part together (rows,)."""
     by = charge(t, cols)
     return np.sum(np.stack(list(by.values())), axis=0)
+
+
+def _per_flop(e: Any, dtype: str) -> float:
+    """J/FLOP of a matmul in `dtype` where the device computes it: the next wider precision
+    it has, as sim.cost.matmul_rate falls back (a CPU without bf16 units runs fp32)."""
+    for d in WIDER[dtype]:
+        if d in e.matmul_j_per_flop:
+            return e.matmul_j_per_flop[d]
+    return e.vector_j_per_flop

@@ -223,3 +223,15 @@ grid:
     big_leaky = rows["512 MiB", "0.5 W/MiB"]
     assert big_leaky["joules_per_token"] > rows["50 MiB", "0.5 W/MiB"]["joules_per_token"]
     assert "edp (less)" in got.verdict
+
+
+def test_a_precision_the_device_lacks_is_charged_where_it_computes() -> None:
+    from sim import energy
+
+    # the Xeon Gold 6242 has no bf16 units: a bf16 matmul computes, and is charged, as fp32
+    h = memwall.hierarchy("xeon_gold_6242")
+    assert "bf16" not in h.compute.peak_flops_per_s and h.energy is not None
+    bf16 = {"weights": "bf16", "activations": "bf16", "kv_cache": "bf16"}
+    t = energy.tariff(h, bf16, 1)
+    assert t.matmul_j_per_flop == h.energy.matmul_j_per_flop["fp32"]
+    assert memwall.simulate("gpt2", h, prompt_len=8, gen_len=2).energy_j_by["compute"] > 0
