@@ -19,7 +19,7 @@ from . import cost
 from .hierarchy import Hierarchy
 from .memory import Memory, activation_pool_bytes
 from .opgraph import topo_ops
-from .planning import EngineOptions, OpFacts, Sink, check_tp, stream_bandwidths, stretched
+from .planning import EngineOptions, OpFacts, OpInfo, Sink, check_tp, stream_bandwidths, stretched
 from .trace import OpRecord
 
 
@@ -36,11 +36,117 @@ def _transfer(lb: tuple[int, ...], reads: dict[int, int], bw: list[float], lat: 
     return (lat[first] if first >= 0 else 0.0), first, T, top
 
 
+def _costs(op: OpInfo, a: dict, w: dict[int, int], others: dict[int, int],
+           writes: dict[int, int], seen: list[int], mem: Memory, hier: Hierarchy,
+           options: EngineOptions, bw: list[float], lat: list[float]) -> tuple:
+    """(interconnect s, stalls, bytes crossed, body s, compute start after dispatch, hits,
+    lookups) of one run of `op` whose reads routed to `w` (weights) and `others`, its writes
+    to `writes`, the caches' tally `seen`: the arithmetic of _simulate_per_op, op for op."""
+    n, crossed, rt = len(lat), mem.crossed, options.runtime
+    reads = w.copy()
+    for k, v in others.items():
+        reads[k] = reads.get(k, 0) + v
+    traffic = reads.copy()
+    for k, v in writes.items():
+        traffic[k] = traffic.get(k, 0) + v
+    timed = reads
+    if op.stretch != 1.0:
+        timed = reads.copy()
+        for k, v in stretched(w, op.stretch).items():
+            timed[k] += v - w[k]
+    C = op.compute_s
+    stall = [0.0] * n
+    lb = crossed((traffic,))
+    ic_s = 0.0
+    if op.kind == "collective":
+        if hier.interconnect is not None:
+            payload = sum(x.nbytes for x in op.reads)
+            ic_s = cost.all_reduce_s(payload, a.get("group", 1), hier.interconnect, rt)
+        body, start_c = ic_s, 0.0
+    elif options.overlap:
+        L, src, T, top = _transfer(lb if timed is reads else crossed((timed, writes)),
+                                   reads, bw, lat)
+        if src >= 0:
+            stall[src] += L
+        stall[top] += max(0.0, T - C)
+        body, start_c = L + max(C, T), L
+    else:
+        L, src, Tr, top_r = _transfer(crossed((timed,)), reads, bw, lat)
+        _, _, Tw, top_w = _transfer(crossed((writes,)), {}, bw, lat)
+        if src >= 0:
+            stall[src] += L
+        stall[top_r] += Tr
+        stall[top_w] += Tw
+        body, start_c = L + Tr + C + Tw, L + Tr
+    return ic_s, tuple(stall), lb, body, start_c, tuple(seen[:n]), tuple(seen[n:])
+
+
 def simulate_analytic(
     phases: Iterable[nx.DiGraph], hier: Hierarchy, footprint: Mapping[str, tuple[str, int]],
     sink: Sink, options: EngineOptions,
     on_phase: Callable[[nx.DiGraph], None] | None = None,
 ) -> None:
+    """Run `phases` through the analytic model (the module docstring), one record per op
+    execution to `sink`. Every read still goes through the caches in order (residency is
+    state), but an op whose facts and routing are those of its last run reuses that run's
+    costs: only its dispatch and its place in time are new."""
+    check_tp(hier, options.tp)
+    phases = iter(phases)
+    first = next(phases, None)
+    if first is None:
+        return
+    mem = Memory(hier, footprint, activation_pool_bytes(first))
+    rt = options.runtime
+    n, launch, step_d, host_s = len(hier.levels), rt.launch_s, rt.launch_s + rt.step_s, rt.host_s
+    info = OpFacts(hier.compute, rt, mem)
+    bw = stream_bandwidths(hier, rt)
+    lat = [lv.latency_s for lv in hier.levels]
+    # equal routings (dicts compare without order) give equal costs unless two levels share a
+    # latency: then the first level read breaks the tie, and order matters
+    reuse = len(set(lat)) == n
+    route_reads, route_writes = mem.route_reads, mem.route_writes
+    last: dict[str, tuple] = {}  # op name -> (OpInfo, routing, seen, _costs) of its last run
+    t = 0.0
+    for G in itertools.chain((first,), phases):
+        step, phase = G.graph.get("step", 0), G.graph.get("phase", "decode")
+        mem.begin_step(step)
+        graph_ops = topo_ops(G)
+        d = step_d  # the first kernel of a step pays the step's host work
+        issue = t + rt.step_s  # the host issues kernel i at issue + i host_s (as the DES)
+        for (name, a), op in zip(graph_ops, info.phase(graph_ops), strict=True):
+            if host_s:
+                issue += host_s
+                if issue - t > d:
+                    d = issue - t
+            seen = [0] * (2 * n)
+            w = route_reads(op.weights, seen)  # weights first, as the DES engine asks
+            routed = (w, route_reads(op.others, seen), route_writes(op.results))
+            m = last.get(name)
+            if m is not None and m[0] is op and m[1] == routed and m[2] == seen:
+                c = m[3]
+            else:
+                c = _costs(op, a, *routed, seen, mem, hier, options, bw, lat)
+                if reuse:
+                    last[name] = (op, routed, seen, c)
+            ic_s, stall, lb, body, start_c, hits, looks = c
+            sink(OpRecord(
+                step, phase, name, op.op_type, op.kind, op.layer, t, t + d + body, d,
+                op.compute_s, ic_s, stall, lb, op.flops, op.mops_bytes, t + d + start_c, 0.0,
+                hits, looks,
+            ))
+            t += d + body
+            d = launch
+        if on_phase is not None:
+            on_phase(G)
+
+
+def _simulate_per_op(
+    phases: Iterable[nx.DiGraph], hier: Hierarchy, footprint: Mapping[str, tuple[str, int]],
+    sink: Sink, options: EngineOptions,
+    on_phase: Callable[[nx.DiGraph], None] | None = None,
+) -> None:
+    """The analytic engine as first written, every op routed and timed on its own: kept as
+    the reference tests/test_analytic_fast.py holds simulate_analytic to."""
     check_tp(hier, options.tp)
     phases = iter(phases)
     first = next(phases, None)
