@@ -11,11 +11,14 @@ sweeps.
 from __future__ import annotations
 
 import itertools
+import operator
 from collections.abc import Callable, Iterable, Mapping
+from typing import NamedTuple
 
 import networkx as nx
 
 from . import cost
+from .cache import LRU
 from .hierarchy import Hierarchy
 from .memory import Memory, activation_pool_bytes
 from .opgraph import topo_ops
@@ -81,15 +84,42 @@ def _costs(op: OpInfo, a: dict, w: dict[int, int], others: dict[int, int],
     return ic_s, tuple(stall), lb, body, start_c, tuple(seen[:n]), tuple(seen[n:])
 
 
+class _Segment(NamedTuple):
+    """The ops from one that empties every cache to the next such op, as they last ran."""
+
+    infos: tuple[OpInfo, ...]  # their facts, kept alive so that identity means the same op
+    names: tuple[str, ...]  # the tensors they look up in the caches
+    start: tuple[int, ...]  # those tensors' extents in each cache when the first began
+    ops: tuple[tuple, ...]  # per op: (routing, cache tally, _costs)
+    end: tuple[tuple, ...]  # each cache's state after the last (LRU.save)
+
+
+def _resets(op: OpInfo, caches: list[LRU]) -> bool:
+    """Whether the first cache lookup of `op` empties every cache, whatever they held: its
+    first read goes through them all and was ever larger than each (LRU.extent)."""
+    cached = op.weights[1]
+    if not cached:
+        return False
+    name, _, through, _, _ = cached[0]
+    return len(through) == len(caches) and all(
+        c.extent(name) > c.capacity_bytes for _, _, c in through)
+
+
 def simulate_analytic(
     phases: Iterable[nx.DiGraph], hier: Hierarchy, footprint: Mapping[str, tuple[str, int]],
     sink: Sink, options: EngineOptions,
     on_phase: Callable[[nx.DiGraph], None] | None = None,
 ) -> None:
     """Run `phases` through the analytic model (the module docstring), one record per op
-    execution to `sink`. Every read still goes through the caches in order (residency is
-    state), but an op whose facts and routing are those of its last run reuses that run's
-    costs: only its dispatch and its place in time are new."""
+    execution to `sink`, as _simulate_per_op does, without redoing what repeats.
+
+    An op whose facts and routing are those of its last run reuses its costs. And where an
+    op's first read empties every (LRU) cache, whatever they held (a weight larger than each:
+    _resets), what the caches do from there to the next such op depends only on those ops'
+    facts and the extents their tensors start at: a segment that matches its last run is
+    replayed, routing and costs, without a cache lookup (KV cache writes, which land where
+    the cache has grown to, are still routed), and the caches are left as that run left them.
+    """
     check_tp(hier, options.tp)
     phases = iter(phases)
     first = next(phases, None)
@@ -106,28 +136,69 @@ def simulate_analytic(
     reuse = len(set(lat)) == n
     route_reads, route_writes = mem.route_reads, mem.route_writes
     last: dict[str, tuple] = {}  # op name -> (OpInfo, routing, seen, _costs) of its last run
+    caches = list(mem.caches.values())
+    replay = reuse and bool(caches) and all(type(c) is LRU for c in caches)
+    segments: dict[tuple[str, int], _Segment] = {}  # (first op, its index): its last run
     t = 0.0
     for G in itertools.chain((first,), phases):
         step, phase = G.graph.get("step", 0), G.graph.get("phase", "decode")
         mem.begin_step(step)
         graph_ops = topo_ops(G)
+        infos = info.phase(graph_ops)
+        starts: dict[int, int] = {}  # segment: first op's index -> the next segment's
+        if replay:
+            at = [k for k, op in enumerate(infos) if op.weights[1] and _resets(op, caches)]
+            starts = dict(zip(at, at[1:], strict=False))
+        stop, seg, rec, play = -1, 0, None, None
+        key, ops = ("", 0), []
         d = step_d  # the first kernel of a step pays the step's host work
         issue = t + rt.step_s  # the host issues kernel i at issue + i host_s (as the DES)
-        for (name, a), op in zip(graph_ops, info.phase(graph_ops), strict=True):
+        for k, ((name, a), op) in enumerate(zip(graph_ops, infos, strict=True)):
+            if k == stop:  # a segment ends
+                if play is not None:
+                    for c, saved in zip(caches, play.end, strict=True):
+                        c.load(saved, play.names)
+                else:
+                    segments[key] = rec._replace(
+                        ops=tuple(ops), end=tuple(c.save(rec.names) for c in caches))
+                play = rec = None
+            if k in starts:  # one begins
+                stop, seg, key = starts[k], k, (name, k)
+                play = segments.get(key)
+                if play is not None and (len(play.infos) != stop - k or not all(
+                        map(operator.is_, play.infos, infos[k:stop])) or play.start != tuple(
+                        c.extent(x) for c in caches for x in play.names)):
+                    play = None
+                if play is None:
+                    run = infos[k:stop]
+                    names = tuple(e[0] for o in run for e in (*o.weights[1], *o.others[1]))
+                    rec = _Segment(tuple(run), names,
+                                   tuple(c.extent(x) for c in caches for x in names), (), ())
+                    ops = []
             if host_s:
                 issue += host_s
                 if issue - t > d:
                     d = issue - t
-            seen = [0] * (2 * n)
-            w = route_reads(op.weights, seen)  # weights first, as the DES engine asks
-            routed = (w, route_reads(op.others, seen), route_writes(op.results))
-            m = last.get(name)
-            if m is not None and m[0] is op and m[1] == routed and m[2] == seen:
-                c = m[3]
+            if play is not None:
+                routed, seen, c = play.ops[k - seg]
+                if op.results[1]:  # KV cache writes land where the cache has grown to
+                    writes = route_writes(op.results)
+                    if writes != routed[2]:
+                        c = _costs(op, a, routed[0], routed[1], writes, seen, mem, hier,
+                                   options, bw, lat)
             else:
-                c = _costs(op, a, *routed, seen, mem, hier, options, bw, lat)
-                if reuse:
-                    last[name] = (op, routed, seen, c)
+                seen = [0] * (2 * n)
+                w = route_reads(op.weights, seen)  # weights first, as the DES engine asks
+                routed = (w, route_reads(op.others, seen), route_writes(op.results))
+                m = last.get(name)
+                if m is not None and m[0] is op and m[1] == routed and m[2] == seen:
+                    c = m[3]
+                else:
+                    c = _costs(op, a, *routed, seen, mem, hier, options, bw, lat)
+                    if reuse:
+                        last[name] = (op, routed, seen, c)
+                if rec is not None:
+                    ops.append((routed, seen, c))
             ic_s, stall, lb, body, start_c, hits, looks = c
             sink(OpRecord(
                 step, phase, name, op.op_type, op.kind, op.layer, t, t + d + body, d,

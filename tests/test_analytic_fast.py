@@ -16,6 +16,7 @@ from memwall import simulation as simulation_module
 from memwall.inputs import request
 from memwall.simulation import run
 from sim import analytic
+from sim.cache import LRU
 from workloads import PRESETS
 
 REL = 1e-9
@@ -77,9 +78,6 @@ def test_every_bundled_hierarchy(monkeypatch: pytest.MonkeyPatch, path: Any) -> 
     dict(weight_dtype="int4"),
     dict(runtime="eager"),  # a host slower than the kernels: dispatch waits on issue
     dict(fusion="none", decode_samples=10, gen_len=40),
-    # KV cache spilling from HBM to LPDDR mid-run
-    dict(hier="hbm_accel_tiered", overrides={"memory.hbm.capacity": "1.55 GB"}, gen_len=40,
-         prompt_len=200, weight_dtype="int4"),
 ], ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items() if k != "overrides"))
 def test_options(monkeypatch: pytest.MonkeyPatch, case: dict[str, Any]) -> None:
     kw = {"prompt_len": 8, "gen_len": 6, **case}
@@ -104,3 +102,35 @@ def test_caches_that_hit_then_thrash(monkeypatch: pytest.MonkeyPatch) -> None:
     _same(fast, ref)
     steps, hits = fast.records["step"], fast.records["hit_bytes.l2"]
     assert hits[steps == 2].sum() > 100e6 > hits[steps == 23].sum()
+
+
+def test_kv_cache_writes_spilling_mid_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 4 MiB L2 that every weight matrix empties (the replayed segments) and an HBM that
+    the KV cache outgrows at step 9: the writes of replayed ops move to LPDDR mid-run."""
+    fast, ref = _both(monkeypatch, TINY, "hbm_accel_tiered", batch=8, prompt_len=64,
+                      gen_len=16, overrides={"memory.hbm.capacity": "1.373 GB",
+                                             "memory.l2.capacity": "4 MiB"})
+    _same(fast, ref)
+    steps, lpddr = fast.records["step"], fast.records["bytes.lpddr"]
+    assert lpddr[steps == 8].sum() == 0 < lpddr[steps == 15].sum()
+
+
+def test_segments_replay_without_cache_lookups(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On an A100 (40 MiB L2, smaller than llama2-7b's qkv and MLP weights) the MLP's
+    segments are replayed: fewer cache lookups than the per-op reference, the same records
+    (the attention's reads grow every step, so its segment runs op by op)."""
+    calls = {"n": 0}
+    lookup = LRU.lookup
+
+    def counted(self: LRU, name: str, nbytes: int) -> int:
+        calls["n"] += 1
+        return lookup(self, name, nbytes)
+
+    monkeypatch.setattr(LRU, "lookup", counted)
+    req = request(TINY, "a100_80gb", prompt_len=8, gen_len=12, engine="analytic")
+    fast = run(req, records=True)
+    n_fast, calls["n"] = calls["n"], 0
+    monkeypatch.setitem(simulation_module.ENGINES, "analytic", analytic._simulate_per_op)
+    ref = run(req, records=True)
+    _same(fast, ref)
+    assert n_fast < 0.85 * calls["n"], (n_fast, calls["n"])
