@@ -89,8 +89,8 @@ class _Segment(NamedTuple):
 
     infos: tuple[OpInfo, ...]  # their facts, kept alive so that identity means the same op
     names: tuple[str, ...]  # the tensors they look up in the caches
-    start: tuple[int, ...]  # those tensors' extents in each cache when the first began
-    ops: tuple[tuple, ...]  # per op: (routing, cache tally, _costs)
+    start: tuple[tuple[int, ...], ...]  # per cache, those tensors' extents as the first began
+    ops: tuple[tuple, ...] | None  # per op: (routing, cache tally, _costs); None: not run
     end: tuple[tuple, ...]  # each cache's state after the last (LRU.save)
 
 
@@ -139,6 +139,8 @@ def simulate_analytic(
     caches = list(mem.caches.values())
     replay = reuse and bool(caches) and all(type(c) is LRU for c in caches)
     segments: dict[tuple[str, int], _Segment] = {}  # (first op, its index): its last run
+    known_caps: tuple[int, ...] = ()
+    empties: dict[str, OpInfo] = {}  # op name -> its facts, known to empty the caches
     t = 0.0
     for G in itertools.chain((first,), phases):
         step, phase = G.graph.get("step", 0), G.graph.get("phase", "decode")
@@ -147,7 +149,15 @@ def simulate_analytic(
         infos = info.phase(graph_ops)
         starts: dict[int, int] = {}  # segment: first op's index -> the next segment's
         if replay:
-            at = [k for k, op in enumerate(infos) if op.weights[1] and _resets(op, caches)]
+            caps = tuple(c.capacity_bytes for c in caches)
+            if caps != known_caps:  # what empties a cache depends on its size
+                known_caps, empties = caps, {}
+            at = []
+            for k, ((name, _), op) in enumerate(zip(graph_ops, infos, strict=True)):
+                # an extent only grows: once an op empties the caches, it always does
+                if empties.get(name) is op or op.weights[1] and _resets(op, caches):
+                    empties[name] = op
+                    at.append(k)
             starts = dict(zip(at, at[1:], strict=False))
         stop, seg, rec, play = -1, 0, None, None
         key, ops = ("", 0), []
@@ -158,22 +168,26 @@ def simulate_analytic(
                 if play is not None:
                     for c, saved in zip(caches, play.end, strict=True):
                         c.load(saved, play.names)
-                else:
+                elif rec is not None:
                     segments[key] = rec._replace(
                         ops=tuple(ops), end=tuple(c.save(rec.names) for c in caches))
                 play = rec = None
             if k in starts:  # one begins
                 stop, seg, key = starts[k], k, (name, k)
-                play = segments.get(key)
-                if play is not None and (len(play.infos) != stop - k or not all(
-                        map(operator.is_, play.infos, infos[k:stop])) or play.start != tuple(
-                        c.extent(x) for c in caches for x in play.names)):
-                    play = None
-                if play is None:
-                    run = infos[k:stop]
+                run = infos[k:stop]
+                last_run = segments.get(key)
+                if last_run is None or len(last_run.infos) != len(run) or not all(
+                        map(operator.is_, last_run.infos, run)):
+                    # other ops than last time (attention, whose reads grow): recorded only
+                    # once they repeat
+                    segments[key] = _Segment(tuple(run), (), (), None, ())
+                elif last_run.ops is not None and last_run.start == tuple(
+                        c.extents(last_run.names) for c in caches):
+                    play = last_run
+                else:
                     names = tuple(e[0] for o in run for e in (*o.weights[1], *o.others[1]))
-                    rec = _Segment(tuple(run), names,
-                                   tuple(c.extent(x) for c in caches for x in names), (), ())
+                    rec = _Segment(last_run.infos, names,
+                                   tuple(c.extents(names) for c in caches), None, ())
                     ops = []
             if host_s:
                 issue += host_s

@@ -89,9 +89,13 @@ class LRU(CachePolicy):
         came before cannot matter to what comes after (sim.analytic replays from there)."""
         return self._extent.get(name, 0)
 
+    def extents(self, names: tuple[str, ...]) -> tuple[int, ...]:
+        get = self._extent.get
+        return tuple([get(name, 0) for name in names])
+
     def save(self, names: tuple[str, ...]) -> tuple:
         """The stack, and the extents of `names`, to `load` back."""
-        return tuple(self._stack.items()), self.used_bytes, tuple(map(self.extent, names))
+        return tuple(self._stack.items()), self.used_bytes, self.extents(names)
 
     def load(self, saved: tuple, names: tuple[str, ...]) -> None:
         stack, self.used_bytes, extents = saved
