@@ -186,3 +186,11 @@ def test_version_and_help_import_nothing_heavy(flag: str, tmp_path: Path) -> Non
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, text=True,
                          capture_output=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[] 0", out
+
+
+def test_an_analytic_run_never_loads_simpy() -> None:
+    code = ("import sys, memwall; r = memwall.simulate('gpt2', 'hbm_accel', prompt_len=1, "
+            "gen_len=2, engine='analytic'); print(r.n_ops > 0, 'simpy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, text=True,
+                         capture_output=True, check=True).stdout
+    assert out.split() == ["True", "False"], out
