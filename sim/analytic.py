@@ -89,7 +89,8 @@ class _Segment(NamedTuple):
 
     infos: tuple[OpInfo, ...]  # their facts, kept alive so that identity means the same op
     names: tuple[str, ...]  # the tensors they look up in the caches
-    start: tuple[tuple[int, ...], ...]  # per cache, those tensors' extents as the first began
+    start: tuple[tuple[int, ...], ...]  # the caches' sizes, then per cache those tensors'
+    #                                      extents, as the first began
     ops: tuple[tuple, ...] | None  # per op: (routing, cache tally, _costs); None: not run
     end: tuple[tuple, ...]  # each cache's state after the last (LRU.save)
 
@@ -181,13 +182,13 @@ def simulate_analytic(
                     # other ops than last time (attention, whose reads grow): recorded only
                     # once they repeat
                     segments[key] = _Segment(tuple(run), (), (), None, ())
-                elif last_run.ops is not None and last_run.start == tuple(
-                        c.extents(last_run.names) for c in caches):
+                elif last_run.ops is not None and last_run.start == (caps, *(
+                        c.extents(last_run.names) for c in caches)):
                     play = last_run
                 else:
                     names = tuple(e[0] for o in run for e in (*o.weights[1], *o.others[1]))
                     rec = _Segment(last_run.infos, names,
-                                   tuple(c.extents(names) for c in caches), None, ())
+                                   (caps, *(c.extents(names) for c in caches)), None, ())
                     ops = []
             if host_s:
                 issue += host_s
