@@ -42,6 +42,14 @@ class Parser(argparse.ArgumentParser):
         raise MemwallError(f"{message} (see '{self.prog} -h')")
 
 
+class _Version(argparse.Action):
+    """--version, reading the installed version only when asked (not for -h or a run)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> NoReturn:
+        print(f"memwall {memwall_version()}")
+        parser.exit()
+
+
 def _count(text: str) -> int:
     """argparse type: a whole number >= 1."""
     try:
@@ -83,7 +91,7 @@ def build_parser() -> Parser:
     p = Parser(prog="memwall", epilog=COMMANDS_HELP,
                description="Simulate Transformer inference on a memory hierarchy; show where "
                            "it stalls.")
-    p.add_argument("--version", action="version", version=f"memwall {memwall_version()}")
+    p.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     _workload_args(p)
     p.add_argument("--hier", required=True,
                    help="hierarchy file: a bundled name (hbm_accel.yaml; 'memwall list') or a "

@@ -83,6 +83,28 @@ class LRU(CachePolicy):
         self.capacity_bytes = max(0, capacity_bytes)
         self._prune()
 
+    def extent(self, name: str) -> int:
+        """The most bytes of `name` ever scanned. Above the capacity, `name` is never in the
+        stack, so a scan of it misses and leaves the stack empty, whatever was there: what
+        came before cannot matter to what comes after (sim.analytic replays from there)."""
+        return self._extent.get(name, 0)
+
+    def extents(self, names: tuple[str, ...]) -> tuple[int, ...]:
+        get = self._extent.get
+        return tuple([get(name, 0) for name in names])
+
+    def save(self, names: tuple[str, ...]) -> tuple:
+        """The stack, and the extents of `names`, to `load` back."""
+        return tuple(self._stack.items()), self.used_bytes, self.extents(names)
+
+    def load(self, saved: tuple, names: tuple[str, ...]) -> None:
+        stack, self.used_bytes, extents = saved
+        self._stack.clear()
+        self._stack.update(stack)
+        for name, e in zip(names, extents, strict=True):
+            if e:
+                self._extent[name] = e
+
     def _prune(self) -> None:
         """Forget the least recent tensors until the rest fit: a tensor deeper than the
         capacity can never hit again, since its stack distance only grows."""

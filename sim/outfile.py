@@ -24,7 +24,6 @@ import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from importlib import metadata
 from pathlib import Path
 
 from .errors import MemwallError
@@ -33,6 +32,8 @@ DISTRIBUTION = "memwall-sim"
 
 
 def memwall_version() -> str:
+    from importlib import metadata  # loads email and friends: only when a version is asked
+
     try:
         return metadata.version(DISTRIBUTION)
     except metadata.PackageNotFoundError:

@@ -183,3 +183,27 @@ def test_a_wheel_works_in_a_fresh_virtualenv_from_any_directory(tmp_path: Path) 
     assert val.returncode == 0, val.stderr
     assert any(x.startswith("  overall ") for x in val.stdout.splitlines()), val.stdout
     assert sorted(p.name for p in away.iterdir()) == []  # nothing written where it ran
+
+
+@pytest.mark.parametrize("flag", ["--version", "-h"])
+def test_version_and_help_import_nothing_heavy(flag: str, tmp_path: Path) -> None:
+    """`memwall --version` and `-h` start as fast as Python does: no numpy, networkx, yaml,
+    simpy or library module, and -h not even the installed metadata (email, zipfile)."""
+    heavy = ["numpy", "networkx", "yaml", "simpy", "h5py", "dask", "workloads",
+             "memwall.inputs", "memwall.simulation", "sim.summary"]
+    if flag == "-h":
+        heavy.append("importlib.metadata")
+    code = (f"import sys; from memwall import cli; code = 0\ntry: cli.main([{flag!r}])\n"
+            f"except SystemExit as e: code = e.code\nprint(sorted(set({heavy!r}) & "
+            "set(sys.modules)), code)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, text=True,
+                         capture_output=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[] 0", out
+
+
+def test_an_analytic_run_never_loads_simpy() -> None:
+    code = ("import sys, memwall; r = memwall.simulate('gpt2', 'hbm_accel', prompt_len=1, "
+            "gen_len=2, engine='analytic'); print(r.n_ops > 0, 'simpy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, text=True,
+                         capture_output=True, check=True).stdout
+    assert out.split() == ["True", "False"], out
