@@ -44,7 +44,7 @@ def _costs(op: OpInfo, a: dict, w: dict[int, int], others: dict[int, int],
            options: EngineOptions, bw: list[float], lat: list[float]) -> tuple:
     """(interconnect s, stalls, bytes crossed, body s, compute start after dispatch, hits,
     lookups) of one run of `op` whose reads routed to `w` (weights) and `others`, its writes
-    to `writes`, the caches' tally `seen`: the arithmetic of _simulate_per_op, op for op."""
+    to `writes`, the caches' tally `seen`: the per-op roofline both paths share."""
     n, crossed, rt = len(lat), mem.crossed, options.runtime
     reads = w.copy()
     for k, v in others.items():
@@ -227,13 +227,13 @@ def simulate_analytic(
 
 
 class AnalyticDevice:
-    """One device evaluating op graphs one phase at a time with the per-op roofline; its
-    memory system (homes, caches) carries from one phase to the next. `simulate_analytic`
-    runs a run's phases on one; the serving loop (memwall/serving) builds its own."""
+    """One device evaluating op graphs one phase at a time, every op routed and timed on its
+    own (_costs); its memory system (homes, caches) carries from one phase to the next. The
+    serving loop (memwall/serving) runs its iterations on one; _simulate_per_op a run's."""
 
     def __init__(self, hier: Hierarchy, mem: Memory, options: EngineOptions) -> None:
         rt = options.runtime
-        self.hier, self.mem, self.runtime, self.overlap = hier, mem, rt, options.overlap
+        self.hier, self.mem, self.runtime, self.options = hier, mem, rt, options
         self.n = len(hier.levels)
         self.info = OpFacts(hier.compute, rt, mem)
         self.bw = stream_bandwidths(hier, rt)
@@ -243,7 +243,7 @@ class AnalyticDevice:
         """Run phase G from instant `t`, calling `sink` with each op's record; returns the
         instant it ends."""
         hier, mem, rt, n, bw, lat = self.hier, self.mem, self.runtime, self.n, self.bw, self.lat
-        crossed, launch = mem.crossed, rt.launch_s
+        launch = rt.launch_s
         step, phase = G.graph.get("step", 0), G.graph.get("phase", "decode")
         mem.begin_step(step)
         graph_ops = topo_ops(G)
@@ -256,46 +256,14 @@ class AnalyticDevice:
                     d = issue - t
             seen = [0] * (2 * n)  # cache tally, as sim.memory.Memory.route_reads keeps it
             w = mem.route_reads(op.weights, seen)  # weights first, as the DES engine asks
-            reads = w.copy()
-            for k, v in mem.route_reads(op.others, seen).items():
-                reads[k] = reads.get(k, 0) + v
-            writes = mem.route_writes(op.results)
-            traffic = reads.copy()
-            for k, v in writes.items():
-                traffic[k] = traffic.get(k, 0) + v
-            timed = reads  # the reads as the streams take them (OpInfo.stretch)
-            if op.stretch != 1.0:
-                timed = reads.copy()
-                for k, v in stretched(w, op.stretch).items():
-                    timed[k] += v - w[k]
-            C = op.compute_s
-            stall = [0.0] * n
-            lb = crossed((traffic,))
-            ic_s = 0.0
-            if a["kind"] == "collective":
-                if hier.interconnect is not None:
-                    payload = sum(x.nbytes for x in op.reads)
-                    ic_s = cost.all_reduce_s(payload, a.get("group", 1), hier.interconnect, rt)
-                body, start_c = ic_s, 0.0
-            elif self.overlap:
-                L, src, T, top = _transfer(lb if timed is reads else crossed((timed, writes)),
-                                           reads, bw, lat)
-                if src >= 0:
-                    stall[src] += L
-                stall[top] += max(0.0, T - C)
-                body, start_c = L + max(C, T), L
-            else:
-                L, src, Tr, top_r = _transfer(crossed((timed,)), reads, bw, lat)
-                _, _, Tw, top_w = _transfer(crossed((writes,)), {}, bw, lat)
-                if src >= 0:
-                    stall[src] += L
-                stall[top_r] += Tr
-                stall[top_w] += Tw
-                body, start_c = L + Tr + C + Tw, L + Tr
+            others = mem.route_reads(op.others, seen)
+            ic_s, stall, lb, body, start_c, hits, looks = _costs(
+                op, a, w, others, mem.route_writes(op.results), seen, mem, hier, self.options,
+                bw, lat)
             sink(OpRecord(
-                step, phase, name, a["op"], a["kind"], a["layer"], t, t + d + body, d, C, ic_s,
-                tuple(stall), lb, op.flops, op.mops_bytes, t + d + start_c, 0.0,
-                tuple(seen[:n]), tuple(seen[n:]),
+                step, phase, name, op.op_type, op.kind, op.layer, t, t + d + body, d,
+                op.compute_s, ic_s, stall, lb, op.flops, op.mops_bytes, t + d + start_c, 0.0,
+                hits, looks,
             ))
             t += d + body
             d = launch
