@@ -87,11 +87,11 @@ class RunResult:
         if missing or extra:
             raise ValueError(f"summary keys differ from RunResult: missing {missing}, "
                              f"unknown {extra}")
-        return cls(**{k: _frozen(summary[k]) for k in keys}, design=design, records=records)
+        return cls(**{k: frozen(summary[k]) for k in keys}, design=design, records=records)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON summary, key for key as `memwall --json` writes it."""
-        return {k: _plain(getattr(self, k)) for k in summary_keys()}
+        return {k: plain(getattr(self, k)) for k in summary_keys()}
 
     def report(self, top: int = 5) -> str:
         """The command line's text report."""
@@ -104,17 +104,19 @@ def summary_keys() -> tuple[str, ...]:
                  if f.name not in ("design", "records"))
 
 
-def _frozen(x: Any) -> Any:
+def frozen(x: Any) -> Any:
+    """`x` with mappings read-only and lists tuples, as a frozen result holds it."""
     if isinstance(x, Mapping):
-        return MappingProxyType({k: _frozen(v) for k, v in x.items()})
+        return MappingProxyType({k: frozen(v) for k, v in x.items()})
     if isinstance(x, list):
-        return tuple(_frozen(v) for v in x)
+        return tuple(frozen(v) for v in x)
     return x
 
 
-def _plain(x: Any) -> Any:
+def plain(x: Any) -> Any:
+    """`x` (as `frozen` made it) as JSON-ready dicts and lists."""
     if isinstance(x, Mapping):
-        return {k: _plain(v) for k, v in x.items()}
+        return {k: plain(v) for k, v in x.items()}
     if isinstance(x, tuple):
-        return [_plain(v) for v in x]
+        return [plain(v) for v in x]
     return x

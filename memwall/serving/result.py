@@ -15,13 +15,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
 from sim import Hierarchy
 from sim.report import bar, si
+
+from ..result import frozen, plain
 
 Columns = Mapping[str, np.ndarray]
 STATS = ("mean", "p50", "p90", "p99", "max")
@@ -86,7 +87,7 @@ class ServeResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON summary, key for key as `memwall serve --json` writes it."""
-        return {k: _plain(getattr(self, k)) for k in serve_keys()}
+        return {k: plain(getattr(self, k)) for k in serve_keys()}
 
     def report(self, top: int = 5) -> str:
         """The command line's text report."""
@@ -105,22 +106,6 @@ def stats(x: np.ndarray) -> dict[str, float | None]:
     p50, p90, p99 = np.percentile(x, [50, 90, 99]).tolist()
     return {"mean": float(np.mean(x)), "p50": p50, "p90": p90, "p99": p99,
             "max": float(np.max(x))}
-
-
-def frozen(x: Any) -> Any:
-    if isinstance(x, Mapping):
-        return MappingProxyType({k: frozen(v) for k, v in x.items()})
-    if isinstance(x, list):
-        return tuple(frozen(v) for v in x)
-    return x
-
-
-def _plain(x: Any) -> Any:
-    if isinstance(x, Mapping):
-        return {k: _plain(v) for k, v in x.items()}
-    if isinstance(x, tuple):
-        return [_plain(v) for v in x]
-    return x
 
 
 def _ms(x: float | None) -> str:
