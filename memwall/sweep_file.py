@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from sim.errors import MemwallError
+from sim.errors import MemwallError, cut
 from sim.opgraph import DTYPES
 from sim.yamlfile import (  # the located reader and its one-value checks
     FileError,
@@ -119,6 +119,17 @@ class Value:
 
     text: str
     where: str  # "sweeps/x.yaml:7"
+
+    def setting(self, path: str, whole: bool, expected: str) -> int | str:
+        """The value of run setting `path` as the library takes it: an int if `whole`,
+        else its text (checked where it is used)."""
+        if not whole:
+            return self.text
+        try:
+            return int(self.text)
+        except ValueError:
+            raise SweepError(f"{self.where}: {path}: {cut(self.text)!r} is not an integer; "
+                             f"expected {expected}") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -179,6 +179,11 @@ RUN_SETTINGS = ("batch", "prompt_len", "gen_len", "weight_dtype", "act_dtype", "
 _INTS = ("batch", "prompt_len", "gen_len", "tp")
 
 
+def _setting(axis: Axis, v: Value) -> Any:
+    """A swept run setting's value as memwall.request takes it (checked there)."""
+    return v.setting(axis.path, axis.path in _INTS, SETTINGS.get(axis.path, ""))
+
+
 def _design(entry: WorkloadEntry, sweep: SweepFile, combo: tuple[Value, ...]
             ) -> tuple[dict[str, Any], list[str], list[str]]:
     """(run settings, override texts, their origins) of one workload entry on one combo."""
@@ -191,17 +196,6 @@ def _design(entry: WorkloadEntry, sweep: SweepFile, combo: tuple[Value, ...]
             texts.append(f"{axis.path}={v.text}")
             wheres.append(v.where)
     return settings, texts, wheres
-
-
-def _setting(axis: Axis, v: Value) -> Any:
-    """A swept run setting's value as memwall.request takes it (checked there)."""
-    if axis.path in _INTS:
-        try:
-            return int(v.text)
-        except ValueError:
-            raise SweepError(f"{v.where}: {axis.path}: {cut(v.text)!r} is not an integer; "
-                             f"expected {SETTINGS[axis.path]}") from None
-    return v.text
 
 
 def _check_value(axis: Axis, v: Value, first: Request) -> None:

@@ -40,6 +40,11 @@ _TEXT = ("weight_dtype", "act_dtype", "kv_dtype", "tp")  # what a workload entry
 CHOICES = {"scheduler": tuple(SCHEDULERS), "preempt": PREEMPT}
 
 
+def _setting(axis: Axis, v: Value) -> Any:
+    """A swept serving setting's value as serve() takes it."""
+    return v.setting(axis.path, axis.path in _WHOLE, SERVE_SETTINGS[axis.path])
+
+
 @dataclass(frozen=True)
 class ServeTask:
     """One point of a serving sweep, resolved: run on a worker."""
@@ -50,17 +55,6 @@ class ServeTask:
         return run_serve(self.spec, command_line=command_line).to_dict()
 
 
-def setting(axis: Axis, v: Value) -> Any:
-    """A swept serving setting's value as serve() takes it."""
-    if axis.path in _WHOLE:
-        try:
-            return int(v.text)
-        except ValueError:
-            raise SweepError(f"{v.where}: {axis.path}: {cut(v.text)!r} is not an integer; "
-                             f"expected {SERVE_SETTINGS[axis.path]}") from None
-    return v.text
-
-
 def keywords(entry: WorkloadEntry, sweep: SweepFile, combo: Sequence[Value],
              texts: list[str], wheres: list[str]) -> dict[str, Any]:
     """serve()'s keywords for one workload entry on one combination."""
@@ -68,7 +62,7 @@ def keywords(entry: WorkloadEntry, sweep: SweepFile, combo: Sequence[Value],
     kw.update({k: getattr(entry, k) for k in _TEXT})
     for axis, v in zip(sweep.axes, combo, strict=True):
         if axis.path in SERVE_SETTINGS:
-            kw[axis.path] = setting(axis, v)
+            kw[axis.path] = _setting(axis, v)
         elif axis.is_setting:
             kw[axis.path] = int(v.text) if axis.path == "tp" else v.text
     kw.update(engine=sweep.engine, prefetch_depth=sweep.prefetch_depth,
@@ -83,7 +77,7 @@ def check(entry: WorkloadEntry, base: Any, sweep: SweepFile) -> None:
         if axis.path not in SERVE_SETTINGS:
             continue
         for v in axis.values:
-            value = setting(axis, v)
+            value = _setting(axis, v)
             try:
                 if axis.path == "rate":
                     parse_rate(value, "rate")
